@@ -1,0 +1,250 @@
+"""Command line: the same engine as the dashboard, without a browser.
+
+    python -m core train [--config FILE] [--variant b0] [--epochs 4] ... (a flag per TrainConfig field)
+    python -m core resume RUN_ID [--epochs N]
+    python -m core runs
+    python -m core evaluate RUN_ID [--checkpoint last|best]
+
+Exit codes: 0 done; 2 invalid settings or missing data (one line naming the problem); 1 the run
+failed; 130 stopped with Ctrl-C (checkpoint saved: resume it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from core.config import ConfigError, TrainConfig
+from core.jobs import JobError, JobManager
+from core.runs import RunNotFoundError, RunStore
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED = 0, 1, 2, 130
+POLL_SECONDS = 0.5
+BAR_WIDTH = 28
+
+
+class InputError(Exception):
+    """Bad settings or missing data: exit 2 with one line."""
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="EfficientNet Lab engine")
+    parser.add_argument("--runs-dir", help="where runs are kept (default: $EFFLAB_RUNS_DIR or ./runs)")
+    parser.add_argument("--data-dir", help="CIFAR-10 location (default: $EFFLAB_DATA_DIR, else Keras's download)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="start a new run")
+    train.add_argument("--config", help="a JSON file of settings; flags override it")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.type == "bool":
+            train.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=f"default {getattr(defaults, f.name)}")
+        else:
+            # Parsed as text and typed by us, so a bad value gets the same message as everywhere.
+            train.add_argument(_flag(f.name), dest=f.name, default=None, metavar=f.type.upper(),
+                               help=f"default {getattr(defaults, f.name)}")
+
+    resume = commands.add_parser("resume", help="continue a stopped, interrupted or finished run")
+    resume.add_argument("run_id")
+    resume.add_argument("--epochs", default=None, help="total epochs to reach (default: the run's target)")
+
+    commands.add_parser("runs", help="list runs")
+
+    evaluate = commands.add_parser("evaluate", help="test-set report of a run")
+    evaluate.add_argument("run_id")
+    evaluate.add_argument("--checkpoint", choices=("last", "best"), default=None,
+                          help="predict again from this checkpoint (default: use predictions.npz, "
+                               "or the last checkpoint when there are none)")
+    for p in (train, resume, evaluate, commands.choices["runs"]):
+        p.add_argument("--runs-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def _typed(name: str, text: str):
+    kind = next(f.type for f in fields(TrainConfig) if f.name == name)
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise ConfigError(name, "a whole number" if kind == "int" else "a number", text) from None
+    return text
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values: dict = {}
+    if args.config:
+        try:
+            values = TrainConfig.from_json(Path(args.config).read_text()).to_dict()
+        except OSError as exc:
+            raise InputError(f"--config: cannot read {args.config}: {exc.strerror}") from None
+    for f in fields(TrainConfig):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given if f.type == "bool" else _typed(f.name, given)
+    return TrainConfig.from_dict(values)
+
+
+def _clock(seconds) -> str:
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "--:--"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def progress_line(p: dict) -> str:
+    """One line: phase, epoch, a batch bar, ETA, images/s, loss and accuracy."""
+    batches, batch = int(p.get("batches") or 0), int(p.get("batch") or 0)
+    filled = int(BAR_WIDTH * batch / batches) if batches else 0
+    bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+    parts = [f"epoch {p.get('epoch', 0)}/{p.get('epochs', '?')}", f"[{bar}] {batch}/{batches}"]
+    if p.get("eta_seconds") is not None:
+        parts.append(f"ETA {_clock(p.get('eta_seconds'))}")
+    if p.get("images_per_second") == p.get("images_per_second") and p.get("images_per_second"):
+        parts.append(f"{p['images_per_second']:.0f} img/s")
+    if p.get("loss") is not None:
+        parts.append(f"loss {p['loss']:.4f} acc {p.get('accuracy', float('nan')):.3f}")
+    parts.append(f"({p.get('phase', p.get('state', ''))})")
+    return "  ".join(parts)
+
+
+def watch(manager: JobManager, run_id: str) -> int:
+    """Shows progress until the job ends; Ctrl-C stops it with a checkpoint."""
+    interactive = sys.stderr.isatty()
+
+    def on_interrupt(signum, frame):
+        if manager.stop(run_id):
+            print("\nstopping at the next batch, saving a checkpoint ... (Ctrl-C again to abort)",
+                  file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    print(f"run {run_id} in {manager.store.root}", file=sys.stderr)
+    last_epoch_reported, last_line_at = None, 0.0
+    while not manager.wait(POLL_SECONDS):
+        p = manager.progress(run_id)
+        row = p.get("last_epoch")
+        if row and row.get("epoch") != last_epoch_reported:
+            last_epoch_reported = row["epoch"]
+            print(("\r" if interactive else "") + f"epoch {row['epoch']}: loss {row['loss']:.4f} "
+                  f"acc {row['accuracy']:.3f} val_loss {row['val_loss'] or float('nan'):.4f} "
+                  f"val_acc {row['val_accuracy'] or float('nan'):.3f} lr {row['learning_rate']:.2e} "
+                  f"{row['images_per_second']:.0f} img/s {row['epoch_seconds']:.0f}s" + " " * 10,
+                  file=sys.stderr)
+        if interactive:
+            print("\r" + progress_line(p)[:200].ljust(120), end="", file=sys.stderr, flush=True)
+        elif time.time() - last_line_at > 10:   # logs (CI, nohup) get a line every 10 s
+            last_line_at = time.time()
+            print(progress_line(p), file=sys.stderr, flush=True)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    status = manager.store.get(run_id).read_status()
+    print(file=sys.stderr)
+    if status["state"] == "completed":
+        print(f"completed: test accuracy {status.get('test_accuracy', float('nan')):.4f} "
+              f"(run {run_id})")
+        return EXIT_OK
+    if status["state"] == "stopped":
+        print(f"stopped with a checkpoint; continue with: python -m core resume {run_id} --epochs N")
+        return EXIT_STOPPED
+    print(f"error: run {run_id} failed: {status.get('error')}", file=sys.stderr)
+    return EXIT_INPUT if status.get("error_kind") == "input" else EXIT_FAILED
+
+
+def _check_data(data_dir) -> None:
+    from core.data import DataError, load_cifar10
+    try:
+        load_cifar10(data_dir)   # cached in memory: the training thread reuses the arrays
+    except DataError as exc:
+        raise InputError(f"data: {exc}") from None
+
+
+def cmd_train(args, manager: JobManager) -> int:
+    config = config_from_args(args)
+    for note in config.warnings():
+        print(f"warning: {note}", file=sys.stderr)
+    _check_data(manager.data_dir)
+    return watch(manager, manager.start(config))
+
+
+def cmd_resume(args, manager: JobManager) -> int:
+    epochs = None
+    if args.epochs is not None:
+        try:
+            epochs = int(args.epochs)
+        except ValueError:
+            raise ConfigError("epochs", "a whole number", args.epochs) from None
+    _check_data(manager.data_dir)
+    return watch(manager, manager.resume(args.run_id, epochs))
+
+
+def cmd_runs(args, manager: JobManager) -> int:
+    runs = manager.store.list()
+    if not runs:
+        print(f"no runs in {manager.store.root}")
+        return EXIT_OK
+    print(f"{'run':<26} {'state':<12} {'var':<4} {'epochs':>7} {'best val':>9} {'test':>7} {'time':>8}  note")
+    for r in runs:
+        pct = lambda v: f"{100 * v:.1f}%" if v is not None else "-"   # noqa: E731
+        note = r.damaged or r.error
+        print(f"{r.run_id:<26} {r.state:<12} {r.variant:<4} {f'{r.epochs_done}/{r.epochs}':>7} "
+              f"{pct(r.best_val_accuracy):>9} {pct(r.test_accuracy):>7} {_clock(r.duration_seconds):>8}  "
+              f"{note[:70]}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args, manager: JobManager) -> int:
+    from core.evaluate import evaluate
+    run = manager.store.get(args.run_id)
+    if args.checkpoint or not run.has_predictions():
+        which = args.checkpoint or "last"
+        if not (run.last_checkpoint if which == "last" else run.best_checkpoint).exists():
+            raise InputError(f"run {args.run_id} has no {which} checkpoint and no predictions yet")
+        _check_data(manager.data_dir)
+        from core.train import evaluate_checkpoint
+        print(f"predicting the test set from the {which} checkpoint ...", file=sys.stderr)
+        evaluate_checkpoint(run, data_dir=manager.data_dir, which=which)
+    y_true, y_prob = run.read_predictions()
+    report = evaluate(y_true, y_prob)
+    print(f"run {args.run_id}: {report.n} test images, top-1 {100 * report.top1_accuracy:.2f}%, "
+          f"top-5 {100 * report.top5_accuracy:.2f}%\n")
+    print(report.per_class.to_string(float_format=lambda v: f"{v:.3f}"))
+    print("\nmost confused (true -> predicted):")
+    for row in report.confused_pairs.head(10).itertuples():
+        print(f"  {row.true:>10} -> {row.predicted:<10} {row.count:>5}  "
+              f"({100 * row.share_of_true:.1f}% of {row.true})")
+    return EXIT_OK
+
+
+COMMANDS = {"train": cmd_train, "resume": cmd_resume, "runs": cmd_runs, "evaluate": cmd_evaluate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.data_dir:
+        os.environ["EFFLAB_DATA_DIR"] = args.data_dir
+    manager = JobManager(runs_dir=args.runs_dir, data_dir=args.data_dir)
+    try:
+        return COMMANDS[args.command](args, manager)
+    except (ConfigError, InputError, RunNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,389 @@
+"""One training run, start to finish, writing everything to its run folder.
+
+`train_run` is what the job manager's thread (and so the CLI) calls; the manager imports this
+module only when a job starts, because importing Keras costs seconds. It never touches Streamlit:
+it reports through the run folder and a thread-safe `Progress` object. Everything per-batch
+lives in one callback, `RunRecorder`, so the hot path costs a few dictionary updates.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from core import data as data_mod
+from core.config import TrainConfig
+from core.progress import Progress
+from core.runs import Run, mark_active
+
+PROGRESS_WRITE_SECONDS = 1.0     # progress.json at most this often: viewers poll about once a second
+HEARTBEAT_SECONDS = 10.0         # status.json heartbeat, for "is this run still alive" elsewhere
+PREDICT_BATCH = 256
+
+
+class TrainingStopped(Exception):
+    """Raised between phases when a stop was asked for before training began."""
+
+
+@dataclass
+class Outcome:
+    state: str            # stopped | completed | failed
+    error: str = ""
+    error_kind: str = ""  # "input" (data, weights, settings: the user can fix it) or "training"
+
+
+def _gpu_devices():
+    import tensorflow as tf
+    return tf.config.list_physical_devices("GPU")
+
+
+def use_mixed_precision(setting: str) -> bool:
+    """auto: on only for NVIDIA GPUs of compute capability 7.0 or newer (tensor cores)."""
+    if setting != "auto":
+        return setting == "on"
+    import tensorflow as tf
+    for gpu in _gpu_devices():
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if capability and tuple(capability) >= (7, 0):
+            return True
+    return False
+
+
+def make_strategy(setting: str):
+    """TensorFlow's own engine for scale: MirroredStrategy over local GPUs, MultiWorker via TF_CONFIG."""
+    import tensorflow as tf
+    if setting == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if setting == "mirrored" or (setting == "auto" and len(_gpu_devices()) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()   # the default, single-device strategy
+
+
+def _is_unfrozen(model) -> bool:
+    from core.model import base_layers
+    return any(layer.trainable and layer.weights for layer in base_layers(model))
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """The one callback: progress, stop, NaN guard, validation, metrics, checkpoints, heartbeat."""
+
+    def __init__(self, run: Run, progress: Progress, stop_event: threading.Event, *, val_ds,
+                 train_images: int, steps: int, target_epochs: int, phase_name: str):
+        super().__init__()
+        self.run, self.progress, self.stop_event = run, progress, stop_event
+        self.val_ds, self.train_images, self.steps = val_ds, train_images, steps
+        self.target_epochs, self.phase_name = target_epochs, phase_name
+        self.nan_at: tuple[int, int] | None = None
+        self.stopped_by_user = False
+        self._first_step_of_fit = True
+        self._last_progress_write = self._last_heartbeat = 0.0
+        self._epoch_seconds_seen: list[float] = []
+
+    # --- per epoch ---------------------------------------------------------------------------
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_start = time.perf_counter()
+        self._batches_done = 0
+        self._timed_start, self._timed_images = self._epoch_start, 0
+        self.progress.update(state="running", phase=self.phase_name if not self._first_step_of_fit
+                             else "compiling first step", epoch=epoch + 1, epochs=self.target_epochs,
+                             batch=0, batches=self.steps)
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        self._batches_done = batch + 1
+        loss = float(logs.get("loss", float("nan"))) if logs else float("nan")
+        if self._first_step_of_fit:
+            # The first step of a fit() traces the graph (20 s or more on a CPU): keep it out of
+            # images/s so the figure compares with plain Keras in its steady state.
+            self._first_step_of_fit = False
+            self._timed_start = now
+            self.progress.update(compile_seconds=now - self._epoch_start)
+        else:
+            self._timed_images += self._batch_images(batch)
+        if not math.isfinite(loss):
+            self.nan_at = (self._epoch + 1, batch + 1)
+            self.model.stop_training = True
+        if self.stop_event.is_set():
+            self.stopped_by_user = True
+            self.model.stop_training = True
+        self._report(now, loss, float(logs.get("accuracy", float("nan"))) if logs else float("nan"))
+
+    def _batch_images(self, batch: int) -> int:
+        last_batch_images = self.train_images - (self.steps - 1) * self._batch_size
+        return self._batch_size if batch + 1 < self.steps else last_batch_images
+
+    @property
+    def _batch_size(self) -> int:
+        return math.ceil(self.train_images / self.steps)
+
+    def _images_per_second(self, now: float) -> float:
+        elapsed = now - self._timed_start
+        return self._timed_images / elapsed if elapsed > 0 and self._timed_images else float("nan")
+
+    def _report(self, now: float, loss: float, accuracy: float) -> None:
+        ips = self._images_per_second(now)
+        remaining_batches = self.steps - self._batches_done
+        per_batch = self._batch_size / ips if ips == ips and ips > 0 else float("nan")
+        epoch_eta = remaining_batches * per_batch
+        typical_epoch = (np.median(self._epoch_seconds_seen) if self._epoch_seconds_seen
+                         else self.steps * per_batch)
+        eta = epoch_eta + (self.target_epochs - self._epoch - 1) * typical_epoch
+        self.progress.update(phase=self.phase_name, batch=self._batches_done, loss=loss, accuracy=accuracy,
+                             images_per_second=ips, epoch_eta_seconds=epoch_eta, eta_seconds=eta)
+        wall = time.time()
+        if wall - self._last_progress_write >= PROGRESS_WRITE_SECONDS:
+            self._last_progress_write = wall
+            self.run.write_progress(self.progress.snapshot())
+        if wall - self._last_heartbeat >= HEARTBEAT_SECONDS:
+            self._last_heartbeat = wall
+            self.run.write_status(epoch=self._epoch, state="stopping" if self.stopped_by_user else "running")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        train_seconds = time.perf_counter() - self._epoch_start
+        ips = self._images_per_second(time.perf_counter())
+        if self._batches_done < self.steps or self.nan_at:
+            return   # a stop or a NaN cut this epoch short: it is not a finished epoch
+        if self.val_ds is not None:
+            self.progress.update(phase="validating")
+            val = self.model.evaluate(self.val_ds, verbose=0, return_dict=True)
+            logs["val_loss"], logs["val_accuracy"] = float(val["loss"]), float(val["accuracy"])
+        epoch_seconds = time.perf_counter() - self._epoch_start
+        self._epoch_seconds_seen.append(epoch_seconds)
+        row = {
+            "epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
+            "accuracy": float(logs.get("accuracy", float("nan"))),
+            "val_loss": logs.get("val_loss", ""), "val_accuracy": logs.get("val_accuracy", ""),
+            "learning_rate": float(self.model.optimizer.learning_rate),
+            "epoch_seconds": round(epoch_seconds, 3),
+            "images_per_second": round(ips if ips == ips else self.train_images / train_seconds, 2),
+        }
+        self.progress.update(phase="saving checkpoint")
+        previous_best = max((m["val_accuracy"] for m in self.run.read_metrics()
+                             if m["val_accuracy"] == m["val_accuracy"]), default=-1.0)
+        save_checkpoint(self.model, self.run, best=row["val_accuracy"] != ""
+                        and row["val_accuracy"] > previous_best)
+        # Order matters for crash safety: checkpoint, then its epoch in status, then the CSV row.
+        # A crash between them redoes at most one epoch and never records one twice.
+        self.run.write_status(checkpoint_epoch=epoch + 1, epoch=epoch + 1)
+        self.run.append_metrics(row)
+        self.progress.update(phase=self.phase_name, last_epoch=row)
+
+
+def save_checkpoint(model, run: Run, *, best: bool = False) -> None:
+    """last.keras (and best.keras) via a temporary name and a rename: a failed write leaves the
+    previous checkpoint intact."""
+    last = run.last_checkpoint
+    tmp = last.with_name(".writing-last.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, last)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    if best:
+        best_tmp = run.best_checkpoint.with_name(".writing-best.keras")
+        with open(last, "rb") as src, open(best_tmp, "wb") as dst:
+            dst.write(src.read())
+        os.replace(best_tmp, run.best_checkpoint)
+
+
+def _callbacks(config: TrainConfig, recorder: RunRecorder, steps: int, start_epoch: int):
+    callbacks = [recorder]
+    if config.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_accuracy", mode="max", factor=config.plateau_factor,
+            patience=config.plateau_patience, min_lr=config.min_learning_rate, verbose=0))
+    elif config.lr_schedule == "cosine":
+        callbacks.append(CosineSchedule(config, steps))
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=config.early_stopping_patience,
+            start_from_epoch=start_epoch, verbose=0))
+    return callbacks
+
+
+class CosineSchedule(keras.callbacks.Callback):
+    """Linear warm-up, then cosine decay to min_learning_rate, set per batch from the epoch count
+    (so a resumed run lands on the same curve)."""
+
+    def __init__(self, config: TrainConfig, steps: int):
+        super().__init__()
+        self.config, self.steps = config, steps
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate.assign(cosine_rate(self.config, self._epoch + batch / self.steps))
+
+
+def cosine_rate(config: TrainConfig, epoch_float: float) -> float:
+    base, low = config.learning_rate, config.min_learning_rate
+    if epoch_float < config.warmup_epochs:
+        return base * (epoch_float + 1e-3) / config.warmup_epochs
+    span = max(config.epochs - config.warmup_epochs, 1e-9)
+    t = min(1.0, (epoch_float - config.warmup_epochs) / span)
+    return low + 0.5 * (base - low) * (1 + math.cos(math.pi * t))
+
+
+def predict_test_set(model, config: TrainConfig, cifar: data_mod.Cifar10, progress: Progress) -> np.ndarray:
+    progress.update(phase="evaluating test set")
+    test_ds = data_mod.make_dataset(cifar.x_test, cifar.y_test, image_size=config.image_size,
+                                    batch_size=PREDICT_BATCH, training=False)
+    return model.predict(test_ds, verbose=0)
+
+
+def train_run(run: Run, *, target_epochs: int, stop_event: threading.Event, progress: Progress,
+              data_dir: str | None = None) -> Outcome:
+    """Trains (or resumes) `run` up to `target_epochs` finished epochs. Never raises.
+
+    Resume is implicit: when the run has a last checkpoint, training continues from it with its
+    optimizer state, learning rate and epoch counter; metrics.csv is appended to.
+    """
+    mark_active(run.run_id, True)
+    try:
+        run.write_status(state="running", epochs=target_epochs, error="", pid=os.getpid(),
+                         host=socket.gethostname(), ended_at=None)
+        outcome = _train(run, target_epochs, stop_event, progress, data_dir)
+    except Exception as exc:  # noqa: BLE001 - any failure becomes the run's readable reason
+        outcome = Outcome("failed", _readable(exc), _error_kind(exc))
+        run.write_status(traceback=traceback.format_exc(limit=20))
+    try:
+        run.write_status(state=outcome.state, error=outcome.error, error_kind=outcome.error_kind,
+                         ended_at=time.time())
+    finally:
+        progress.update(state=outcome.state, phase=outcome.state, error=outcome.error)
+        try:
+            run.write_progress(progress.snapshot())
+        except OSError:
+            pass
+        mark_active(run.run_id, False)
+    return outcome
+
+
+_INPUT_ERRORS = ("DataError", "UnsafePickleError", "WeightsUnavailableError", "ConfigError")
+
+
+def _error_kind(exc: Exception) -> str:
+    return "input" if type(exc).__name__ in _INPUT_ERRORS else "training"
+
+
+def _readable(exc: Exception) -> str:
+    message = str(exc).strip() or type(exc).__name__
+    if _error_kind(exc) == "input":
+        return message
+    return f"{type(exc).__name__}: {message.splitlines()[0][:400]}"
+
+
+def _check_stop(stop_event: threading.Event) -> None:
+    if stop_event.is_set():
+        raise TrainingStopped()
+
+
+def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: Progress,
+           data_dir: str | None) -> Outcome:
+    from core.model import build_model, compile_model, load_checkpoint, unfreeze
+
+    config = run.read_config()
+    status = run.read_status()
+    done = int(status.get("checkpoint_epoch", 0)) if run.last_checkpoint.exists() else 0
+    run.truncate_metrics_after(done)
+    progress.update(state="running", phase="loading data", epoch=done, epochs=target_epochs,
+                    batch=0, batches=0, run_id=run.run_id, error="")
+    try:
+        cifar = data_mod.load_cifar10(data_dir)
+        split = data_mod.split_train_val(cifar.x_train, cifar.y_train, val_fraction=config.val_fraction,
+                                         seed=config.seed, train_limit=config.train_limit)
+        _check_stop(stop_event)
+
+        keras.mixed_precision.set_global_policy(
+            "mixed_float16" if use_mixed_precision(config.mixed_precision) else "float32")
+        strategy = make_strategy(config.distribution)
+        global_batch = config.batch_size * strategy.num_replicas_in_sync
+        on_gpu = bool(_gpu_devices())
+        train_ds = data_mod.make_dataset(
+            split.x_train, split.y_train, image_size=config.image_size, batch_size=global_batch,
+            training=True, augment_flip=config.augment_flip, crop_padding=config.augment_crop_padding,
+            seed=config.seed, drop_remainder=on_gpu)
+        val_ds = None if len(split.x_val) == 0 else data_mod.make_dataset(
+            split.x_val, split.y_val, image_size=config.image_size, batch_size=max(global_batch, 256),
+            training=False)
+        steps = (len(split.x_train) // global_batch if on_gpu
+                 else data_mod.dataset_len(len(split.x_train), global_batch))
+
+        progress.update(phase="building model")
+        with strategy.scope():
+            if done:
+                model = load_checkpoint(run.last_checkpoint)
+            else:
+                model = build_model(config)
+                compile_model(model, config, config.learning_rate, jit_compile=on_gpu)
+        _check_stop(stop_event)
+    except TrainingStopped:
+        return Outcome("stopped")
+
+    # Named phases: train the head on a frozen base, then fine-tune with BatchNorm frozen.
+    phases = [("training", target_epochs)]
+    if config.has_fine_tune_phase:
+        phases = [("training head (base frozen)", config.fine_tune_at_epoch),
+                  ("fine-tuning (BatchNorm frozen)", target_epochs)]
+    for phase_name, phase_end in phases:
+        if done >= phase_end:
+            continue
+        if phase_name.startswith("fine-tuning") and not _is_unfrozen(model):
+            with strategy.scope():
+                unfreeze(model, config.fine_tune_from_block)
+                compile_model(model, config, config.fine_tune_learning_rate, jit_compile=on_gpu)
+        recorder = RunRecorder(run, progress, stop_event, val_ds=val_ds, train_images=len(split.x_train),
+                               steps=steps, target_epochs=target_epochs, phase_name=phase_name)
+        model.fit(train_ds, initial_epoch=done, epochs=phase_end, steps_per_epoch=steps,
+                  callbacks=_callbacks(config, recorder, steps, done), shuffle=False, verbose=0)
+        done = int(run.read_status().get("checkpoint_epoch", done))
+        if recorder.nan_at:
+            epoch, batch = recorder.nan_at
+            return Outcome("failed", error_kind="training", error=f"loss became NaN at epoch {epoch}, batch {batch}: training stopped. "
+                           f"Lower learning_rate (now {float(model.optimizer.learning_rate):g}) and resume "
+                           "or start again; the last good checkpoint is kept.")
+        if recorder.stopped_by_user:
+            progress.update(phase="saving checkpoint")
+            save_checkpoint(model, run)
+            return Outcome("stopped")
+        if model.stop_training:   # early stopping ended the run before target_epochs
+            run.write_status(early_stopped_at=done)
+            break
+    y_prob = predict_test_set(model, config, cifar, progress)
+    accuracy = float(np.mean(np.argmax(y_prob, axis=1) == cifar.y_test))
+    top5 = float(np.mean(np.any(np.argsort(y_prob, axis=1)[:, -5:] == cifar.y_test[:, None], axis=1)))
+    run.write_predictions(cifar.y_test, y_prob)
+    run.write_status(test_accuracy=accuracy, test_top5_accuracy=top5, predictions_epoch=done)
+    return Outcome("completed")
+
+
+def evaluate_checkpoint(run: Run, *, data_dir: str | None = None, which: str = "last") -> float:
+    """Writes predictions.npz from the run's latest (or best) checkpoint; returns test accuracy.
+
+    For "Evaluate now" on a running or stopped run. Loads the checkpoint fresh, so it never
+    touches the model a training thread is using.
+    """
+    from core.model import load_checkpoint
+    config = run.read_config()
+    path = run.last_checkpoint if which == "last" else run.best_checkpoint
+    model = load_checkpoint(path)
+    cifar = data_mod.load_cifar10(data_dir)
+    y_prob = predict_test_set(model, config, cifar, Progress())
+    accuracy = float(np.mean(np.argmax(y_prob, axis=1) == cifar.y_test))
+    run.write_predictions(cifar.y_test, y_prob)
+    run.write_status(test_accuracy=accuracy,
+                     predictions_epoch=int(run.read_status().get("checkpoint_epoch", 0)))
+    return accuracy

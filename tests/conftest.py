@@ -1,0 +1,74 @@
+"""Shared fixtures. Tests pay for TensorFlow tracing once: one tiny real run, trained in a
+session fixture, serves the evaluation, chart and page tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cifar_fixture import write_cifar_fixture  # noqa: E402
+
+# Tests never reach the network, so Keras must never find the user's own cached downloads either:
+# each session gets an empty Keras home and its own array cache.
+_SESSION_HOME = Path(os.environ.get("PYTEST_TMP_HOME", "/tmp")) / f"efflab-test-{os.getpid()}"
+os.environ["KERAS_HOME"] = str(_SESSION_HOME / "keras")
+os.environ["EFFLAB_CACHE_DIR"] = str(_SESSION_HOME / "cache")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REAL_DATA_DIR = os.environ.get("EFFLAB_DATA_DIR")
+WEIGHTS_DIR = os.environ.get("EFFLAB_WEIGHTS_DIR")
+# Fixture runs use their own data; the real copy is only reached through `real_data_dir`.
+os.environ.pop("EFFLAB_DATA_DIR", None)
+
+
+def _need(env_value: str | None, what: str, name: str):
+    if env_value and Path(env_value).exists():
+        return env_value
+    message = f"{what} not available: set {name} (.ci/run does)"
+    if os.environ.get("EFFLAB_REQUIRE_REAL_DATA"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> str:
+    """The real CIFAR-10 copy (EFFLAB_DATA_DIR); skips with a reason where it is absent."""
+    return _need(REAL_DATA_DIR, "real CIFAR-10", "EFFLAB_DATA_DIR")
+
+
+@pytest.fixture(scope="session")
+def weights_dir() -> str:
+    """ImageNet-trained B0 weights named as Keras names them (EFFLAB_WEIGHTS_DIR)."""
+    return _need(WEIGHTS_DIR, "ImageNet B0 weights", "EFFLAB_WEIGHTS_DIR")
+
+
+@pytest.fixture(scope="session")
+def fixture_data_dir(tmp_path_factory) -> str:
+    """A small CIFAR-format data set (30 training and 10 test images per class)."""
+    return str(write_cifar_fixture(tmp_path_factory.mktemp("cifar")))
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    from core.config import TrainConfig
+    return TrainConfig(variant="b0", epochs=1, batch_size=32, train_limit=200, val_fraction=0.2,
+                       learning_rate=3e-3, seed=1)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, fixture_data_dir, tiny_config):
+    """One finished real run (B0 @32 px, fixture data, one epoch) shared by read-only tests."""
+    from core.jobs import JobManager
+    manager = JobManager(runs_dir=tmp_path_factory.mktemp("runs"), data_dir=fixture_data_dir)
+    run_id = manager.start(tiny_config)
+    assert manager.wait(600), "training did not finish in 10 minutes"
+    run = manager.store.get(run_id)
+    assert run.read_status()["state"] == "completed", run.read_status()
+    return run

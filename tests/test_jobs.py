@@ -1,0 +1,92 @@
+"""The job manager with a real EfficientNet-B0 at 32×32 on fixture images: start, refuse a second
+start, stop at the next batch with a checkpoint, resume with optimizer state and epoch counter,
+and a failure that leaves the manager usable."""
+
+import time
+
+import pytest
+
+from core.config import TrainConfig
+from core.jobs import JobError, JobManager
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_for(predicate, timeout=300, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_failure_then_start_stop_resume(tmp_path, fixture_data_dir):
+    # 1. A run that cannot find its data fails with a readable reason; the manager stays usable.
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    broken = JobManager(runs_dir=tmp_path / "runs", data_dir=str(empty))
+    failed_id = broken.start(TrainConfig(epochs=1, train_limit=100))
+    assert broken.wait(120)
+    failed = broken.store.get(failed_id).read_status()
+    assert failed["state"] == "failed"
+    assert "EFFLAB_DATA_DIR" in failed["error"] and failed["error_kind"] == "input"
+
+    manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir)
+    config = TrainConfig(epochs=40, batch_size=16, train_limit=200, val_fraction=0.2, seed=3)
+    run_id = manager.start(config)
+    assert manager.active_run_id == run_id
+
+    # 2. A second start while one runs is refused, naming the run.
+    with pytest.raises(JobError, match=f"run {run_id} is training"):
+        manager.start(config)
+
+    # 3. Stop mid-epoch (after epoch 1 is on disk): ends at the next batch with a checkpoint.
+    run = manager.store.get(run_id)
+    _wait_for(lambda: run.read_status().get("checkpoint_epoch", 0) >= 1, what="epoch 1")
+    _wait_for(lambda: manager.progress(run_id).get("batch", 0) >= 2, what="a batch of the next epoch")
+    assert manager.stop(run_id)
+    assert manager.wait(120)
+    status = run.read_status()
+    assert status["state"] == "stopped", status
+    done = status["checkpoint_epoch"]
+    assert 1 <= done < 40
+    assert run.last_checkpoint.exists()
+    assert [r["epoch"] for r in run.read_metrics()] == list(range(1, done + 1))
+    assert not run.has_predictions()
+
+    # 4. Resume to two more epochs: optimizer state and epoch counter carry on; no duplicate rows.
+    from core.model import load_checkpoint
+    iterations_at_stop = int(load_checkpoint(run.last_checkpoint).optimizer.iterations)
+    assert iterations_at_stop > done * 10   # the stop checkpoint holds the partial epoch's steps too
+    with pytest.raises(JobError, match="more than the"):
+        manager.resume(run_id, epochs=done)
+    manager.resume(run_id, epochs=done + 2)
+    assert manager.wait(300)
+    status = run.read_status()
+    assert status["state"] == "completed", status
+    assert [r["epoch"] for r in run.read_metrics()] == list(range(1, done + 3))
+    assert int(load_checkpoint(run.last_checkpoint).optimizer.iterations) > iterations_at_stop
+    y_true, y_prob = run.read_predictions()
+    assert y_prob.shape == (100, 10) and status["test_accuracy"] is not None
+
+    # 5. A finished run resumes too, and the store lists all three runs.
+    assert {s.state for s in manager.store.list()} == {"failed", "completed"}
+
+
+def test_trained_run_has_every_file_of_the_contract(trained_run):
+    names = {p.name for p in trained_run.path.iterdir()}
+    assert {"config.json", "status.json", "metrics.csv", "progress.json", "predictions.npz",
+            "checkpoints"} <= names
+    assert trained_run.last_checkpoint.exists() and trained_run.best_checkpoint.exists()
+    row = trained_run.read_metrics()[0]
+    assert row["epoch"] == 1 and row["images_per_second"] > 0 and 0 <= row["val_accuracy"] <= 1
+    progress = trained_run.read_progress()
+    assert progress["state"] == "completed" and progress["batches"] == progress["batch"] > 0
+
+
+def test_unknown_or_active_runs_cannot_be_resumed(tmp_path, trained_run):
+    manager = JobManager(runs_dir=trained_run.path.parent)
+    with pytest.raises(Exception, match="no run"):
+        manager.resume("20200101-000000-b0-0000", epochs=2)
+    assert manager.stop("20200101-000000-b0-0000") is False
