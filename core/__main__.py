@@ -186,6 +186,7 @@ def cmd_resume(args, manager: JobManager) -> int:
             epochs = int(args.epochs)
         except ValueError:
             raise ConfigError("epochs", "a whole number", args.epochs) from None
+    manager.store.get(args.run_id)   # an unknown or malformed id is the problem to report first
     _check_data(manager.data_dir)
     return watch(manager, manager.resume(args.run_id, epochs))
 

@@ -94,6 +94,7 @@ class RunRecorder(keras.callbacks.Callback):
         self._epoch_start = time.perf_counter()
         self._batches_done = 0
         self._timed_start, self._timed_images = self._epoch_start, 0
+        self._batch_losses: list[tuple[int, float]] = []
         self.progress.update(state="running", phase=self.phase_name if not self._first_step_of_fit
                              else "compiling first step", epoch=epoch + 1, epochs=self.target_epochs,
                              batch=0, batches=self.steps)
@@ -116,6 +117,7 @@ class RunRecorder(keras.callbacks.Callback):
         if self.stop_event.is_set():
             self.stopped_by_user = True
             self.model.stop_training = True
+        self._batch_losses.append((batch + 1, loss))
         self._report(now, loss, float(logs.get("accuracy", float("nan"))) if logs else float("nan"))
 
     def _batch_images(self, batch: int) -> int:
@@ -138,8 +140,10 @@ class RunRecorder(keras.callbacks.Callback):
         typical_epoch = (np.median(self._epoch_seconds_seen) if self._epoch_seconds_seen
                          else self.steps * per_batch)
         eta = epoch_eta + (self.target_epochs - self._epoch - 1) * typical_epoch
+        # batch_losses is the running epoch's per-batch loss (a fresh tuple: viewers read it unlocked).
         self.progress.update(phase=self.phase_name, batch=self._batches_done, loss=loss, accuracy=accuracy,
-                             images_per_second=ips, epoch_eta_seconds=epoch_eta, eta_seconds=eta)
+                             images_per_second=ips, epoch_eta_seconds=epoch_eta, eta_seconds=eta,
+                             batch_losses=tuple(self._batch_losses))
         wall = time.time()
         if wall - self._last_progress_write >= PROGRESS_WRITE_SECONDS:
             self._last_progress_write = wall
@@ -164,7 +168,7 @@ class RunRecorder(keras.callbacks.Callback):
             "epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
             "accuracy": float(logs.get("accuracy", float("nan"))),
             "val_loss": logs.get("val_loss", ""), "val_accuracy": logs.get("val_accuracy", ""),
-            "learning_rate": float(self.model.optimizer.learning_rate),
+            "learning_rate": current_learning_rate(self.model),
             "epoch_seconds": round(epoch_seconds, 3),
             "images_per_second": round(ips if ips == ips else self.train_images / train_seconds, 2),
         }
@@ -178,6 +182,11 @@ class RunRecorder(keras.callbacks.Callback):
         self.run.write_status(checkpoint_epoch=epoch + 1, epoch=epoch + 1)
         self.run.append_metrics(row)
         self.progress.update(phase=self.phase_name, last_epoch=row)
+
+
+def current_learning_rate(model) -> float:
+    # Under a distribution strategy the rate is a MirroredVariable, which float() refuses.
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
 def save_checkpoint(model, run: Run, *, best: bool = False) -> None:
@@ -237,11 +246,22 @@ def cosine_rate(config: TrainConfig, epoch_float: float) -> float:
     return low + 0.5 * (base - low) * (1 + math.cos(math.pi * t))
 
 
-def predict_test_set(model, config: TrainConfig, cifar: data_mod.Cifar10, progress: Progress) -> np.ndarray:
+def predict_test_set(model, config: TrainConfig, cifar: data_mod.Cifar10, progress: Progress,
+                     replicas: int = 1) -> np.ndarray:
+    """Class probabilities for every test image, in order."""
     progress.update(phase="evaluating test set")
-    test_ds = data_mod.make_dataset(cifar.x_test, cifar.y_test, image_size=config.image_size,
-                                    batch_size=PREDICT_BATCH, training=False)
-    return model.predict(test_ds, verbose=0)
+    # Replicas must split every batch evenly: pad with copies of the last image, then trim.
+    n = len(cifar.x_test)
+    padded = -n % replicas
+    x = np.concatenate([cifar.x_test, np.repeat(cifar.x_test[-1:], padded, axis=0)]) if padded else cifar.x_test
+    y = np.concatenate([cifar.y_test, np.repeat(cifar.y_test[-1:], padded)]) if padded else cifar.y_test
+    test_ds = data_mod.make_dataset(x, y, image_size=config.image_size,
+                                    batch_size=_multiple_of(PREDICT_BATCH, replicas), training=False)
+    return model.predict(test_ds, verbose=0)[:n]
+
+
+def _multiple_of(value: int, replicas: int) -> int:
+    return max(replicas, value // replicas * replicas)
 
 
 def train_run(run: Run, *, target_epochs: int, stop_event: threading.Event, progress: Progress,
@@ -312,14 +332,20 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
         strategy = make_strategy(config.distribution)
         global_batch = config.batch_size * strategy.num_replicas_in_sync
         on_gpu = bool(_gpu_devices())
+        # Whole batches only where a ragged last batch costs: XLA recompiles for the new shape, and
+        # replicas cannot split it evenly. On one CPU every image counts for small runs.
+        whole_batches = on_gpu or strategy.num_replicas_in_sync > 1
         train_ds = data_mod.make_dataset(
             split.x_train, split.y_train, image_size=config.image_size, batch_size=global_batch,
             training=True, augment_flip=config.augment_flip, crop_padding=config.augment_crop_padding,
-            seed=config.seed, drop_remainder=on_gpu)
-        val_ds = None if len(split.x_val) == 0 else data_mod.make_dataset(
-            split.x_val, split.y_val, image_size=config.image_size, batch_size=max(global_batch, 256),
-            training=False)
-        steps = (len(split.x_train) // global_batch if on_gpu
+            seed=config.seed, drop_remainder=whole_batches)
+        replicas = strategy.num_replicas_in_sync
+        # Validation batches must split evenly over replicas: drop the last few (< replicas) images.
+        n_val = len(split.x_val) // replicas * replicas
+        val_ds = None if n_val == 0 else data_mod.make_dataset(
+            split.x_val[:n_val], split.y_val[:n_val], image_size=config.image_size,
+            batch_size=_multiple_of(max(global_batch, PREDICT_BATCH), replicas), training=False)
+        steps = (max(1, len(split.x_train) // global_batch) if whole_batches
                  else data_mod.dataset_len(len(split.x_train), global_batch))
 
         progress.update(phase="building model")
@@ -353,7 +379,7 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
         if recorder.nan_at:
             epoch, batch = recorder.nan_at
             return Outcome("failed", error_kind="training", error=f"loss became NaN at epoch {epoch}, batch {batch}: training stopped. "
-                           f"Lower learning_rate (now {float(model.optimizer.learning_rate):g}) and resume "
+                           f"Lower learning_rate (now {current_learning_rate(model):g}) and resume "
                            "or start again; the last good checkpoint is kept.")
         if recorder.stopped_by_user:
             progress.update(phase="saving checkpoint")
@@ -362,7 +388,7 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
         if model.stop_training:   # early stopping ended the run before target_epochs
             run.write_status(early_stopped_at=done)
             break
-    y_prob = predict_test_set(model, config, cifar, progress)
+    y_prob = predict_test_set(model, config, cifar, progress, replicas)
     accuracy = float(np.mean(np.argmax(y_prob, axis=1) == cifar.y_test))
     top5 = float(np.mean(np.any(np.argsort(y_prob, axis=1)[:, -5:] == cifar.y_test[:, None], axis=1)))
     run.write_predictions(cifar.y_test, y_prob)

@@ -1,0 +1,1 @@
+"""EfficientNet Lab dashboard: Streamlit glue (state.py) and pure Plotly chart builders."""

@@ -1,0 +1,149 @@
+"""The command line, run as a user runs it (`python -m core ...` in a subprocess): exit codes,
+one-line messages, progress, resume, Ctrl-C and SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["--epochs", "1", "--train-limit", "200", "--val-fraction", "0.2", "--batch-size", "32"]
+
+
+def cli(*args, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def start_cli(*args):
+    return subprocess.Popen([sys.executable, "-m", "core", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("flags, field", [
+    (["--variant", "b9"], "variant"),
+    (["--batch-size", "0"], "batch_size"),
+    (["--learning-rate", "-1"], "learning_rate"),
+    (["--learning-rate", "fast"], "learning_rate"),
+    (["--image-size", "1000"], "image_size"),
+    (["--optimizer", "lbfgs"], "optimizer"),
+])
+def test_invalid_settings_exit_2_with_one_line_naming_the_field(tmp_path, flags, field):
+    result = cli("train", *flags, "--runs-dir", str(tmp_path))
+    assert result.returncode == 2
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}: expected"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not any(tmp_path.iterdir())   # nothing was created
+
+
+def test_config_file_with_unknown_key_exits_2(tmp_path):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"variant": "b0", "epoch": 3}))
+    result = cli("train", "--config", str(config), "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "error: epoch: expected one of the known settings" in result.stderr
+
+
+def test_missing_data_exits_2_saying_where_to_put_it(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli("train", *QUICK, "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(empty),
+                 env={"KERAS_HOME": str(tmp_path / "keras"), "EFFLAB_OFFLINE_TEST": "1"})
+    assert result.returncode == 2, result.stderr
+    assert "EFFLAB_DATA_DIR" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_run_and_bad_epochs_exit_2(tmp_path):
+    result = cli("resume", "20200101-000000-b0-0000", "--runs-dir", str(tmp_path))
+    assert result.returncode == 2 and "no run" in result.stderr
+    result = cli("resume", "../../etc", "--runs-dir", str(tmp_path))
+    assert result.returncode == 2 and "run id must look like" in result.stderr
+    assert cli("runs", "--runs-dir", str(tmp_path)).returncode == 0
+
+
+@pytest.mark.slow
+def test_train_then_resume_appends_one_epoch(tmp_path, fixture_data_dir):
+    runs = tmp_path / "runs"
+    result = cli("train", *QUICK, "--runs-dir", str(runs), "--data-dir", fixture_data_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "completed: test accuracy" in result.stdout
+    assert "img/s" in result.stderr and "epoch 1:" in result.stderr   # progress was shown
+    (run_dir,) = runs.iterdir()
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "completed"
+    assert (run_dir / "checkpoints" / "last.keras").exists() and (run_dir / "predictions.npz").exists()
+
+    result = cli("resume", run_dir.name, "--epochs", "2", "--runs-dir", str(runs), "--data-dir", fixture_data_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    epochs = [line.split(",")[0] for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs == ["1", "2"]
+
+    listing = cli("runs", "--runs-dir", str(runs)).stdout
+    assert run_dir.name in listing and "completed" in listing and "2/2" in listing
+    report = cli("evaluate", run_dir.name, "--runs-dir", str(runs))
+    assert report.returncode == 0 and "top-1" in report.stdout and "most confused" in report.stdout
+
+
+def _status(run_dir):
+    try:
+        return json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _wait_mid_epoch(run_dir, proc, min_epoch=1, timeout=300):
+    """Until epoch `min_epoch` is checkpointed and a later epoch has started its batches."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        progress_file = run_dir / "progress.json"
+        if _status(run_dir).get("checkpoint_epoch", 0) >= min_epoch and progress_file.exists():
+            try:
+                progress = json.loads(progress_file.read_text())
+            except ValueError:
+                continue
+            if progress.get("epoch", 0) > min_epoch and progress.get("batch", 0) >= 1:
+                return
+        time.sleep(0.05)
+    raise AssertionError("training never reached the middle of an epoch")
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, fixture_data_dir):
+    runs = tmp_path / "runs"
+    args = ["--train-limit", "200", "--val-fraction", "0.2", "--batch-size", "8"]
+    proc = start_cli("train", "--epochs", "50", *args, "--runs-dir", str(runs), "--data-dir", fixture_data_dir)
+    deadline = time.time() + 60
+    while not runs.exists() or not any(runs.iterdir()):
+        assert time.time() < deadline
+        time.sleep(0.1)
+    (run_dir,) = runs.iterdir()
+
+    # Ctrl-C: stops at the next batch with a checkpoint, exit 130, resumable.
+    _wait_mid_epoch(run_dir, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "python -m core resume" in out
+    assert _status(run_dir)["state"] == "stopped"
+
+    # SIGKILL in the middle of a resumed epoch: the run shows as interrupted.
+    proc = start_cli("resume", run_dir.name, "--epochs", "50", "--runs-dir", str(runs), "--data-dir", fixture_data_dir)
+    done_before = _status(run_dir)["checkpoint_epoch"]
+    _wait_mid_epoch(run_dir, proc, min_epoch=done_before + 1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(60)
+    listing = cli("runs", "--runs-dir", str(runs)).stdout
+    assert "interrupted" in listing, listing
+    done = _status(run_dir)["checkpoint_epoch"]
+
+    result = cli("resume", run_dir.name, "--epochs", str(done + 1), "--runs-dir", str(runs),
+                 "--data-dir", fixture_data_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    epochs = [int(line.split(",")[0]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs == list(range(1, done + 2))     # nothing lost, nothing twice
+    assert _status(run_dir)["state"] == "completed"
