@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core.config import ConfigError, TrainConfig
 from core.jobs import JobError, JobManager
-from core.runs import RunNotFoundError, RunStore
+from core.runs import RunNotFoundError
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED = 0, 1, 2, 130
 POLL_SECONDS = 0.5

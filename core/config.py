@@ -53,7 +53,8 @@ class TrainConfig:
     head: str = "gap"                  # gap: pool + dropout + dense; seed: the notebook's Flatten + MLP
     dropout: float = -1.0              # before the classifier; -1 = the variant's own rate
     freeze_base: bool = False          # train only the head on a frozen base ...
-    fine_tune_at_epoch: int = 0        # ... until this many epochs are done, then unfreeze (0 = never)
+    fine_tune_at_epoch: int = 0        # ... until this many epochs are done, then unfreeze (0 = never;
+                                       # beyond `epochs` it happens if the run is resumed that far)
     fine_tune_from_block: int = 1      # unfreeze blocks N..7 and the top conv (1 = the whole base)
     fine_tune_learning_rate: float = 1e-4
     optimizer: str = "adam"
@@ -119,7 +120,11 @@ class TrainConfig:
 
     @property
     def has_fine_tune_phase(self) -> bool:
-        return self.freeze_base and 0 < self.fine_tune_at_epoch < self.epochs
+        return self.has_fine_tune_phase_within(self.epochs)
+
+    def has_fine_tune_phase_within(self, epochs: int) -> bool:
+        """Whether a run trained (or resumed) to `epochs` in total reaches its fine-tuning phase."""
+        return self.freeze_base and 0 < self.fine_tune_at_epoch < epochs
 
     def warnings(self) -> list[str]:
         """Settings that are allowed but probably not what the user wants."""
@@ -233,9 +238,6 @@ def _validate_combinations(c: TrainConfig) -> None:
         raise ConfigError("train_limit", "0 (all images) or at least 10 (one per class)", c.train_limit)
     if c.fine_tune_at_epoch and not c.freeze_base:
         raise ConfigError("fine_tune_at_epoch", "0 unless freeze_base is true (nothing to unfreeze)",
-                          c.fine_tune_at_epoch)
-    if c.fine_tune_at_epoch > c.epochs:
-        raise ConfigError("fine_tune_at_epoch", f"0 (never) or at most epochs ({c.epochs})",
                           c.fine_tune_at_epoch)
     if c.lr_schedule == "cosine" and c.warmup_epochs >= c.epochs:
         raise ConfigError("warmup_epochs", f"fewer than epochs ({c.epochs}) for a cosine schedule",

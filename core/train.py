@@ -15,7 +15,6 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
 
 import keras
 import numpy as np
@@ -361,7 +360,7 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
 
     # Named phases: train the head on a frozen base, then fine-tune with BatchNorm frozen.
     phases = [("training", target_epochs)]
-    if config.has_fine_tune_phase:
+    if config.has_fine_tune_phase_within(target_epochs):
         phases = [("training head (base frozen)", config.fine_tune_at_epoch),
                   ("fine-tuning (BatchNorm frozen)", target_epochs)]
     for phase_name, phase_end in phases:
@@ -392,7 +391,8 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
     accuracy = float(np.mean(np.argmax(y_prob, axis=1) == cifar.y_test))
     top5 = float(np.mean(np.any(np.argsort(y_prob, axis=1)[:, -5:] == cifar.y_test[:, None], axis=1)))
     run.write_predictions(cifar.y_test, y_prob)
-    run.write_status(test_accuracy=accuracy, test_top5_accuracy=top5, predictions_epoch=done)
+    run.write_status(test_accuracy=accuracy, test_top5_accuracy=top5, predictions_epoch=done,
+                     test_images=len(cifar.y_test))
     return Outcome("completed")
 
 
@@ -410,6 +410,6 @@ def evaluate_checkpoint(run: Run, *, data_dir: str | None = None, which: str = "
     y_prob = predict_test_set(model, config, cifar, Progress())
     accuracy = float(np.mean(np.argmax(y_prob, axis=1) == cifar.y_test))
     run.write_predictions(cifar.y_test, y_prob)
-    run.write_status(test_accuracy=accuracy,
+    run.write_status(test_accuracy=accuracy, test_images=len(cifar.y_test),
                      predictions_epoch=int(run.read_status().get("checkpoint_epoch", 0)))
     return accuracy

@@ -43,7 +43,7 @@ BAD_SETTINGS = [
     ({"mixed_precision": "fp16"}, "mixed_precision", "one of auto, on, off; got 'fp16'"),
     ({"distribution": "tpu"}, "distribution", "got 'tpu'"),
     ({"fine_tune_at_epoch": 2}, "fine_tune_at_epoch", "0 unless freeze_base is true"),
-    ({"freeze_base": True, "fine_tune_at_epoch": 9, "epochs": 4}, "fine_tune_at_epoch", "at most epochs (4); got 9"),
+    ({"freeze_base": True, "fine_tune_at_epoch": 1001}, "fine_tune_at_epoch", "[0, 1000]; got 1001"),
     ({"lr_schedule": "cosine", "warmup_epochs": 4, "epochs": 4}, "warmup_epochs", "fewer than epochs (4)"),
     ({"early_stopping_patience": 2, "val_fraction": 0.0}, "early_stopping_patience", "when val_fraction is 0"),
     ({"lr_schedule": "plateau", "val_fraction": 0.0}, "lr_schedule", "plateau watches val_accuracy"),

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from core.config import TrainConfig
-from core.model import (WeightsUnavailableError, base_layers, build_model, resolve_weights,
-                        unfreeze, weights_status)
+from core.model import base_layers, build_model, unfreeze
+from core.weights import WeightsUnavailableError, resolve_weights, weights_status
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,172 @@
+"""Streamlit glue shared by every page: singletons, cached loaders keyed by file time, run picker.
+
+Pages call these and core, never the run files themselves. `st.cache_resource` holds shared
+objects (the job manager, loaded Keras models, the test images); `st.cache_data` holds data
+keyed by (run id, file mtime), so a finished run is parsed once and a running one is re-read
+only when its files change.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.jobs import JobManager
+from core.runs import METRIC_COLUMNS, Run, RunNotFoundError, RunStore, RunSummary
+
+RUN_QUERY_PARAM = "run"
+SELECTED_RUN_KEY = "selected_run"
+
+
+@st.cache_resource
+def job_manager() -> JobManager:
+    """The process-wide job manager: one per server, shared by every tab and session."""
+    return JobManager(runs_dir=os.environ.get("EFFLAB_RUNS_DIR"), data_dir=os.environ.get("EFFLAB_DATA_DIR"))
+
+
+def store() -> RunStore:
+    return job_manager().store
+
+
+def get_run(run_id: str) -> Run | None:
+    """The run, or None for an id that is malformed, escapes the runs folder, or is gone."""
+    try:
+        return store().get(run_id)
+    except RunNotFoundError:
+        return None
+
+
+def _mtime(run: Run, name: str) -> float:
+    try:
+        return run.file(name).stat().st_mtime_ns / 1e9
+    except OSError:
+        return 0.0
+
+
+def run_summaries() -> list[RunSummary]:
+    return store().list()
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _metrics(root: str, run_id: str, mtime: float) -> pd.DataFrame:
+    rows = RunStore(root).get(run_id).read_metrics()
+    return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+
+
+def metrics_frame(run_id: str) -> pd.DataFrame:
+    """metrics.csv of a run as a DataFrame (empty, with the columns, when there is none)."""
+    run = get_run(run_id)
+    if run is None:
+        return pd.DataFrame(columns=list(METRIC_COLUMNS))
+    return _metrics(str(store().root), run_id, _mtime(run, "metrics.csv"))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _predictions(root: str, run_id: str, mtime: float) -> tuple[np.ndarray, np.ndarray]:
+    return RunStore(root).get(run_id).read_predictions()
+
+
+def predictions(run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(y_true, y_prob) of a run's test-set predictions, or None when it has none (or they are damaged)."""
+    run = get_run(run_id)
+    if run is None or not run.has_predictions():
+        return None
+    try:
+        return _predictions(str(store().root), run_id, _mtime(run, "predictions.npz"))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _evaluation(root: str, run_id: str, mtime: float):
+    from core.evaluate import evaluate
+    y_true, y_prob = RunStore(root).get(run_id).read_predictions()
+    return evaluate(y_true, y_prob)
+
+
+def evaluation(run_id: str):
+    """core.evaluate.Evaluation of a run's predictions, computed once per predictions file."""
+    if predictions(run_id) is None:
+        return None
+    run = get_run(run_id)
+    return _evaluation(str(store().root), run_id, _mtime(run, "predictions.npz"))
+
+
+def status(run_id: str) -> dict[str, Any]:
+    """status.json (with a dead trainer marked interrupted); {} when unreadable."""
+    run = get_run(run_id)
+    try:
+        return run.live_status() if run else {}
+    except (OSError, ValueError):
+        return {}
+
+
+@st.cache_resource(show_spinner="Loading the CIFAR-10 test images ...")
+def test_images() -> np.ndarray:
+    """The CIFAR-10 test images (uint8, 10000×32×32×3), shared read-only by every session."""
+    from core.data import load_cifar10
+    images = load_cifar10(os.environ.get("EFFLAB_DATA_DIR"), allow_download=False).x_test
+    images.setflags(write=False)
+    return images
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model ...")
+def _model(path: str, mtime: float):
+    from core.model import load_checkpoint
+    return load_checkpoint(path)
+
+
+def load_model(run_id: str, which: str = "last"):
+    """A run's Keras model from its last (or best) checkpoint; reloaded when the file changes."""
+    run = get_run(run_id)
+    if run is None:
+        return None
+    path = run.last_checkpoint if which == "last" else run.best_checkpoint
+    if not path.exists():
+        return None
+    return _model(str(path), path.stat().st_mtime_ns / 1e9)
+
+
+def select_run(run_ids: list[str], *, label: str = "Run", key: str = "run_picker",
+               labels: dict[str, str] | None = None, sidebar: bool = True) -> str | None:
+    """One run chosen on any page: remembered across pages and put in the URL (?run=...),
+    so a link opens the same run and every page starts on the run the user last looked at."""
+    if not run_ids:
+        return None
+    wanted = st.query_params.get(RUN_QUERY_PARAM) or st.session_state.get(SELECTED_RUN_KEY)
+    index = run_ids.index(wanted) if wanted in run_ids else 0
+    container = st.sidebar if sidebar else st
+    chosen = container.selectbox(label, run_ids, index=index, key=key,
+                                 format_func=lambda rid: (labels or {}).get(rid, rid))
+    st.session_state[SELECTED_RUN_KEY] = chosen
+    st.query_params[RUN_QUERY_PARAM] = chosen
+    return chosen
+
+
+def run_label(summary: RunSummary) -> str:
+    """"20261125-142301-b0-3f9a · B0 32px · completed · 53.1%" for pickers and legends."""
+    config = summary.config or {}
+    parts = [summary.run_id]
+    if summary.variant:
+        parts.append(f"{summary.variant.upper()} {config.get('image_size', '?')}px")
+    parts.append(summary.damaged and "damaged" or summary.state)
+    if summary.test_accuracy is not None:
+        parts.append(f"test {100 * summary.test_accuracy:.1f}%")
+    return " · ".join(parts)
+
+
+def config_json(run_id: str) -> str | None:
+    """config.json of a run as the engine reads it (re-serialised: validated), for download."""
+    run = get_run(run_id)
+    try:
+        return run.read_config().to_json() if run else None
+    except (OSError, ValueError):
+        return None
+
+
+def metrics_csv(run_id: str) -> str:
+    return metrics_frame(run_id).to_csv(index=False)

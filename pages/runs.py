@@ -1,0 +1,110 @@
+"""Runs: every run in one sortable, filterable table; compare, resume, delete, download."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.jobs import JobError
+from core.runs import RESUMABLE_STATES
+from dashboard import nav, state
+
+st.title("Runs")
+summaries = state.run_summaries()
+if not summaries:
+    st.info("No runs yet: start one on the **Train** page (or with `python -m core train`).")
+    st.stop()
+
+
+def _row(s) -> dict:
+    c = s.config or {}
+    return {
+        "run": s.run_id, "state": "damaged" if s.damaged else s.state, "variant": (s.variant or "?").upper(),
+        "test acc (%)": None if s.test_accuracy is None else round(100 * s.test_accuracy, 1),
+        "best val acc (%)": None if s.best_val_accuracy is None else round(100 * s.best_val_accuracy, 1),
+        "epochs": f"{s.epochs_done}/{s.epochs}", "image px": c.get("image_size"), "weights": c.get("weights"),
+        "optimizer": c.get("optimizer"), "learning rate": c.get("learning_rate"), "batch": c.get("batch_size"),
+        "images": c.get("train_limit") or (45_000 if c else None),
+        "duration (min)": None if s.duration_seconds is None else round(s.duration_seconds / 60, 1),
+        "started": s.started, "note": s.damaged or s.error,
+    }
+
+
+table = pd.DataFrame([_row(s) for s in summaries])
+f1, f2, f3 = st.columns([2, 2, 3])
+states = f1.multiselect("State", sorted(table["state"].unique()), placeholder="all states")
+variants = f2.multiselect("Variant", sorted(table["variant"].unique()), placeholder="all variants")
+text = f3.text_input("Search", placeholder="run id, optimizer, error text ...")
+shown = table
+if states:
+    shown = shown[shown["state"].isin(states)]
+if variants:
+    shown = shown[shown["variant"].isin(variants)]
+if text:
+    shown = shown[shown.apply(lambda row: text.lower() in " ".join(map(str, row.values)).lower(), axis=1)]
+
+selection = st.dataframe(
+    shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs_table",
+    column_config={
+        "best val acc (%)": st.column_config.ProgressColumn("best val acc", format="%.1f%%", min_value=0, max_value=100),
+        "test acc (%)": st.column_config.ProgressColumn("test acc", format="%.1f%%", min_value=0, max_value=100),
+        "learning rate": st.column_config.NumberColumn(format="%.0e"),
+        "note": st.column_config.TextColumn(width="large"),
+    },
+)
+picked = [shown.iloc[i]["run"] for i in selection.selection.rows]
+st.caption(f"{len(shown)} of {len(table)} runs · select rows (click the left edge) to act on them · "
+           "click a column header to sort")
+if not picked:
+    st.stop()
+
+by_id = {s.run_id: s for s in summaries}
+st.subheader(f"{len(picked)} selected")
+c1, c2, c3 = st.columns(3)
+if c1.button(":material/monitoring: Compare curves", width="stretch"):
+    st.session_state["compare_runs"] = picked
+    st.switch_page(nav.page("curves"))
+
+first = by_id[picked[0]]
+with c2.popover(":material/replay: Resume", width="stretch", disabled=len(picked) != 1 or first.state not in RESUMABLE_STATES):
+    target = st.number_input("Total epochs", first.epochs_done + 1, 1000, value=first.epochs_done + 1)
+    if st.button("Resume now", type="primary"):
+        try:
+            state.job_manager().resume(first.run_id, int(target))
+            st.session_state[state.SELECTED_RUN_KEY] = first.run_id
+            st.switch_page(nav.page("train"))
+        except (JobError, ValueError) as exc:
+            st.error(str(exc))
+
+
+@st.dialog("Delete runs?")
+def confirm_delete(run_ids: list[str]) -> None:
+    st.write(f"This removes {len(run_ids)} run folder(s), their checkpoints and predictions. It cannot be undone.")
+    st.code("\n".join(run_ids))
+    if st.button("Delete", type="primary"):
+        problems = []
+        for run_id in run_ids:
+            try:
+                state.store().delete(run_id)
+            except (ValueError, OSError) as exc:
+                problems.append(str(exc))
+        st.session_state["runs_message"] = "; ".join(problems) or f"Deleted {len(run_ids)} run(s)."
+        st.rerun()
+
+
+if c3.button(":material/delete: Delete", width="stretch"):
+    confirm_delete(picked)
+if message := st.session_state.pop("runs_message", None):
+    st.info(message)
+
+for run_id in picked:
+    with st.container(border=True):
+        st.markdown(f"**{state.run_label(by_id[run_id])}**")
+        if by_id[run_id].damaged:
+            st.warning(f"Damaged: {by_id[run_id].damaged}")
+        d1, d2, _ = st.columns([1, 1, 3])
+        config_text = state.config_json(run_id)
+        d1.download_button("config.json", config_text or "", file_name=f"{run_id}-config.json",
+                           mime="application/json", disabled=config_text is None, key=f"cfg_{run_id}")
+        d2.download_button("metrics.csv", state.metrics_csv(run_id), file_name=f"{run_id}-metrics.csv",
+                           mime="text/csv", key=f"csv_{run_id}")

@@ -1,0 +1,158 @@
+"""Train: pick a variant and settings (or a preset), start, stop and resume, and watch it live."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.data import data_status
+from core.estimate import detect_device, estimate_table
+from core.jobs import JobError
+from core.runs import RESUMABLE_STATES
+from core.variants import get_variant
+from dashboard import state, train_form
+from dashboard.charts import epoch_time_figure, eta_text
+
+LIVE_REFRESH_SECONDS = 1.0
+
+st.title("Train an EfficientNet on CIFAR-10")
+manager = state.job_manager()
+train_form.ensure_defaults()
+
+# --- data first: say what is missing before anyone presses Start -------------------------------
+data_ok, data_message = data_status()
+if data_ok:
+    st.caption(f":material/check_circle: {data_message}")
+else:
+    st.error(f"**CIFAR-10 is not available.** {data_message}")
+
+# --- presets ------------------------------------------------------------------------------------
+st.subheader("Presets")
+preset_columns = st.columns(3)
+for column, preset in zip(preset_columns, train_form.presets()):
+    with column:
+        st.button(preset.label, key=f"preset_{preset.name}", width="stretch",
+                  on_click=train_form.apply_settings, args=(preset.settings,))
+        st.caption(preset.expectation)
+
+# --- variant and its facts ----------------------------------------------------------------------
+st.subheader("Model")
+variant = get_variant(train_form.variant_picker())
+image_size = int(st.session_state[train_form.KEY_PREFIX + "image_size"])
+train_images = int(st.session_state[train_form.KEY_PREFIX + "train_limit"]) or 45_000
+device = detect_device()
+estimates = pd.DataFrame(estimate_table(image_size, train_images, device))
+estimates["selected"] = estimates["variant"] == variant.name.upper()
+this = estimates[estimates["selected"]].iloc[0]
+m1, m2, m3, m4, m5 = st.columns(5)
+m1.metric("Parameters (no top)", f"{variant.base_params / 1e6:.1f} M")
+m2.metric("Layers", variant.base_layers)
+m3.metric("Native resolution", f"{variant.resolution} px")
+m4.metric("ImageNet top-1", f"{variant.imagenet_top1:.1f}%")
+m5.metric("Est. time per epoch", eta_text(this["seconds_per_epoch"]),
+          help=f"Rough estimate for {device['name']} at {image_size} px on {train_images:,} images, scaled from "
+               "figures we measured on a 2-core CPU (B0: 300 images/s at 32 px, 10 at 224 px); GPU figures "
+               "are a guess. The first step also spends 20 s or more compiling.")
+with st.expander(f"Time per epoch for every variant at {image_size} px on {device['name']}"):
+    st.plotly_chart(epoch_time_figure(estimates), width="stretch", theme=None)
+
+train_form.model_widgets()
+with st.expander("Optimisation", expanded=True):
+    train_form.optimisation_widgets()
+with st.expander("Learning-rate schedule and early stopping"):
+    train_form.schedule_widgets()
+with st.expander("Data, augmentation and hardware"):
+    train_form.data_widgets()
+
+config, problem = train_form.build_config()
+if problem:
+    st.error(f"**Check the settings:** {problem}")
+else:
+    for note in config.warnings():
+        st.warning(note)
+
+
+# --- controls -----------------------------------------------------------------------------------
+def start_training() -> None:
+    try:
+        run_id = manager.start(config)
+        st.session_state[state.SELECTED_RUN_KEY] = run_id
+        st.toast(f"Started run {run_id}")
+    except JobError as exc:
+        st.session_state["train_error"] = str(exc)
+
+
+busy = manager.active_run_id is not None
+c1, c2, _ = st.columns([1, 1, 3])
+c1.button(":material/play_arrow: Start training", type="primary", width="stretch", on_click=start_training,
+          disabled=bool(problem) or not data_ok or busy,
+          help="Runs in the background: closing or refreshing this tab does not stop it.")
+if c2.button(":material/stop: Stop", width="stretch", disabled=not busy,
+             help="Stops at the next batch and saves a checkpoint you can resume."):
+    manager.stop()
+if busy:
+    st.caption(f"Run `{manager.active_run_id}` is training; one run at a time (it already uses the whole "
+               "machine). Stop it or wait for it to finish before starting another.")
+if error := st.session_state.pop("train_error", None):
+    st.error(error)
+
+
+@st.fragment(run_every=LIVE_REFRESH_SECONDS)
+def status_panel() -> None:
+    """The live part of the page: redrawn every second without rerunning the page."""
+    progress = manager.progress()
+    if not progress.get("run_id"):
+        st.info("No training in this session yet. Choose a preset or settings, then press Start.")
+        return
+    run_state = progress.get("state", "queued")
+    phase = progress.get("phase", run_state)
+    icon = {"completed": ":material/check_circle:", "failed": ":material/error:", "stopped": ":material/pause_circle:",
+            "stopping": ":material/hourglass_top:"}.get(run_state, ":material/directions_run:")
+    st.markdown(f"### {icon} {phase.capitalize()} — run `{progress['run_id']}`")
+    epoch, epochs = int(progress.get("epoch") or 0), int(progress.get("epochs") or 0)
+    batch, batches = int(progress.get("batch") or 0), int(progress.get("batches") or 0)
+    fraction = batch / batches if batches else 0.0
+    st.progress(min(1.0, fraction), text=f"epoch {epoch} of {epochs} · batch {batch} of {batches}")
+    k1, k2, k3, k4, k5 = st.columns(5)
+    k1.metric("State", run_state)
+    k2.metric("ETA", eta_text(progress.get("eta_seconds")) if run_state == "running" else "—")
+    ips = progress.get("images_per_second")
+    k3.metric("Images/s", f"{ips:.0f}" if isinstance(ips, float) and ips == ips else "—")
+    loss, accuracy = progress.get("loss"), progress.get("accuracy")
+    k4.metric("Loss", f"{loss:.4f}" if isinstance(loss, float) else "—")
+    k5.metric("Accuracy", f"{100 * accuracy:.1f}%" if isinstance(accuracy, float) and accuracy == accuracy else "—")
+    if phase == "compiling first step":
+        st.caption("TensorFlow traces the model before the first batch: 20 s or more on a CPU (B7: ~90 s).")
+    if progress.get("error"):
+        st.error(f"**The run {run_state}:** {progress['error']}")
+    if run_state == "completed":
+        summary = state.status(progress["run_id"])
+        if summary.get("test_accuracy") is not None:
+            st.success(f"Test accuracy {100 * summary['test_accuracy']:.1f}% on "
+                       f"{summary.get('test_images', 10_000):,} CIFAR-10 test images. "
+                       "See the confusion matrix and mistakes under *Explore results*.")
+
+
+st.subheader("Status")
+status_panel()
+
+# --- resume -------------------------------------------------------------------------------------
+st.subheader("Resume a run")
+resumable = [s for s in state.run_summaries() if s.state in RESUMABLE_STATES and not s.damaged]
+if not resumable:
+    st.caption("Stopped, interrupted, failed and finished runs appear here; they continue from their last checkpoint.")
+else:
+    labels = {s.run_id: state.run_label(s) + f" · {s.epochs_done}/{s.epochs} epochs" for s in resumable}
+    r1, r2, r3 = st.columns([3, 1, 1])
+    run_id = r1.selectbox("Run", list(labels), format_func=labels.get, key="resume_run")
+    done = next(s.epochs_done for s in resumable if s.run_id == run_id)
+    target = r2.number_input("Total epochs", done + 1, 1000, value=done + 1, key="resume_epochs",
+                             help="The total to reach, counting the epochs already done.")
+    r3.write("")
+    if r3.button(":material/replay: Resume", width="stretch", disabled=busy):
+        try:
+            manager.resume(run_id, int(target))
+            st.session_state[state.SELECTED_RUN_KEY] = run_id
+            st.rerun()
+        except (JobError, ValueError) as exc:
+            st.error(str(exc))

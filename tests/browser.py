@@ -1,0 +1,98 @@
+"""Helpers for browser tests: a real `streamlit run` on a free port, and Debian's Chromium driven
+by Playwright. Screenshots go to test-artifacts/browser/ so people can look at them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def streamlit_server(env: dict[str, str], log_path: Path):
+    """Starts the dashboard as `make run` does; yields its URL; stops it afterwards."""
+    port = free_port()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            started = time.time()
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+                    break
+                except OSError:
+                    if server.poll() is not None or time.time() - started > 60:
+                        raise RuntimeError(f"streamlit did not start; see {log_path}")
+                    time.sleep(0.2)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+@contextmanager
+def chromium_page(width: int = 1400, height: int = 1000):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def settle(page, seconds: float = 1.0) -> None:
+    """Waits until Streamlit reports it is not running a script, then a little longer."""
+    page.wait_for_selector('[data-testid="stApp"]')
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+            break
+        time.sleep(0.2)
+    time.sleep(seconds)
+
+
+def screenshot(page, name: str) -> Path:
+    """A full screenshot: the page is resized to its content so nothing scrolls out of view."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('section.main, [data-testid=\"stMain\"], "
+        "[data-testid=\"stAppViewContainer\"]')].map(e => e.scrollHeight), document.body.scrollHeight)")
+    width = page.viewport_size["width"]
+    page.set_viewport_size({"width": width, "height": min(max(int(height), 800), 6000)})
+    time.sleep(0.5)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size({"width": width, "height": 1000})
+    return path
+
+
+def exceptions_shown(page) -> list[str]:
+    return [e.inner_text()[:500] for e in page.locator('[data-testid="stException"]').all()]

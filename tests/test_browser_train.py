@@ -1,0 +1,65 @@
+"""The first-run flow in a real browser: Quick demo preset with a few hundred images and one
+epoch, Start, the status panel reaches "completed", a curve on the curves page, the run in the
+runs table. Screenshots are saved under test-artifacts/browser/."""
+
+import re
+import time
+
+import pytest
+
+from browser import chromium_page, exceptions_shown, screenshot, settle, streamlit_server
+from conftest import WEIGHTS_DIR
+
+pytestmark = pytest.mark.slow
+
+
+def _set_number(page, label: str, value: int) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    settle(page, 0.5)
+
+
+def test_quick_demo_trains_and_shows_up_everywhere(tmp_path, fixture_data_dir):
+    env = {"EFFLAB_RUNS_DIR": str(tmp_path / "runs"), "EFFLAB_DATA_DIR": fixture_data_dir}
+    if WEIGHTS_DIR:
+        env["EFFLAB_WEIGHTS_DIR"] = WEIGHTS_DIR
+    with streamlit_server(env, tmp_path / "server.log") as url, chromium_page() as page:
+        page.goto(url)
+        settle(page)
+        assert page.get_by_text("CIFAR-10 found at").count() == 1
+
+        page.get_by_role("button", name=re.compile("Quick demo")).click()
+        settle(page)
+        page.get_by_text("Data, augmentation and hardware").click()
+        settle(page, 0.5)
+        _set_number(page, "Training images (0 = all 45,000)", 200)
+        _set_number(page, "Epochs", 1)
+        screenshot(page, "01-train-form-quick-demo")
+        assert not exceptions_shown(page)
+
+        page.get_by_role("button", name=re.compile("Start training")).click()
+        # The status panel is a fragment that redraws itself every second.
+        page.get_by_text(re.compile(r" — run \d{8}-")).first.wait_for(timeout=120_000)
+        screenshot(page, "02-train-running")
+        page.get_by_text(re.compile(r"(Completed|Failed|Stopped) — run")).wait_for(timeout=600_000)
+        settle(page)
+        assert page.get_by_text(re.compile(r"Completed — run")).count() == 1, exceptions_shown(page) or \
+            [e.inner_text() for e in page.locator('[data-testid="stAlert"]').all()]
+        assert page.get_by_text(re.compile(r"Test accuracy \d+\.\d%")).count() == 1
+        screenshot(page, "03-train-completed")
+
+        page.get_by_role("link", name="Live curves").click()
+        settle(page, 2)
+        charts = page.locator(".js-plotly-plot")
+        assert charts.count() >= 4
+        # A curve was drawn: the loss chart has at least one trace with a data point.
+        assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 1
+        assert not exceptions_shown(page)
+        screenshot(page, "04-curves")
+
+        page.get_by_role("link", name="Runs").click()
+        settle(page, 2)
+        assert page.get_by_text(re.compile(r"1 of 1 runs")).count() == 1
+        assert not exceptions_shown(page)
+        screenshot(page, "05-runs")

@@ -1,0 +1,152 @@
+"""AppTests of the training pages (Train, Live curves, Runs) with real short jobs on fixture data;
+nothing in core is mocked."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core.jobs import JobManager
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+TRAIN, CURVES, RUNS = "../pages/train.py", "../pages/curves.py", "../pages/runs.py"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def app(monkeypatch, fixture_data_dir, tmp_path):
+    def make(page, *, runs_dir=None, data_dir=None, **query):
+        monkeypatch.setenv("EFFLAB_RUNS_DIR", str(runs_dir or tmp_path / "runs"))
+        monkeypatch.setenv("EFFLAB_DATA_DIR", str(data_dir or fixture_data_dir))
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.switch_page(page)
+        for key, value in query.items():
+            at.query_params[key] = value
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+    yield make
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def _button(at, text):
+    return next(b for b in at.button if text in b.label)
+
+
+def _manager() -> JobManager:
+    from dashboard.state import job_manager
+    return job_manager()
+
+
+def _wait(predicate, timeout=300):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_presets_fill_the_form(app):
+    at = app(TRAIN)
+    _button(at, "Notebook replica").click().run()
+    state = at.session_state
+    assert (state["cfg_variant"], state["cfg_head"], state["cfg_optimizer"]) == ("b2", "seed", "sgd")
+    assert (state["cfg_batch_size"], state["cfg_epochs"], state["cfg_lr_schedule"]) == (100, 4, "plateau")
+    assert state["cfg_learning_rate"] == 0.001 and state["cfg_momentum"] == 0.9
+    _button(at, "Quick demo").click().run()
+    assert at.session_state["cfg_variant"] == "b0" and at.session_state["cfg_image_size"] == 32
+    # The variant's facts and an epoch-time estimate are shown.
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Layers"] == "237" and labels["ImageNet top-1"] == "77.1%"
+    assert "Est. time per epoch" in labels
+    _button(at, "Transfer learning").click().run()
+    assert at.session_state["cfg_image_size"] == 224 and at.session_state["cfg_freeze_base"] is True
+    assert any("GPU territory" in w.value for w in at.warning)
+
+
+def test_missing_data_is_explained_before_start(app, tmp_path):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    at = app(TRAIN, data_dir=empty)
+    assert any("CIFAR-10 is not available" in e.value and "EFFLAB_DATA_DIR" in e.value for e in at.error)
+    assert _button(at, "Start training").disabled
+
+
+def test_start_refuse_second_and_stop(app, tmp_path):
+    at = app(TRAIN)
+    for key, value in {"cfg_train_limit": 200, "cfg_epochs": 30, "cfg_batch_size": 16,
+                       "cfg_val_fraction": 0.2}.items():
+        at.session_state[key] = value
+    at.run()
+    _button(at, "Start training").click().run()
+    assert not at.exception
+    manager = _manager()
+    run_id = manager.active_run_id
+    assert run_id and (tmp_path / "runs" / run_id / "config.json").exists()
+    assert _button(at, "Start training").disabled
+    assert any(f"Run `{run_id}` is training" in c.value for c in at.caption)
+
+    # A second tab on the same server sees the same job and cannot start another.
+    other = AppTest.from_file(APP, default_timeout=120)
+    other.switch_page(TRAIN)
+    other.run()
+    assert _button(other, "Start training").disabled
+    assert any(run_id in m.value for m in other.markdown)
+
+    _wait(lambda: manager.progress(run_id).get("batch", 0) >= 2)
+    _button(at, "Stop").click().run()
+    assert manager.wait(120)
+    assert manager.store.get(run_id).read_status()["state"] == "stopped"
+    at.run()   # the fragment shows the final state after a rerun
+    assert any("Stopped — run" in m.value for m in at.markdown)
+
+
+def test_engine_errors_render_as_messages(app):
+    at = app(TRAIN)
+    # More training images than the fixture has: the engine refuses, the page says why.
+    at.session_state["cfg_train_limit"] = 5000
+    at.run()
+    _button(at, "Start training").click().run()
+    manager = _manager()
+    _wait(lambda: manager.active_run_id is None, timeout=120)
+    at.run()
+    assert any("The run failed" in e.value and "train_limit" in e.value for e in at.error), \
+        [e.value for e in at.error]
+    assert not at.exception
+
+
+def test_curves_page_overlays_runs(app, trained_run):
+    at = app(CURVES, runs_dir=trained_run.path.parent)
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 4
+    assert at.multiselect[0].value == [trained_run.run_id]
+    assert at.query_params["runs"] == [trained_run.run_id] or at.query_params["runs"] == trained_run.run_id
+
+
+def test_curves_page_with_no_runs(app, tmp_path):
+    at = app(CURVES, runs_dir=tmp_path / "empty-runs")
+    assert any("No runs yet" in i.value for i in at.info)
+
+
+def test_runs_page_lists_runs_and_damaged_ones(app, trained_run, tmp_path):
+    runs = tmp_path / "runs-copy"
+    shutil.copytree(trained_run.path, runs / trained_run.run_id)
+    damaged = runs / "20200101-000000-b0-dead"
+    shutil.copytree(trained_run.path, damaged)
+    (damaged / "status.json").write_text("{broken")
+    at = app(RUNS, runs_dir=runs)
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {trained_run.run_id, damaged.name}
+    row = table.set_index("run").loc[damaged.name]
+    assert row["state"] == "damaged" and "status.json is unreadable" in row["note"]
+    good = table.set_index("run").loc[trained_run.run_id]
+    assert good["state"] == "completed" and good["variant"] == "B0"
