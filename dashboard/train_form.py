@@ -16,6 +16,7 @@ from core.variants import VARIANT_NAMES
 from core.weights import imagenet_weights_obtainable
 
 KEY_PREFIX = "cfg_"
+WEIGHTS_FILE_KEY = "weights_file"      # the path typed when "a weights file" is chosen
 DISTRIBUTION_CHOICES = ("auto", "none", "mirrored")   # multi_worker needs TF_CONFIG: CLI only
 
 
@@ -34,9 +35,16 @@ def _notebook_replica() -> dict:
                 freeze_base=False, fine_tune_at_epoch=0, train_limit=0)
 
 
+@st.cache_data(ttl=300, show_spinner=False)
+def _imagenet_b0_obtainable() -> bool:
+    # Cached: behind a firewall that drops packets the reachability probe waits for its timeout,
+    # and the presets are drawn on every rerun.
+    return imagenet_weights_obtainable("b0")
+
+
 def presets() -> list[Preset]:
     """The one-click presets; Quick demo adapts to whether ImageNet weights can be had here."""
-    if imagenet_weights_obtainable("b0"):
+    if _imagenet_b0_obtainable():
         quick = Preset("quick", ":material/bolt: Quick demo",
                        "B0 at 32 px from ImageNet weights: 2 epochs training the head on a frozen base, "
                        "then 1 epoch fine-tuning with BatchNorm frozen, all 45,000 training images. "
@@ -75,6 +83,8 @@ def apply_settings(settings: dict) -> None:
     """Writes settings into the widgets' state (call from on_click, before widgets are drawn)."""
     defaults = TrainConfig().to_dict()
     for name, value in {**defaults, **settings}.items():
+        if name == "weights" and value not in ("none", "imagenet"):
+            st.session_state[WEIGHTS_FILE_KEY], value = value, "file"
         st.session_state[KEY_PREFIX + name] = value
 
 
@@ -88,7 +98,10 @@ def _key(name: str) -> str:
 
 
 def form_values() -> dict:
-    return {f.name: st.session_state.get(_key(f.name)) for f in fields(TrainConfig)}
+    values = {f.name: st.session_state.get(_key(f.name)) for f in fields(TrainConfig)}
+    if st.session_state.get(_key("weights")) == "file":
+        values["weights"] = (st.session_state.get(WEIGHTS_FILE_KEY) or "").strip()
+    return values
 
 
 def build_config() -> tuple[TrainConfig | None, str]:
@@ -101,9 +114,14 @@ def build_config() -> tuple[TrainConfig | None, str]:
 
 def model_widgets() -> None:
     c1, c2, c3 = st.columns(3)
-    c1.selectbox("Initial weights", ("none", "imagenet"), key=_key("weights"),
-                 format_func={"none": "random (from scratch)", "imagenet": "ImageNet-trained"}.get,
+    c1.selectbox("Initial weights", ("none", "imagenet", "file"), key=_key("weights"),
+                 format_func={"none": "random (from scratch)", "imagenet": "ImageNet-trained",
+                              "file": "a weights file on this machine"}.get,
                  help="ImageNet weights make a huge difference at 32 px: 76.6% vs 41% in our measurements.")
+    if st.session_state[_key("weights")] == "file":
+        c1.text_input("Weights file (path)", key=WEIGHTS_FILE_KEY, placeholder="/data/efficientnetb0_notop.h5",
+                      help="A Keras .h5 or .weights.h5 file for this variant without its top, e.g. a "
+                           "downloaded efficientnetb0_notop.h5.")
     c2.number_input("Image size (px)", 32, 600, step=32, key=_key("image_size"),
                     help="CIFAR-10 images are 32×32; larger sizes are upscaled on the fly in the input pipeline.")
     c3.selectbox("Head", HEADS, key=_key("head"),

@@ -150,3 +150,17 @@ def test_runs_page_lists_runs_and_damaged_ones(app, trained_run, tmp_path):
     assert row["state"] == "damaged" and "status.json is unreadable" in row["note"]
     good = table.set_index("run").loc[trained_run.run_id]
     assert good["state"] == "completed" and good["variant"] == "B0"
+
+
+def test_weights_file_path_is_validated_inline(app, tmp_path):
+    at = app(TRAIN)
+    at.session_state["cfg_weights"] = "file"
+    at.run()
+    at.text_input(key="weights_file").input(str(tmp_path / "missing.h5")).run()
+    assert any("weights: expected none, imagenet, or the path of an existing weights file" in e.value
+               for e in at.error)
+    assert _button(at, "Start training").disabled
+    real = tmp_path / "w.h5"
+    real.write_bytes(b"not checked until training")
+    at.text_input(key="weights_file").input(str(real)).run()
+    assert not any("weights:" in e.value for e in at.error)
