@@ -84,9 +84,9 @@ def confusion_figure(confusion, class_names: Sequence[str] = CLASS_NAMES, *, nor
         ))
     what = "% of each true class" if normalise else "test images"
     style_figure(fig, title=f"Confusion matrix ({what})", x_title="Predicted class",
-                 y_title="True class", height=620, legend=False)
+                 y_title="True class", height=720, legend=False)
     fig.update_yaxes(autorange="reversed", showgrid=False)
-    fig.update_xaxes(side="bottom", showgrid=False, tickangle=-30)
+    fig.update_xaxes(side="bottom", showgrid=False, tickangle=-45)
     fig.update_layout(clickmode="event+select", dragmode=False)
     return fig
 

@@ -1,0 +1,289 @@
+"""Presentation mode: full-screen slides for a projector, built from live data.
+
+Opened with ?present=1 (&run=…&slide=N) or the sidebar toggle. The menu, sidebar and toolbar are
+hidden and text is enlarged (dashboard/slides.py); Previous / Next are buttons with the arrow keys
+as Streamlit keyboard shortcuts (st.button(shortcut="Left" / "Right")). The slide number lives in
+the URL, so a refresh or a shared link shows the same slide. The curves slide of a training run
+redraws itself every few seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from core.data import CLASS_NAMES, DataError
+from core.evaluate import mistakes
+from core.history import COMPOUND_SCALING, compound_scaling, history_frame
+from core.runs import ACTIVE_STATES
+from core.variants import VARIANTS
+from dashboard import classroom, nav, slides, state
+from dashboard.charts import curves_figure
+from dashboard.images import caption, overlay_heatmap, upscale
+from dashboard.result_charts import (SCALING_LABELS, confusion_figure, history_scatter_figure, runs_frame,
+                                     scaling_figure)
+
+IMAGE_SIDE = 200                     # px of each test image on a slide
+STRIP_SIDE = 112                     # px of the title slide's one-image-per-class strip
+CHART_CONFIG = {"displayModeBar": False}
+
+st.html(slides.PRESENTATION_CSS)
+st.query_params[nav.PRESENT_PARAM] = "1"
+COUNT = len(slides.SLIDES)
+
+
+def go(delta: int) -> None:
+    index = slides.slide_number(st.query_params.get(nav.SLIDE_PARAM)) + delta
+    st.query_params[nav.SLIDE_PARAM] = str(min(max(index, 0), COUNT - 1) + 1)
+
+
+summaries = [s for s in state.run_summaries() if not s.damaged]
+by_id = {s.run_id: s for s in summaries}
+wanted = st.query_params.get(state.RUN_QUERY_PARAM) or st.session_state.get(state.SELECTED_RUN_KEY)
+active = state.job_manager().active_run_id
+run_id = (wanted if wanted in by_id else None) or (active if active in by_id else None) or \
+    next((s.run_id for s in summaries if s.has_predictions), None) or (summaries[0].run_id if summaries else None)
+if run_id:
+    st.query_params[state.RUN_QUERY_PARAM] = run_id
+    st.session_state[state.SELECTED_RUN_KEY] = run_id
+summary = by_id.get(run_id)
+config = summary.config if summary else {}
+variant = str(config.get("variant", "b0")).upper()
+
+index = slides.slide_number(st.query_params.get(nav.SLIDE_PARAM))
+st.query_params[nav.SLIDE_PARAM] = str(index + 1)
+slide = slides.SLIDES[index]
+
+bar = st.columns([8, 1.1, 1.9, 1.6, 1.2], vertical_alignment="center")
+bar[0].title(slide.title, anchor=False)
+bar[1].markdown(f"**{index + 1} / {COUNT}**")
+bar[2].button("Previous", key="slide_prev", shortcut="Left",
+              on_click=go, args=(-1,), disabled=index == 0, width="stretch")
+bar[3].button("Next", key="slide_next", shortcut="Right",
+              on_click=go, args=(1,), disabled=index == COUNT - 1, type="primary", width="stretch")
+if bar[4].button("Exit", key="slide_exit", icon=":material/close:", width="stretch",
+                 help="Leave presentation mode"):
+    st.switch_page(nav.page_by_url_path(st.session_state.pop(nav.RETURN_KEY, None)),
+                   query_params={state.RUN_QUERY_PARAM: run_id} if run_id else None)
+
+
+def need_run() -> bool:
+    if summary is None:
+        st.markdown("No runs yet. Train one on the **Train** page (the Quick demo preset takes a few "
+                    "minutes), then come back.")
+        return False
+    return True
+
+
+def need_predictions() -> object | None:
+    if not need_run():
+        return None
+    evaluation = state.evaluation(run_id)
+    if evaluation is None:
+        st.markdown(f"Run `{run_id}` has no test-set predictions yet: they are written when it "
+                    "finishes (or with *Evaluate now* on the confusion page).")
+    return evaluation
+
+
+def test_images_for(n: int) -> np.ndarray | None:
+    try:
+        images = state.test_images()
+    except DataError as exc:
+        st.markdown(f"The CIFAR-10 test images cannot be loaded here, so there are no pictures to show. {exc}")
+        return None
+    if len(images) != n:
+        st.markdown("This run was evaluated on another copy of the test set, so its images are not here.")
+        return None
+    return images
+
+
+def chart(fig, key: str) -> None:
+    st.plotly_chart(fig, key=key, config=CHART_CONFIG, theme=None, width="stretch")
+
+
+# --- the slides ------------------------------------------------------------------------------------
+def class_strip() -> None:
+    """One test image of each class, named: what the model has to tell apart."""
+    try:
+        images = state.test_images()
+        labels = state.predictions(run_id)[0] if run_id and state.predictions(run_id) is not None else None
+    except DataError:
+        images = labels = None
+    if images is None or labels is None or len(labels) != len(images):
+        st.markdown(" · ".join(CLASS_NAMES))
+        return
+    cols = st.columns(len(CLASS_NAMES), gap="xxsmall")
+    for k, (col, name) in enumerate(zip(cols, CLASS_NAMES)):
+        found = np.flatnonzero(labels == k)
+        if len(found):
+            col.image(upscale(images[int(found[0])], STRIP_SIDE, "nearest"), output_format="PNG",
+                      width=STRIP_SIDE, caption=name)
+
+
+def title_slide() -> None:
+    st.markdown("### An image classifier you can watch learn: a convolutional network learning "
+                "CIFAR-10, 60,000 tiny photos of 10 kinds of thing.")
+    class_strip()
+    if not need_run():
+        return
+    cols = st.columns(4)
+    cols[0].metric("Network", f"EfficientNet-{variant}")
+    cols[1].metric("Input", f"{config.get('image_size', '?')} px")
+    cols[2].metric("Epochs", f"{summary.epochs_done} of {summary.epochs}")
+    accuracy = summary.test_accuracy
+    cols[3].metric("Test accuracy", "—" if accuracy is None else f"{100 * accuracy:.1f}%",
+                   help="Share of the 10,000 test images it classifies correctly (10% is guessing)")
+    if summary.state in ACTIVE_STATES:
+        st.markdown(f"**Training right now** ({summary.state}): the curves slide updates live.")
+    left, _ = st.columns([2, 3])
+    with left:
+        state.select_run([s.run_id for s in summaries], label="Run shown on the slides", key="present_run",
+                         labels={s.run_id: state.run_label(s) for s in summaries}, sidebar=False)
+    st.caption("Move between slides with ← and → (or the buttons). A link with ?present=1 opens this view.")
+
+
+def history_slide() -> None:
+    chart(slides.projector(history_scatter_figure(history_frame(), runs_frame(summaries), "top1"),
+                           slides.CHART_HEIGHT - 20), "slide_history")
+    st.markdown("Lower is better. EfficientNet-B0 beats ResNet-50 on ImageNet with about a fifth of its parameters.")
+
+
+def scaling_slide() -> None:
+    a, b, g = (COMPOUND_SCALING[k] for k in ("alpha", "beta", "gamma"))
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        st.latex(rf"d = {a}^{{\phi}},\ w = {b}^{{\phi}},\ r = {g}^{{\phi}}")
+        st.markdown("Scale **depth** (layers), **width** (channels) and **resolution** (pixels) "
+                    "together: each step of φ doubles the computation.")
+        rows = ["| | px | params | ImageNet |", "|---|---:|---:|---:|"]
+        for name, v in VARIANTS.items():
+            mark = "**" if name.upper() == variant else ""
+            rows.append(f"| {mark}{name.upper()}{mark} | {v.resolution} | {v.paper_params_m:g}M | {v.imagenet_top1}% |")
+        st.markdown("\n".join(rows))
+    with right:
+        default = max(1, slides.variant_phi(variant))
+        phi = st.select_slider("φ", options=list(range(8)), value=default, key="present_phi",
+                               format_func=lambda p: f"φ = {p} (≈ B{p})", label_visibility="collapsed")
+        fig = slides.projector(scaling_figure(phi), slides.CHART_HEIGHT - 70)
+        scaled = compound_scaling(phi)
+        fig.update_layout(title_text=f"B0 × these at φ = {phi}: {scaled['resolution_px']} px input")
+        fig.update_xaxes(tickvals=list(SCALING_LABELS), tickangle=0, title_text="",
+                         ticktext=[label.replace(" (", "<br>(") for label in SCALING_LABELS])
+        chart(fig, "slide_scaling")
+
+
+def config_slide() -> None:
+    if not need_run():
+        return
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        rows = ["| Setting | |", "|---|---|"] + [f"| {label} | **{value}** |"
+                                                  for label, value in slides.config_facts(config)]
+        st.markdown("\n".join(rows))
+    with right:
+        st.metric("State", summary.state)
+        st.metric("Best validation accuracy",
+                  "—" if summary.best_val_accuracy is None else f"{100 * summary.best_val_accuracy:.1f}%")
+        st.metric("Training time", "—" if summary.duration_seconds is None
+                  else f"{summary.duration_seconds / 60:.1f} min")
+        st.caption(f"Run {run_id}")
+
+
+def draw_curves(live: bool) -> None:
+    frames = {variant: state.metrics_frame(run_id)}
+    cols = st.columns(2)
+    for col, metric in zip(cols, ("loss", "accuracy")):
+        with col:
+            chart(slides.projector(curves_figure(frames, metric, uirevision=run_id), slides.HALF_CHART_HEIGHT),
+                  f"slide_{metric}")
+    if live:
+        progress = state.job_manager().progress(run_id) if run_id == active else {}
+        if progress:
+            st.markdown(f"**Live:** {progress.get('phase', 'training')}, epoch {progress.get('epoch')} of "
+                        f"{progress.get('epochs')}, batch {progress.get('batch')} of {progress.get('batches')}.")
+    else:
+        st.markdown("Solid: the training images. Dashed: validation images it never learns from.")
+
+
+def curves_slide() -> None:
+    if not need_run():
+        return
+    if summary.state in ACTIVE_STATES or run_id == active:
+        st.fragment(run_every=slides.LIVE_REFRESH_SECONDS)(draw_curves)(live=True)
+    else:
+        draw_curves(live=False)
+
+
+def confusion_slide() -> None:
+    evaluation = need_predictions()
+    if evaluation is None:
+        return
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        fig = confusion_figure(evaluation.confusion, selectable=False)
+        fig.update_layout(title_text="")
+        chart(slides.projector(fig, slides.CHART_HEIGHT), "slide_confusion")
+    with right:
+        st.metric("Correct", f"{100 * evaluation.top1_accuracy:.1f}%",
+                  help=f"of {evaluation.n:,} test images")
+        pairs = evaluation.confused_pairs.head(4)
+        if pairs.empty:
+            st.markdown("No mistakes at all.")
+        else:
+            st.markdown("**Most confused:**\n\n" + "\n".join(
+                f"- {r.true} → {r.predicted}: **{r.count:,}**" for r in pairs.itertuples()))
+        st.markdown("Rows: the true class. Columns: the model's answer. The diagonal is right.")
+
+
+def mistakes_slide() -> None:
+    evaluation = need_predictions()
+    if evaluation is None:
+        return
+    y_true, y_prob = state.predictions(run_id)
+    images = test_images_for(len(y_true))
+    if images is None:
+        return
+    top = mistakes(y_true, y_prob).head(slides.MISTAKES_ON_SLIDE)
+    if top.empty:
+        st.markdown("No mistakes at all on this test set.")
+        return
+    per_row = slides.MISTAKES_ON_SLIDE // 2
+    for start in range(0, len(top), per_row):
+        cols = st.columns(per_row)
+        for col, (_, row) in zip(cols, top.iloc[start:start + per_row].iterrows()):
+            col.image(upscale(images[int(row["index"])], IMAGE_SIDE, "nearest"), output_format="PNG", width=IMAGE_SIDE,
+                      caption=caption(row["true"], row["predicted"], row["confidence"]))
+
+
+def saliency_slide() -> None:
+    evaluation = need_predictions()
+    if evaluation is None:
+        return
+    y_true, y_prob = state.predictions(run_id)
+    images = test_images_for(len(y_true))
+    if images is None:
+        return
+    top = mistakes(y_true, y_prob).head(slides.SALIENCY_ON_SLIDE)
+    if top.empty:
+        st.markdown("No mistakes to explain.")
+        return
+    cols = st.columns(len(top))
+    with st.spinner("Asking the model where it looked ..."):
+        for col, (_, row) in zip(cols, top.iterrows()):
+            image = images[int(row["index"])]
+            answer = classroom.ask_model(run_id, image, int(row["predicted_index"]))
+            col.image(upscale(image, IMAGE_SIDE, "nearest"), output_format="PNG", width=IMAGE_SIDE,
+                      caption=f"true: {row['true']}")
+            if answer is None:
+                col.markdown("(no checkpoint)")
+                continue
+            col.image(overlay_heatmap(image, answer.heatmap, 0.55, IMAGE_SIDE, "nearest"), output_format="PNG",
+                      width=IMAGE_SIDE, caption=f"looked for “{row['predicted']}” here")
+    method = "Grad-CAM" if answer is not None and answer.method == "grad-cam" else "SmoothGrad"
+    st.markdown(f"Bright: the regions that pushed the model towards its (wrong) answer ({method}).")
+
+
+RENDER = {"title": title_slide, "history": history_slide, "scaling": scaling_slide, "config": config_slide,
+          "curves": curves_slide, "confusion": confusion_slide, "mistakes": mistakes_slide,
+          "saliency": saliency_slide}
+RENDER[slide.key]()
