@@ -87,9 +87,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values: dict = {}
     if args.config:
         try:
-            values = TrainConfig.from_json(Path(args.config).read_text()).to_dict()
+            values = TrainConfig.from_json(Path(args.config).read_text(encoding="utf-8")).to_dict()
         except OSError as exc:
             raise InputError(f"--config: cannot read {args.config}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise InputError(f"--config: expected a UTF-8 JSON text file; got binary data in {args.config}") from None
     for f in fields(TrainConfig):
         given = getattr(args, f.name, None)
         if given is not None:

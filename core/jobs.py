@@ -39,7 +39,11 @@ class JobManager:
         """Creates a run for `config` and starts training it; returns its id at once."""
         with self._lock:
             self._refuse_if_busy()
-            run = self.store.create(config)
+            try:
+                run = self.store.create(config)
+            except OSError as exc:
+                raise JobError(f"could not create a run folder in {self.store.root}: "
+                               f"{exc.strerror or exc}; check that it exists and has free space") from None
             self._launch(run, config.epochs)
             return run.run_id
 
@@ -72,7 +76,8 @@ class JobManager:
             if not self._busy() or (run_id is not None and run_id != self._run_id):
                 return False
             self._stop_event.set()
-            self.store.get(self._run_id).write_status(state="stopping")
+            # Only while it still trains: the thread may have written its final state just now.
+            self.store.get(self._run_id).write_status(state="stopping", if_state=("queued", "running"))
             self._progress.update(state="stopping")
             return True
 
@@ -115,12 +120,17 @@ class JobManager:
                                   epoch=0, epochs=target_epochs, batch=0, batches=0, error="")
         # Marked active before the thread exists, so no viewer mistakes the queued run for a dead one.
         mark_active(run.run_id, True)
-        run.write_status(state="queued", epochs=target_epochs, error="", pid=os.getpid(),
-                         host=socket.gethostname())
-        self._thread = threading.Thread(
-            target=self._work, args=(run, target_epochs, self._stop_event, self._progress),
-            name=f"train-{run.run_id}", daemon=True)
-        self._thread.start()
+        try:
+            run.write_status(state="queued", epochs=target_epochs, error="", pid=os.getpid(),
+                             host=socket.gethostname())
+            self._thread = threading.Thread(
+                target=self._work, args=(run, target_epochs, self._stop_event, self._progress),
+                name=f"train-{run.run_id}", daemon=True)
+            self._thread.start()
+        except (OSError, RuntimeError) as exc:   # a full disk, or no thread to be had
+            mark_active(run.run_id, False)
+            self._progress.update(state="failed", phase="failed", error=str(exc))
+            raise JobError(f"could not start run {run.run_id}: {exc}") from None
 
     def _work(self, run: Run, target_epochs: int, stop_event: threading.Event, progress: Progress) -> None:
         try:

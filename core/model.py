@@ -14,7 +14,8 @@ import keras
 from core.config import TrainConfig
 from core.data import NUM_CLASSES
 from core.variants import get_variant
-from core.weights import resolve_weights, weights_error
+from core.runs import CheckpointError
+from core.weights import WeightsUnavailableError, resolve_weights, weights_error
 
 HEAD_LAYER_PREFIX = "head_"
 SEED_HEAD_UNITS = (1024, 512, 256, 128)   # the original notebook's Dense stack
@@ -34,6 +35,11 @@ def build_model(config: TrainConfig) -> keras.Model:
     except Exception as exc:  # Keras raises a bare Exception for URL failures
         if config.weights == "imagenet":
             raise weights_error(config, exc) from exc
+        if config.weights != "none":
+            raise WeightsUnavailableError(
+                f"weights: {config.weights} could not be loaded into EfficientNet{variant.name.upper()} "
+                f"without its top ({type(exc).__name__}: {str(exc)[:160]}). Give a Keras weights file "
+                "of the same variant saved without the top, or use 'imagenet' or 'none'.") from exc
         raise
     x = base.output
     if config.head == "gap":
@@ -105,8 +111,20 @@ def compile_model(model: keras.Model, config: TrainConfig, learning_rate: float,
 
 
 def load_checkpoint(path: str | os.PathLike) -> keras.Model:
-    """Loads a run's .keras checkpoint with optimizer state; safe_mode refuses embedded code."""
-    return keras.models.load_model(path, safe_mode=True)
+    """Loads a run's .keras checkpoint with optimizer state; safe_mode refuses embedded code.
+
+    Raises:
+        CheckpointError: The file is missing, damaged, or not a Keras model this code can build
+            (including one that safe_mode refuses); the message names the file and the reason.
+    """
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged zip raises anything from BadZipFile to KeyError
+        name = f"{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}"
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise CheckpointError(f"checkpoint {name} cannot be loaded ({type(exc).__name__}: {reason}); it is "
+                              "damaged or was not written by this lab. Start a new run, or restore the file "
+                              "from a copy.") from exc
 
 
 def trainable_summary(model: keras.Model) -> dict[str, int]:

@@ -18,6 +18,7 @@ import shutil
 import socket
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -48,10 +49,17 @@ RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-b[0-7]-[0-9a-f]{4}$")
 # own pid that is not in this set was left by a thread that no longer exists.
 _ACTIVE_HERE: set[str] = set()
 _ACTIVE_LOCK = threading.Lock()
+# status.json is read-modify-written by the training thread, Stop and any viewer that notices a
+# dead trainer; without one lock a write can undo another's (e.g. lose checkpoint_epoch).
+_STATUS_LOCK = threading.RLock()
 
 
 class RunNotFoundError(LookupError):
     """A run id that is malformed, escapes the runs folder, or names no run."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written or read; the message names the file, why and what to do."""
 
 
 def default_runs_dir() -> Path:
@@ -131,25 +139,36 @@ class Run:
             raise ValueError(f"unknown state {status.get('state')!r}")
         return status
 
-    def write_status(self, **changes: Any) -> dict[str, Any]:
-        """Merges `changes` into status.json (atomically) and stamps the heartbeat."""
-        try:
-            status = self.read_status()
-        except (OSError, ValueError):
-            status = {}
-        status.update(changes)
-        status["heartbeat"] = time.time()
-        atomic_write_text(self.file(STATUS_FILE), json.dumps(status, indent=2))
-        return status
+    def write_status(self, *, if_state: tuple[str, ...] | None = None, **changes: Any) -> dict[str, Any] | None:
+        """Merges `changes` into status.json (atomically) and stamps the heartbeat.
+
+        With `if_state`, writes only while the state is one of those and returns None otherwise,
+        so a late "stopping" or "interrupted" never overwrites a run that has just finished.
+        """
+        with _STATUS_LOCK:
+            try:
+                status = self.read_status()
+            except (OSError, ValueError):
+                status = {}
+            if if_state is not None and status.get("state") not in if_state:
+                return None
+            status.update(changes)
+            status["heartbeat"] = time.time()
+            atomic_write_text(self.file(STATUS_FILE), json.dumps(status, indent=2))
+            return status
 
     def live_status(self) -> dict[str, Any]:
         """status.json, with a run whose process is gone marked (and saved) as interrupted."""
         status = self.read_status()
         if status["state"] in ACTIVE_STATES and self._trainer_gone(status):
-            status = self.write_status(
-                state="interrupted",
-                error="the training process ended without finishing (killed, crashed or restarted); "
-                      "resume continues from the last checkpoint")
+            # Checked again under the lock: the trainer may have written its final state since.
+            with _STATUS_LOCK:
+                status = self.read_status()
+                if status["state"] in ACTIVE_STATES and self._trainer_gone(status):
+                    status = self.write_status(
+                        state="interrupted",
+                        error="the training process ended without finishing (killed, crashed or "
+                              "restarted); resume continues from the last checkpoint")
         return status
 
     def _trainer_gone(self, status: dict[str, Any]) -> bool:
@@ -164,6 +183,7 @@ class Run:
     # --- metrics -----------------------------------------------------------------------------
     def append_metrics(self, row: dict[str, Any]) -> None:
         path = self.file(METRICS_FILE)
+        self._cut_partial_last_line(path)
         new = not path.exists() or path.stat().st_size == 0
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
@@ -175,22 +195,37 @@ class Run:
             fh.flush()
             os.fsync(fh.fileno())
 
+    @staticmethod
+    def _cut_partial_last_line(path: Path) -> None:
+        # A process killed mid-append leaves a line without its newline; appending after it would
+        # glue the next epoch onto that fragment.
+        try:
+            with open(path, "rb+") as fh:
+                data = fh.read()
+                if data and not data.endswith(b"\n"):
+                    fh.truncate(data.rfind(b"\n") + 1)
+        except FileNotFoundError:
+            pass
+
     def read_metrics(self) -> list[dict[str, float]]:
-        """Finished epochs, in order; a truncated last line (crash mid-write) is skipped."""
+        """Finished epochs, in order; a truncated last line (crash mid-write) or a garbled one is skipped."""
         path = self.file(METRICS_FILE)
         if not path.exists():
             return []
         rows: list[dict[str, float]] = []
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8", errors="replace")
         complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
-        for raw in csv.DictReader(io.StringIO(complete)):
-            try:
-                row = {k: float(raw[k]) if raw.get(k) not in (None, "") else float("nan")
-                       for k in METRIC_COLUMNS}
-            except (TypeError, ValueError):
-                continue
-            row["epoch"] = int(row["epoch"])
-            rows.append(row)
+        try:
+            for raw in csv.DictReader(io.StringIO(complete)):
+                try:
+                    row = {k: float(raw[k]) if raw.get(k) not in (None, "") else float("nan")
+                           for k in METRIC_COLUMNS}
+                    row["epoch"] = int(row["epoch"])   # NaN (no epoch) raises: not a row
+                except (TypeError, ValueError):
+                    continue
+                rows.append(row)
+        except csv.Error:   # a garbled file: keep the rows read so far
+            pass
         return rows
 
     def truncate_metrics_after(self, epoch: int) -> None:
@@ -225,8 +260,13 @@ class Run:
 
     def read_predictions(self) -> tuple[np.ndarray, np.ndarray]:
         """(y_true, y_prob); raises FileNotFoundError or ValueError when missing or damaged."""
-        with np.load(self.file(PREDICTIONS_FILE), allow_pickle=False) as data:
-            y_true, y_prob = data["y_true"], data["y_prob"]
+        try:
+            with np.load(self.file(PREDICTIONS_FILE), allow_pickle=False) as data:
+                y_true, y_prob = data["y_true"], data["y_prob"]
+        except FileNotFoundError:
+            raise
+        except (zipfile.BadZipFile, EOFError, KeyError, OSError) as exc:
+            raise ValueError(f"{PREDICTIONS_FILE} is damaged ({type(exc).__name__}: {exc})") from None
         if y_prob.ndim != 2 or y_prob.shape[0] != y_true.shape[0]:
             raise ValueError(f"predictions have shapes {y_true.shape} and {y_prob.shape}")
         return y_true, y_prob

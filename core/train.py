@@ -22,7 +22,7 @@ import numpy as np
 from core import data as data_mod
 from core.config import TrainConfig
 from core.progress import Progress
-from core.runs import Run, mark_active
+from core.runs import CheckpointError, Run, mark_active
 
 PROGRESS_WRITE_SECONDS = 1.0     # progress.json at most this often: viewers poll about once a second
 HEARTBEAT_SECONDS = 10.0         # status.json heartbeat, for "is this run still alive" elsewhere
@@ -81,7 +81,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.run, self.progress, self.stop_event = run, progress, stop_event
         self.val_ds, self.train_images, self.steps = val_ds, train_images, steps
         self.target_epochs, self.phase_name = target_epochs, phase_name
-        self.nan_at: tuple[int, int] | None = None
+        self.nan_at: tuple[str, int, str] | None = None   # (what became NaN, epoch, where)
         self.stopped_by_user = False
         self._first_step_of_fit = True
         self._last_progress_write = self._last_heartbeat = 0.0
@@ -111,7 +111,7 @@ class RunRecorder(keras.callbacks.Callback):
         else:
             self._timed_images += self._batch_images(batch)
         if not math.isfinite(loss):
-            self.nan_at = (self._epoch + 1, batch + 1)
+            self.nan_at = (f"loss became {_nan_or_inf(loss)}", self._epoch + 1, f", batch {batch + 1}")
             self.model.stop_training = True
         if self.stop_event.is_set():
             self.stopped_by_user = True
@@ -161,6 +161,12 @@ class RunRecorder(keras.callbacks.Callback):
             self.progress.update(phase="validating")
             val = self.model.evaluate(self.val_ds, verbose=0, return_dict=True)
             logs["val_loss"], logs["val_accuracy"] = float(val["loss"]), float(val["accuracy"])
+            if not math.isfinite(logs["val_loss"]):
+                # The training loss can stay finite while the weights or BatchNorm statistics have
+                # overflowed: such a model is no checkpoint to keep.
+                self.nan_at = (f"validation loss became {_nan_or_inf(logs['val_loss'])}", epoch + 1, "")
+                self.model.stop_training = True
+                return
         epoch_seconds = time.perf_counter() - self._epoch_start
         self._epoch_seconds_seen.append(epoch_seconds)
         row = {
@@ -183,6 +189,10 @@ class RunRecorder(keras.callbacks.Callback):
         self.progress.update(phase=self.phase_name, last_epoch=row)
 
 
+def _nan_or_inf(value: float) -> str:
+    return "NaN" if math.isnan(value) else "infinite"
+
+
 def current_learning_rate(model) -> float:
     # Under a distribution strategy the rate is a MirroredVariable, which float() refuses.
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
@@ -190,20 +200,34 @@ def current_learning_rate(model) -> float:
 
 def save_checkpoint(model, run: Run, *, best: bool = False) -> None:
     """last.keras (and best.keras) via a temporary name and a rename: a failed write leaves the
-    previous checkpoint intact."""
+    previous checkpoint intact.
+
+    Raises:
+        CheckpointError: The file could not be written (a full disk, a read-only folder); the
+            message names the file and the reason, and says the previous checkpoint is kept.
+    """
     last = run.last_checkpoint
-    tmp = last.with_name(".writing-last.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, last)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    _write_via_temporary(last, lambda tmp: model.save(tmp))
     if best:
-        best_tmp = run.best_checkpoint.with_name(".writing-best.keras")
-        with open(last, "rb") as src, open(best_tmp, "wb") as dst:
-            dst.write(src.read())
-        os.replace(best_tmp, run.best_checkpoint)
+        _write_via_temporary(run.best_checkpoint, lambda tmp: tmp.write_bytes(last.read_bytes()))
+
+
+def _write_via_temporary(target, write) -> None:
+    tmp = target.with_name(f".writing-{target.name}")   # keeps the .keras suffix model.save needs
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise CheckpointError(
+            f"could not save checkpoint {target.parent.name}/{target.name} of run {target.parents[1].name}: "
+            f"{reason}. The previous checkpoint is intact; free some space (or make the runs folder "
+            "writable) and resume the run.") from exc
+    finally:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _callbacks(config: TrainConfig, recorder: RunRecorder, steps: int, start_epoch: int):
@@ -292,6 +316,7 @@ def train_run(run: Run, *, target_epochs: int, stop_event: threading.Event, prog
 
 
 _INPUT_ERRORS = ("DataError", "UnsafePickleError", "WeightsUnavailableError", "ConfigError")
+_SELF_EXPLAINED = _INPUT_ERRORS + ("CheckpointError",)   # their messages already say what to do
 
 
 def _error_kind(exc: Exception) -> str:
@@ -300,7 +325,7 @@ def _error_kind(exc: Exception) -> str:
 
 def _readable(exc: Exception) -> str:
     message = str(exc).strip() or type(exc).__name__
-    if _error_kind(exc) == "input":
+    if type(exc).__name__ in _SELF_EXPLAINED:
         return message
     return f"{type(exc).__name__}: {message.splitlines()[0][:400]}"
 
@@ -376,10 +401,12 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
                   callbacks=_callbacks(config, recorder, steps, done), shuffle=False, verbose=0)
         done = int(run.read_status().get("checkpoint_epoch", done))
         if recorder.nan_at:
-            epoch, batch = recorder.nan_at
-            return Outcome("failed", error_kind="training", error=f"loss became NaN at epoch {epoch}, batch {batch}: training stopped. "
-                           f"Lower learning_rate (now {current_learning_rate(model):g}) and resume "
-                           "or start again; the last good checkpoint is kept.")
+            what, epoch, where = recorder.nan_at
+            kept = (f"the checkpoint of epoch {done} is kept" if done else "no epoch had finished, so "
+                    "there is no checkpoint")
+            return Outcome("failed", error_kind="training", error=f"{what} at epoch {epoch}{where}: "
+                           f"training stopped. Start again with a lower learning_rate (now "
+                           f"{current_learning_rate(model):g}); {kept}.")
         if recorder.stopped_by_user:
             progress.update(phase="saving checkpoint")
             save_checkpoint(model, run)

@@ -9,6 +9,10 @@ only when its files change.
 from __future__ import annotations
 
 import os
+import re
+import sys
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -20,12 +24,62 @@ from core.runs import METRIC_COLUMNS, Run, RunNotFoundError, RunStore, RunSummar
 
 RUN_QUERY_PARAM = "run"
 SELECTED_RUN_KEY = "selected_run"
+# The server's budget for live redraws, shared by everyone watching: one viewer redraws every
+# second; forty share the budget (every 5 s each) and cost the training no more than eight would.
+LIVE_REDRAWS_PER_SECOND = 8.0
+LIVE_VIEWER_TIMEOUT_SECONDS = 30.0
+_live_viewers: dict[str, float] = {}
+_live_viewers_lock = threading.Lock()
+
+
+def _keep_keras_state_between_reruns() -> None:
+    """Stops Streamlit from calling keras.backend.clear_session() after every script run.
+
+    Streamlit does that (script_runner._clean_problem_modules) for apps that build a model per
+    run. Here models live in the job manager's thread, and every viewer's fragment reruns each
+    second: each clear_session is a full garbage collection over TensorFlow's heap (0.15 s holding
+    the GIL on our CPU) plus a cleared kernel cache, and it swaps Keras's per-thread state (dtype
+    policy, name counters) under the training thread. Three viewers measured were enough to stall
+    a run. matplotlib's clean-up, the other half of that function, is kept.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    def clean_all_but_keras() -> None:
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:
+            try:
+                pyplot.close("all")
+            except Exception:  # noqa: BLE001 - as Streamlit does: never fail a rerun over this
+                pass
+
+    script_runner._clean_problem_modules = clean_all_but_keras
+
+
+_keep_keras_state_between_reruns()
 
 
 @st.cache_resource
 def job_manager() -> JobManager:
     """The process-wide job manager: one per server, shared by every tab and session."""
     return JobManager(runs_dir=os.environ.get("EFFLAB_RUNS_DIR"), data_dir=os.environ.get("EFFLAB_DATA_DIR"))
+
+
+def live_refresh_seconds(fastest: float = 1.0) -> float:
+    """How often this session's live view should redraw, given how many sessions watch live now.
+
+    Each redraw costs the server about 10 ms of CPU taken from the training (bench/viewers.py),
+    so the interval grows with the audience instead of the cost.
+    """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    ctx, now = get_script_run_ctx(), time.time()
+    with _live_viewers_lock:
+        if ctx is not None:
+            _live_viewers[ctx.session_id] = now
+        for session_id, seen in list(_live_viewers.items()):
+            if now - seen > LIVE_VIEWER_TIMEOUT_SECONDS:
+                del _live_viewers[session_id]
+        watching = len(_live_viewers)
+    return max(fastest, round(watching / LIVE_REDRAWS_PER_SECOND, 1))
 
 
 def store() -> RunStore:
@@ -55,6 +109,12 @@ def run_summaries() -> list[RunSummary]:
 def _metrics(root: str, run_id: str, mtime: float) -> pd.DataFrame:
     rows = RunStore(root).get(run_id).read_metrics()
     return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+
+
+def metrics_version(run_id: str) -> float:
+    """metrics.csv's modification time (0 when absent): changes exactly when an epoch is added."""
+    run = get_run(run_id)
+    return _mtime(run, "metrics.csv") if run is not None else 0.0
 
 
 def metrics_frame(run_id: str) -> pd.DataFrame:
@@ -137,7 +197,12 @@ def select_run(run_ids: list[str], *, label: str = "Run", key: str = "run_picker
     so a link opens the same run and every page starts on the run the user last looked at."""
     if not run_ids:
         return None
-    wanted = st.query_params.get(RUN_QUERY_PARAM) or st.session_state.get(SELECTED_RUN_KEY)
+    from_url = st.query_params.get(RUN_QUERY_PARAM)
+    if from_url and from_url not in run_ids:
+        # Refused, not followed: only ids listed from the runs folder are ever opened.
+        st.warning(f"There is no run `{shown_text(from_url)}` here (run ids look like "
+                   "20261125-142301-b0-3f9a); showing another run instead.")
+    wanted = from_url if from_url in run_ids else st.session_state.get(SELECTED_RUN_KEY)
     index = run_ids.index(wanted) if wanted in run_ids else 0
     container = st.sidebar if sidebar else st
     chosen = container.selectbox(label, run_ids, index=index, key=key,
@@ -145,6 +210,11 @@ def select_run(run_ids: list[str], *, label: str = "Run", key: str = "run_picker
     st.session_state[SELECTED_RUN_KEY] = chosen
     st.query_params[RUN_QUERY_PARAM] = chosen
     return chosen
+
+
+def shown_text(text: str, limit: int = 80) -> str:
+    """Text from a URL, safe to put in Markdown: no link, image or formatting can be smuggled in."""
+    return re.sub(r"[^\w./:@+-]", "?", str(text))[:limit]
 
 
 def run_label(summary: RunSummary) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.data import CLASS_NAMES
-from dashboard import nav, state
+from dashboard import control, nav, state
 from dashboard.images import gallery_query
 from dashboard.result_charts import (confused_pairs_figure, confusion_figure, pair_label,
                                      per_class_error_figure, selected_cell)
@@ -38,7 +38,12 @@ def evaluate_panel(run_id: str, run_state: str, has_predictions: bool) -> None:
     note = ("Runs the latest checkpoint over the test set: about 5 s per 10,000 images for B0 at "
             "32 px on a CPU, minutes for larger variants or sizes"
             + (", and it slows the training that is running." if busy else "."))
-    if st.button(label, key="evaluate_now", help=note, type="primary" if not has_predictions else "secondary"):
+    allowed = control.can_control()
+    if st.button(label, key="evaluate_now", help=note if allowed else control.LOCKED_HELP, disabled=not allowed,
+                 type="primary" if not has_predictions else "secondary"):
+        if not control.can_control():
+            st.error(control.LOCKED_HELP)
+            return
         from core.data import DataError
         from core.train import evaluate_checkpoint  # imports Keras: only when asked
         with st.spinner("Evaluating the latest checkpoint on the test set ... " + note):
@@ -56,6 +61,7 @@ def evaluate_panel(run_id: str, run_state: str, has_predictions: bool) -> None:
 
 
 st.title("Confusion matrix")
+control.token_widget()
 summaries = state.run_summaries()
 if not summaries:
     st.info("No runs yet. Train one first.")

@@ -1,7 +1,10 @@
 """Live curves: loss and accuracy per epoch for one or several runs, the running epoch's batches,
-learning rate and throughput — redrawn in place about once a second while a run trains."""
+learning rate and throughput — redrawn in place while a run trains (its batches once a second,
+less often when many watch, and the epoch charts five times less often)."""
 
 from __future__ import annotations
+
+import time
 
 import streamlit as st
 
@@ -10,7 +13,8 @@ from dashboard import state
 from dashboard.charts import (batch_loss_figure, curves_figure, learning_rate_figure, run_legend_label,
                               throughput_figure)
 
-LIVE_REFRESH_SECONDS = 1.0
+LIVE_REFRESH_SECONDS = 1.0      # the running epoch's batches, with few viewers (state.live_refresh_seconds)
+EPOCH_REFRESH_SECONDS = 5.0     # epoch-level charts change once per epoch (minutes): a new point within 5 s
 COMPARE_KEY = "compare_runs"     # set by the Runs page's "Compare" button
 COMPARE_PARAM = "runs"           # ?runs=id1,id2 opens the page with those runs
 
@@ -37,34 +41,70 @@ if not chosen:
     st.stop()
 
 
-def _frames() -> dict:
-    return {run_legend_label(by_id[rid].config, rid): state.metrics_frame(rid) for rid in chosen}
-
-
-def draw(live: bool) -> None:
-    frames = _frames()
+# Building a Plotly figure costs tens of milliseconds of CPU (mostly copying its template), and
+# every viewer redraws once a second: forty laptops would take the CPU from the run they watch.
+# So figures are built once per change of their data and shared, read-only, by every session.
+@st.cache_resource(max_entries=32, show_spinner=False)
+def epoch_figures(versions: tuple, labels: tuple, smoothing: float) -> dict:
+    """The four epoch-level charts for runs at these metrics.csv versions ((run id, mtime), ...)."""
+    frames = {label: state.metrics_frame(rid) for (rid, _), label in zip(versions, labels)}
     # uirevision keyed by the selection: a redraw keeps the user's zoom until they change runs.
-    revision = "|".join(chosen)
+    revision = "|".join(rid for rid, _ in versions)
+    return {"loss": curves_figure(frames, "loss", smoothing=smoothing, uirevision=revision),
+            "accuracy": curves_figure(frames, "accuracy", smoothing=smoothing, uirevision=revision),
+            "lr": learning_rate_figure(frames, uirevision=revision),
+            "ips": throughput_figure(frames, uirevision=revision)}
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def batch_figure(run_id: str, epoch, second: int, _batch_losses: tuple):
+    """The running epoch's per-batch loss, built at most once a second for all viewers (batches
+    come faster than that, so a per-batch key would rebuild it for nearly every viewer)."""
+    return batch_loss_figure(_batch_losses, epoch=epoch, uirevision=f"batch-{epoch}")
+
+
+def _figures() -> dict:
+    return epoch_figures(tuple((rid, state.metrics_version(rid)) for rid in chosen),
+                         tuple(run_legend_label(by_id[rid].config, rid) for rid in chosen), smoothing)
+
+
+def draw_loss_and_accuracy() -> None:
+    figures = _figures()
     left, right = st.columns(2)
-    left.plotly_chart(curves_figure(frames, "loss", smoothing=smoothing, uirevision=revision),
-                      width="stretch", theme=None, key="loss_chart")
-    right.plotly_chart(curves_figure(frames, "accuracy", smoothing=smoothing, uirevision=revision),
-                       width="stretch", theme=None, key="accuracy_chart")
-    if live and active in chosen:
-        progress = state.job_manager().progress(active)
-        st.plotly_chart(batch_loss_figure(progress.get("batch_losses") or (), epoch=progress.get("epoch"),
-                                          uirevision=f"batch-{progress.get('epoch')}"),
-                        width="stretch", theme=None, key="batch_chart")
-        st.caption(f"Run `{active}` is {progress.get('phase', 'running')}: "
-                   f"epoch {progress.get('epoch')} of {progress.get('epochs')}, "
-                   f"batch {progress.get('batch')} of {progress.get('batches')}.")
+    left.plotly_chart(figures["loss"], width="stretch", theme=None, key="loss_chart")
+    right.plotly_chart(figures["accuracy"], width="stretch", theme=None, key="accuracy_chart")
+
+
+def draw_batches() -> None:
+    if active not in chosen:
+        return
+    if state.live_refresh_seconds(LIVE_REFRESH_SECONDS) > live_every + 0.5:
+        st.rerun()   # more viewers arrived: redraw the page to slow this one's refresh down
+    progress = state.job_manager().progress(active)
+    st.plotly_chart(batch_figure(active, progress.get("epoch"), int(time.time()),
+                                 tuple(progress.get("batch_losses") or ())),
+                    width="stretch", theme=None, key="batch_chart")
+    st.caption(f"Run `{active}` is {progress.get('phase', 'running')}: "
+               f"epoch {progress.get('epoch')} of {progress.get('epochs')}, "
+               f"batch {progress.get('batch')} of {progress.get('batches')}.")
+
+
+def draw_rate_and_throughput() -> None:
+    figures = _figures()
     left, right = st.columns(2)
-    left.plotly_chart(learning_rate_figure(frames, uirevision=revision), width="stretch", theme=None, key="lr_chart")
-    right.plotly_chart(throughput_figure(frames, uirevision=revision), width="stretch", theme=None, key="ips_chart")
+    left.plotly_chart(figures["lr"], width="stretch", theme=None, key="lr_chart")
+    right.plotly_chart(figures["ips"], width="stretch", theme=None, key="ips_chart")
 
 
 any_active = active in chosen or any(by_id[rid].state in ACTIVE_STATES for rid in chosen)
 if any_active:
-    st.fragment(run_every=LIVE_REFRESH_SECONDS)(draw)(live=True)
+    # Only the batch chart needs a redraw every second; each redraw costs the server CPU per viewer,
+    # so both intervals grow with the audience.
+    live_every = state.live_refresh_seconds(LIVE_REFRESH_SECONDS)
+    epoch_every = EPOCH_REFRESH_SECONDS * live_every
+    st.fragment(run_every=epoch_every)(draw_loss_and_accuracy)()
+    st.fragment(run_every=live_every)(draw_batches)()
+    st.fragment(run_every=epoch_every)(draw_rate_and_throughput)()
 else:
-    draw(live=False)
+    draw_loss_and_accuracy()
+    draw_rate_and_throughput()

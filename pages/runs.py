@@ -7,9 +7,10 @@ import streamlit as st
 
 from core.jobs import JobError
 from core.runs import RESUMABLE_STATES
-from dashboard import nav, state
+from dashboard import control, nav, state
 
 st.title("Runs")
+can_act = control.token_widget()
 summaries = state.run_summaries()
 if not summaries:
     st.info("No runs yet: start one on the **Train** page (or with `python -m core train`).")
@@ -66,10 +67,14 @@ if c1.button(":material/monitoring: Compare curves", width="stretch"):
     st.switch_page(nav.page("curves"))
 
 first = by_id[picked[0]]
-with c2.popover(":material/replay: Resume", width="stretch", disabled=len(picked) != 1 or first.state not in RESUMABLE_STATES):
+with c2.popover(":material/replay: Resume", width="stretch",
+                disabled=len(picked) != 1 or first.state not in RESUMABLE_STATES or not can_act,
+                help=None if can_act else control.LOCKED_HELP):
     target = st.number_input("Total epochs", first.epochs_done + 1, 1000, value=first.epochs_done + 1)
     if st.button("Resume now", type="primary"):
         try:
+            if not control.can_control():
+                raise JobError(control.LOCKED_HELP)
             state.job_manager().resume(first.run_id, int(target))
             st.session_state[state.SELECTED_RUN_KEY] = first.run_id
             st.switch_page(nav.page("train"))
@@ -82,6 +87,9 @@ def confirm_delete(run_ids: list[str]) -> None:
     st.write(f"This removes {len(run_ids)} run folder(s), their checkpoints and predictions. It cannot be undone.")
     st.code("\n".join(run_ids))
     if st.button("Delete", type="primary"):
+        if not control.can_control():
+            st.session_state["runs_message"] = control.LOCKED_HELP
+            st.rerun()
         problems = []
         for run_id in run_ids:
             try:
@@ -92,7 +100,8 @@ def confirm_delete(run_ids: list[str]) -> None:
         st.rerun()
 
 
-if c3.button(":material/delete: Delete", width="stretch"):
+if c3.button(":material/delete: Delete", width="stretch", disabled=not can_act,
+             help=None if can_act else control.LOCKED_HELP):
     confirm_delete(picked)
 if message := st.session_state.pop("runs_message", None):
     st.info(message)

@@ -5,19 +5,23 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.config import ConfigError, TrainConfig
 from core.data import data_status
 from core.estimate import detect_device, estimate_table
 from core.jobs import JobError
 from core.runs import RESUMABLE_STATES
 from core.variants import get_variant
-from dashboard import state, train_form
+from dashboard import control, state, train_form
 from dashboard.charts import epoch_time_figure, eta_text
 
 LIVE_REFRESH_SECONDS = 1.0
+LOADED_FILE_KEY = "settings_file_loaded"      # file id of the settings file last applied to the form
+ADJUSTED_KEY = "settings_file_adjusted"       # what the form could not hold of it
 
 st.title("Train an EfficientNet on CIFAR-10")
 manager = state.job_manager()
 train_form.ensure_defaults()
+can_act = control.token_widget()
 
 # --- data first: say what is missing before anyone presses Start -------------------------------
 data_ok, data_message = data_status()
@@ -34,6 +38,32 @@ for column, preset in zip(preset_columns, train_form.presets()):
         st.button(preset.label, key=f"preset_{preset.name}", width="stretch",
                   on_click=train_form.apply_settings, args=(preset.settings,))
         st.caption(preset.expectation)
+
+
+def settings_file() -> dict | None:
+    """A JSON file of settings (e.g. a run's config.json) loaded into the form once, before the
+    widgets are drawn; any wrong value is reported by name and nothing is applied."""
+    uploaded = st.file_uploader("Or load settings from a file (a run's config.json, or your own JSON)",
+                                type=["json"], key="settings_file")
+    if uploaded is None:
+        return None
+    try:
+        config = TrainConfig.from_json(uploaded.getvalue().decode("utf-8"))
+    except UnicodeDecodeError:
+        st.error(f"**{uploaded.name} was not loaded:** config: expected a UTF-8 JSON text file; got binary data")
+        return None
+    except ConfigError as exc:
+        st.error(f"**{uploaded.name} was not loaded:** {exc}")
+        return None
+    if st.session_state.get(LOADED_FILE_KEY) == uploaded.file_id:
+        return None
+    st.session_state[LOADED_FILE_KEY] = uploaded.file_id
+    train_form.apply_settings(config.to_dict())
+    st.toast(f"Loaded the settings of {uploaded.name}")
+    return config.to_dict()
+
+
+loaded_settings = settings_file()
 
 # --- variant and its facts ----------------------------------------------------------------------
 st.subheader("Model")
@@ -64,6 +94,18 @@ with st.expander("Learning-rate schedule and early stopping"):
 with st.expander("Data, augmentation and hardware"):
     train_form.data_widgets()
 
+if loaded_settings is not None:
+    # A valid setting a widget cannot show (say a rate below its minimum) is replaced by the widget;
+    # say so instead of training with a silently different value.
+    shown = train_form.form_values()
+    st.session_state[ADJUSTED_KEY] = [f"{name}: the file's {value!r} is beyond what the form offers; it now "
+                                      f"shows {shown[name]!r}" for name, value in loaded_settings.items()
+                                      if shown[name] != value]
+if st.session_state.get("settings_file") is None:
+    st.session_state.pop(ADJUSTED_KEY, None)
+for note in st.session_state.get(ADJUSTED_KEY, []):
+    st.warning(note)
+
 config, problem = train_form.build_config()
 if problem:
     st.error(f"**Check the settings:** {problem}")
@@ -74,6 +116,13 @@ else:
 
 # --- controls -----------------------------------------------------------------------------------
 def start_training() -> None:
+    # Checked here too: a disabled button is only a hint to the browser.
+    if not control.can_control():
+        st.session_state["train_error"] = control.LOCKED_HELP
+        return
+    if config is None:
+        st.session_state["train_error"] = f"Check the settings: {problem}"
+        return
     try:
         run_id = manager.start(config)
         st.session_state[state.SELECTED_RUN_KEY] = run_id
@@ -85,11 +134,14 @@ def start_training() -> None:
 busy = manager.active_run_id is not None
 c1, c2, _ = st.columns([1, 1, 3])
 c1.button(":material/play_arrow: Start training", type="primary", width="stretch", on_click=start_training,
-          disabled=bool(problem) or not data_ok or busy,
-          help="Runs in the background: closing or refreshing this tab does not stop it.")
-if c2.button(":material/stop: Stop", width="stretch", disabled=not busy,
-             help="Stops at the next batch and saves a checkpoint you can resume."):
-    manager.stop()
+          disabled=bool(problem) or not data_ok or busy or not can_act,
+          help="Runs in the background: closing or refreshing this tab does not stop it."
+          if can_act else control.LOCKED_HELP)
+if c2.button(":material/stop: Stop", width="stretch", disabled=not busy or not can_act,
+             help="Stops at the next batch and saves a checkpoint you can resume."
+             if can_act else control.LOCKED_HELP):
+    if control.can_control():
+        manager.stop()
 if busy:
     st.caption(f"Run `{manager.active_run_id}` is training; one run at a time (it already uses the whole "
                "machine). Stop it or wait for it to finish before starting another.")
@@ -149,8 +201,11 @@ else:
     target = r2.number_input("Total epochs", done + 1, 1000, value=done + 1, key="resume_epochs",
                              help="The total to reach, counting the epochs already done.")
     r3.write("")
-    if r3.button(":material/replay: Resume", width="stretch", disabled=busy):
+    if r3.button(":material/replay: Resume", width="stretch", disabled=busy or not can_act,
+                 help=None if can_act else control.LOCKED_HELP):
         try:
+            if not control.can_control():
+                raise JobError(control.LOCKED_HELP)
             manager.resume(run_id, int(target))
             st.session_state[state.SELECTED_RUN_KEY] = run_id
             st.rerun()

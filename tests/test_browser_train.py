@@ -49,7 +49,7 @@ def test_quick_demo_trains_and_shows_up_everywhere(tmp_path, fixture_data_dir):
         assert page.get_by_text(re.compile(r"Test accuracy \d+\.\d%")).count() == 1
         screenshot(page, "03-train-completed")
 
-        page.get_by_role("link", name="Live curves").click()
+        page.get_by_role("link", name="Live curves", exact=True).click()
         settle(page, 2)
         charts = page.locator(".js-plotly-plot")
         assert charts.count() >= 4
@@ -58,7 +58,7 @@ def test_quick_demo_trains_and_shows_up_everywhere(tmp_path, fixture_data_dir):
         assert not exceptions_shown(page)
         screenshot(page, "04-curves")
 
-        page.get_by_role("link", name="Runs").click()
+        page.get_by_role("link", name="Runs", exact=True).click()
         settle(page, 2)
         assert page.get_by_text(re.compile(r"1 of 1 runs")).count() == 1
         assert not exceptions_shown(page)

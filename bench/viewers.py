@@ -1,0 +1,235 @@
+"""Does watching slow training down? Training images/s of a run in the dashboard server with nobody
+watching, against the same run watched live by N viewers of the Live curves page (a benchmark,
+not a test).
+
+Two kinds of viewer:
+- `ws`: light clients that speak Streamlit's websocket protocol as a browser tab does (open the
+  page, then ask for the live fragment's rerun each time the server's auto-rerun timer says so).
+  The server does exactly the work it does for a real tab, and the clients cost next to nothing:
+  this is a classroom, where the browsers run on the students' laptops, not on the server.
+- `browser`: N headless Chromium tabs on this same machine. On a small machine their rendering
+  (Plotly redraws each second in every tab) competes with training for the CPU, which says more
+  about the machine than about the server; reported for completeness.
+
+Each measured run: a fresh server, one headless tab sets a small run (B0 at 32 px, batch 128, real
+CIFAR-10) and presses Start, then closes; the viewers connect while the first step compiles, so
+every epoch is watched. Throughput is metrics.csv's images_per_second (training phase, first step
+excluded), averaged over the epochs. Every viewer must keep updating: its live caption's batch
+counter must change during each epoch it watches.
+
+    python bench/viewers.py [--viewers 20] [--kinds none,ws,browser,none] [--images 10000] [--epochs 3]
+
+Needs real CIFAR-10 in EFFLAB_DATA_DIR (or --data-dir) and Debian's Chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from browser import CHROMIUM, CHROMIUM_ARGS, settle, streamlit_server  # noqa: E402
+
+LIVE_CAPTION = re.compile(r"epoch (\d+) of \d+, batch (\d+) of \d+")
+PAGE = "curves"
+
+
+# --- starting a run through the UI ---------------------------------------------------------------
+def start_run(playwright, url: str, images: int, epochs: int, batch: int) -> None:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        settle(page)
+        page.get_by_text("Data, augmentation and hardware").click()
+        for label, value in (("Training images (0 = all 45,000)", images), ("Epochs", epochs),
+                             ("Batch size (per device)", batch)):
+            box = page.get_by_label(label, exact=True)
+            box.fill(str(value))
+            box.press("Enter")
+            settle(page, 0.5)
+        page.get_by_role("button", name=re.compile("Start training")).click()
+        page.get_by_text(re.compile(r" — run \d{8}-")).first.wait_for()
+    finally:
+        browser.close()
+
+
+# --- light websocket viewers ---------------------------------------------------------------------
+async def ws_viewer(port: int, seen: list, stop: threading.Event) -> None:
+    """One tab's worth of protocol: open the page, then rerun the live fragment when told to."""
+    import websockets
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    page_hash, timers = "", {}
+
+    def rerun(fragment_id: str = "") -> bytes:
+        message = BackMsg()
+        state = message.rerun_script
+        state.page_name, state.page_script_hash = PAGE, page_hash
+        state.widget_states.SetInParent()
+        if fragment_id:
+            state.fragment_id, state.is_auto_rerun = fragment_id, True
+        return message.SerializeToString()
+
+    async with websockets.connect(f"ws://127.0.0.1:{port}/_stcore/stream", subprotocols=["streamlit"],
+                                  max_size=None) as ws:
+        await ws.send(rerun())
+        while not stop.is_set():
+            try:
+                data = await asyncio.wait_for(ws.recv(), 0.2)
+            except TimeoutError:
+                data = None
+            if data:
+                message = ForwardMsg.FromString(data)
+                kind = message.WhichOneof("type")
+                if kind == "new_session":
+                    page_hash = message.new_session.page_script_hash
+                elif kind == "auto_rerun":
+                    timers[message.auto_rerun.fragment_id] = [message.auto_rerun.interval,
+                                                              time.monotonic() + message.auto_rerun.interval]
+                elif kind == "delta" and message.delta.new_element.WhichOneof("type") == "markdown":
+                    found = LIVE_CAPTION.search(message.delta.new_element.markdown.body)
+                    if found:
+                        seen.append((time.time(), int(found.group(1)), int(found.group(2))))
+            now = time.monotonic()
+            for fragment_id, timer in timers.items():
+                if now >= timer[1]:
+                    timer[1] = now + timer[0]
+                    await ws.send(rerun(fragment_id))
+
+
+def run_ws_viewers(port: int, n: int, stop: threading.Event) -> tuple[threading.Thread, list[list]]:
+    seen: list[list] = [[] for _ in range(n)]
+
+    def loop():
+        async def main():
+            await asyncio.gather(*(ws_viewer(port, seen[i], stop) for i in range(n)))
+        asyncio.run(main())
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread, seen
+
+
+# --- browser viewers -----------------------------------------------------------------------------
+def run_browser_viewers(playwright, url: str, n: int):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    pages = []
+    for _ in range(n):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(120_000)
+        page.goto(f"{url}/{PAGE}")
+        pages.append(page)
+    return browser, pages
+
+
+def sample_browser_pages(pages, seen: list[list]) -> None:
+    for page, log in zip(pages, seen):
+        try:
+            text = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+        except Exception:  # noqa: BLE001 - a page mid-redraw: try again next time
+            continue
+        for caption in text:
+            found = LIVE_CAPTION.search(caption)
+            if found:
+                log.append((time.time(), int(found.group(1)), int(found.group(2))))
+
+
+# --- one measured run ----------------------------------------------------------------------------
+def _status(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def measure(kind: str, args, workdir: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    runs = workdir / f"runs-{kind}-{time.time_ns()}"
+    env = {"EFFLAB_RUNS_DIR": str(runs), "EFFLAB_DATA_DIR": args.data_dir, "EFFLAB_CONTROL_TOKEN": ""}
+    with streamlit_server(env, workdir / f"server-{kind}.log") as url, sync_playwright() as playwright:
+        port = int(url.rsplit(":", 1)[1])
+        start_run(playwright, url, args.images, args.epochs, args.batch)
+        (run_dir,) = runs.iterdir()
+        stop = threading.Event()
+        seen: list[list] = [[] for _ in range(args.viewers)]
+        browser = pages = None
+        if kind == "ws":
+            thread, seen = run_ws_viewers(port, args.viewers, stop)
+        elif kind == "browser":
+            browser, pages = run_browser_viewers(playwright, url, args.viewers)
+        load = os.getloadavg()[0]
+        while _status(run_dir).get("state") in ("queued", "running", "stopping"):
+            if pages and _status(run_dir).get("checkpoint_epoch", 0) < args.epochs:
+                sample_browser_pages(pages, seen)
+            time.sleep(2 if pages else 0.5)
+        stop.set()
+        if browser is not None:
+            browser.close()
+        if kind == "ws":
+            thread.join(10)
+    status = _status(run_dir)
+    with open(run_dir / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    ips = [float(r["images_per_second"]) for r in rows]
+    # Updating: each viewer saw the batch counter change within every epoch it watched.
+    updating = [len({(e, b) for _, e, b in log}) >= 2 * args.epochs for log in seen] if kind != "none" else []
+    return {"kind": kind, "state": status.get("state"), "epochs": len(rows), "images_per_second": ips,
+            "mean_images_per_second": statistics.mean(ips) if ips else float("nan"),
+            "viewers": 0 if kind == "none" else args.viewers,
+            "viewers_updating": sum(updating), "updates_per_viewer": [len(log) for log in seen] if updating else [],
+            "load_average_at_start": round(load, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--viewers", type=int, default=20)
+    parser.add_argument("--kinds", default="none,ws,browser,none",
+                        help="measured runs in order: none (unwatched), ws, browser")
+    parser.add_argument("--images", type=int, default=10_000, help="training images per run (train_limit)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--data-dir", default=os.environ.get("EFFLAB_DATA_DIR"))
+    args = parser.parse_args()
+    if not args.data_dir:
+        sys.exit("error: set EFFLAB_DATA_DIR (or --data-dir) to the real CIFAR-10")
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, Python "
+          f"{platform.python_version()}")
+    print(f"run: B0 at 32 px, batch {args.batch}, {args.images} training images, {args.epochs} epochs; "
+          f"{args.viewers} viewers of the Live curves page")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="efflab-viewers-") as tmp:
+        for kind in args.kinds.split(","):
+            result = measure(kind, args, Path(tmp))
+            results.append(result)
+            print(json.dumps(result), flush=True)
+    unwatched = [r["mean_images_per_second"] for r in results if r["kind"] == "none"]
+    baseline = statistics.mean(unwatched) if unwatched else float("nan")
+    print(f"\n{'viewers':<28} {'images/s':>9} {'vs unwatched':>13} {'updating':>9}")
+    for r in results:
+        label = {"none": "none (unwatched)", "ws": f"{r['viewers']} websocket clients",
+                 "browser": f"{r['viewers']} Chromium tabs (same CPU)"}[r["kind"]]
+        updating = f"{r['viewers_updating']}/{r['viewers']}" if r["viewers"] else "-"
+        print(f"{label:<28} {r['mean_images_per_second']:>9.1f} "
+              f"{100 * (r['mean_images_per_second'] / baseline - 1):>+12.1f}% {updating:>9}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Concurrency: simultaneous Starts, Stop and Resume pressed quickly and often, status writes from
+several threads, and viewers that look at a run just as it finishes. The job manager is never
+wedged, exactly one run trains, and no epoch is lost or recorded twice."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core.config import TrainConfig
+from core.jobs import JobError, JobManager
+from core.runs import RunStore, mark_active
+from dashboard import control
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+TRAIN = "../pages/train.py"
+SMALL = dict(batch_size=16, train_limit=200, val_fraction=0.2, seed=5)
+
+
+def _wait_for(predicate, timeout=300, what="condition"):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+# --- status.json from several threads (no TensorFlow) --------------------------------------------
+def test_status_writes_from_several_threads_lose_nothing(tmp_path):
+    """Trainer, Stop and viewers all read-modify-write status.json: no write may undo another."""
+    run = RunStore(tmp_path / "runs").create(TrainConfig())
+
+    def writer(key):
+        for i in range(300):
+            run.write_status(**{key: i})
+
+    threads = [threading.Thread(target=writer, args=(key,)) for key in ("epoch", "checkpoint_epoch", "batch")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    status = run.read_status()
+    assert (status["epoch"], status["checkpoint_epoch"], status["batch"]) == (299, 299, 299)
+
+
+def test_a_viewer_never_marks_a_run_that_just_finished_interrupted(tmp_path):
+    """Forty laptops poll the run; one of them reading "running" just before the trainer writes
+    "completed" and leaves must not then overwrite it with "interrupted"."""
+    run = RunStore(tmp_path / "runs").create(TrainConfig())
+    done = threading.Event()
+
+    def viewer():
+        while not done.is_set():
+            try:
+                run.live_status()
+            except ValueError:   # never: writes are atomic; kept so a failure reads clearly
+                raise AssertionError("status.json was unreadable") from None
+
+    viewers = [threading.Thread(target=viewer) for _ in range(4)]
+    for v in viewers:
+        v.start()
+    try:
+        for _ in range(150):
+            mark_active(run.run_id, True)      # the trainer's sequence, as in core.train.train_run
+            run.write_status(state="running", pid=os.getpid(), host=socket.gethostname())
+            run.write_status(state="completed")
+            mark_active(run.run_id, False)
+            time.sleep(0.002)
+            assert run.read_status()["state"] == "completed"
+    finally:
+        done.set()
+        for v in viewers:
+            v.join()
+    assert run.read_status()["state"] == "completed"
+
+
+def test_a_late_stop_does_not_reopen_a_finished_run(tmp_path):
+    run = RunStore(tmp_path / "runs").create(TrainConfig())
+    run.write_status(state="completed")
+    assert run.write_status(state="stopping", if_state=("queued", "running")) is None
+    assert run.read_status()["state"] == "completed"
+
+
+# --- many viewers, one training thread (the benchmark is bench/viewers.py) -------------------------
+def test_viewer_reruns_leave_keras_and_the_garbage_collector_alone(monkeypatch, tmp_path, fixture_data_dir):
+    """Streamlit clears Keras's session and runs a full garbage collection after every script run;
+    with a run training in the same process and forty viewers refreshing each second, that alone
+    stalled training (bench/viewers.py). Neither may happen on a rerun of ours."""
+    import tomllib
+
+    import keras
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
+
+    cleared = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: cleared.append(1))
+    monkeypatch.delenv(control.TOKEN_ENV, raising=False)
+    monkeypatch.setenv("EFFLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("EFFLAB_DATA_DIR", fixture_data_dir)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.switch_page("../pages/curves.py")
+    at.run()
+    at.run()
+    assert not at.exception and cleared == []
+
+
+# --- the job manager -----------------------------------------------------------------------------
+@pytest.mark.slow
+def test_simultaneous_starts_start_exactly_one_run(tmp_path, fixture_data_dir):
+    manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir)
+    presses = 8
+    barrier = threading.Barrier(presses)
+    results: list[tuple[str, str]] = []
+
+    def press():
+        barrier.wait()
+        try:
+            results.append(("started", manager.start(TrainConfig(epochs=2, **SMALL))))
+        except JobError as exc:
+            results.append(("refused", str(exc)))
+
+    threads = [threading.Thread(target=press) for _ in range(presses)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    started = [value for kind, value in results if kind == "started"]
+    refused = [value for kind, value in results if kind == "refused"]
+    assert len(started) == 1 and len(refused) == presses - 1
+    assert all(f"run {started[0]} is training" in message and "one run at a time" in message for message in refused)
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == started
+    assert manager.stop(started[0])
+    assert manager.wait(180)
+    assert manager.store.get(started[0]).read_status()["state"] == "stopped"
+
+
+@pytest.mark.slow
+def test_two_dashboard_sessions_press_start_one_run_starts(monkeypatch, fixture_data_dir, tmp_path):
+    """Two browser sessions on one server share the job manager: both see Start enabled, both press
+    it; the second is told which run is training."""
+    monkeypatch.delenv(control.TOKEN_ENV, raising=False)
+    monkeypatch.setenv("EFFLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("EFFLAB_DATA_DIR", fixture_data_dir)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    try:
+        sessions = []
+        for _ in range(2):
+            at = AppTest.from_file(APP, default_timeout=120)
+            at.switch_page(TRAIN)
+            for key, value in {"cfg_train_limit": 200, "cfg_epochs": 2, "cfg_batch_size": 16,
+                               "cfg_val_fraction": 0.2}.items():
+                at.session_state[key] = value
+            at.run()
+            sessions.append(at)
+        starts = [next(b for b in at.button if "Start training" in b.label) for at in sessions]
+        assert not any(b.disabled for b in starts)
+        for button in starts:                       # both press before either sees the other's run
+            button.click()
+        sessions[0].run()
+        sessions[1].run()
+        from dashboard.state import job_manager
+        manager = job_manager()
+        run_id = manager.active_run_id
+        assert run_id and [p.name for p in (tmp_path / "runs").iterdir()] == [run_id]
+        assert not sessions[0].exception and not sessions[1].exception
+        told = [e.value for e in sessions[1].error]
+        assert any(f"run {run_id} is training" in message for message in told), told
+        # Both watch it live on the curves page (the live fragments, including the batch chart).
+        for at in sessions:
+            at.switch_page("../pages/curves.py").run()
+            assert not at.exception and len(at.get("plotly_chart")) == 5
+        assert manager.stop(run_id) and manager.wait(180)
+    finally:
+        st.cache_data.clear()
+        st.cache_resource.clear()
+
+
+@pytest.mark.slow
+def test_rapid_stop_and_resume_never_wedge_the_manager_or_corrupt_the_run(tmp_path, fixture_data_dir):
+    manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir)
+    run_id = manager.start(TrainConfig(epochs=1, **SMALL))
+    assert manager.wait(600)
+    run = manager.store.get(run_id)
+    assert run.read_status()["state"] == "completed"
+
+    phases_hit, refusals = [], []
+    # Stops at every moment: before the thread runs, while TensorFlow loads, while the data loads
+    # and the model is built, during the first step's tracing, and mid-epoch.
+    for delay in (0, 0, 0.05, 0.3, 1.0, 2.5, 0, 6.0, 0.1, 15.0):
+        manager.resume(run_id, epochs=50)
+        time.sleep(delay)
+        phases_hit.append(manager.progress(run_id).get("phase"))
+        for _ in range(3):                          # Stop pressed three times in a row
+            manager.stop(run_id)
+        try:                                        # and Resume while it is still stopping
+            manager.resume(run_id, epochs=50)
+            refusals.append("accepted")             # only when the thread had already ended
+            manager.stop(run_id)
+        except JobError as exc:
+            refusals.append(str(exc))
+        assert manager.wait(300), "the manager is wedged"
+        status = run.read_status()
+        assert status["state"] == "stopped", status
+        epochs = [r["epoch"] for r in run.read_metrics()]
+        assert epochs == list(range(1, len(epochs) + 1))
+        assert status["checkpoint_epoch"] == epochs[-1]
+        assert not any(p.name.startswith(".writing") for p in run.last_checkpoint.parent.iterdir())
+    assert len(set(phases_hit)) >= 3, phases_hit
+    assert any("is training" in r for r in refusals), refusals
+
+    done = run.read_status()["checkpoint_epoch"]
+    manager.resume(run_id, epochs=done + 1)
+    assert manager.wait(600)
+    status = run.read_status()
+    assert status["state"] == "completed", status
+    assert [r["epoch"] for r in run.read_metrics()] == list(range(1, done + 2))
+    assert manager.active_run_id is None

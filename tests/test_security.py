@@ -1,0 +1,263 @@
+"""Security: the server listens on localhost only, the classroom control token gates every action
+but no view, Keras models load in safe_mode, and nothing is unpickled except through the
+restricted unpickler."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from browser import free_port
+from core.config import TrainConfig
+from core.runs import RunStore
+from dashboard import control
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+TRAIN, RUNS, CURVES, CONFUSION = "../pages/train.py", "../pages/runs.py", "../pages/curves.py", "../pages/confusion.py"
+TOKEN = "projector-7f3a"
+
+
+@pytest.fixture
+def app(monkeypatch, fixture_data_dir, tmp_path):
+    """make(page, runs_dir=..., secrets=..., **query) -> an AppTest that has run that page once."""
+    monkeypatch.delenv(control.TOKEN_ENV, raising=False)
+
+    def make(page, *, runs_dir=None, secrets=None, **query):
+        monkeypatch.setenv("EFFLAB_RUNS_DIR", str(runs_dir or tmp_path / "runs"))
+        monkeypatch.setenv("EFFLAB_DATA_DIR", fixture_data_dir)
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        at = AppTest.from_file(APP, default_timeout=120)
+        if secrets:
+            at.secrets.update(secrets)
+        at.switch_page(page)
+        for key, value in query.items():
+            at.query_params[key] = value
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+    yield make
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def _button(at, text):
+    return next(b for b in at.button if text in b.label)
+
+
+def _token_box(at):
+    return [t for t in at.sidebar.text_input if t.label == "Control token"]
+
+
+def _finished_run(runs_dir: Path) -> str:
+    run = RunStore(runs_dir).create(TrainConfig(epochs=1))
+    run.write_status(state="completed", checkpoint_epoch=1)
+    run.append_metrics({"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2,
+                        "learning_rate": 1e-3, "epoch_seconds": 5, "images_per_second": 40})
+    return run.run_id
+
+
+# --- localhost only ------------------------------------------------------------------------------
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses of sockets listening on `port`, from /proc/net/tcp{,6} (state 0A = LISTEN)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:
+                found.add(address)
+    return found
+
+
+def test_server_listens_on_localhost_only_by_default(tmp_path):
+    # Started as `make run` starts it, without --server.address: .streamlit/config.toml decides.
+    port = free_port()
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+         "--server.headless", "true"],
+        cwd=ROOT, env={**os.environ, "EFFLAB_RUNS_DIR": str(tmp_path / "runs")}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()
+                time.sleep(0.2)
+        addresses = _listening_addresses(port)
+        # 0100007F is 127.0.0.1 in /proc's little-endian hex; an IPv6 loopback would be ...01000000.
+        assert addresses and addresses <= {"0100007F", "00000000000000000000000001000000"}, addresses
+    finally:
+        server.terminate()
+        server.wait(15)
+        log.close()
+
+
+# --- the control token ---------------------------------------------------------------------------
+def test_without_a_token_everything_works_as_before(app):
+    at = app(TRAIN)
+    assert not _token_box(at)
+    assert not _button(at, "Start training").disabled
+    assert control.configured_token() is None   # and no secrets file is needed for that
+
+
+def test_token_locks_actions_until_it_is_entered(app, monkeypatch, tmp_path):
+    monkeypatch.setenv(control.TOKEN_ENV, TOKEN)
+    at = app(TRAIN)
+    (box,) = _token_box(at)
+    assert box.proto.type == box.proto.PASSWORD
+    assert _button(at, "Start training").disabled and _button(at, "Stop").disabled
+    assert control.LOCKED_HELP in _button(at, "Start training").help
+
+    box.input("guess").run()
+    assert any("not the control token" in w.value for w in at.sidebar.warning)
+    assert _button(at, "Start training").disabled
+
+    _token_box(at)[0].input(TOKEN).run()
+    assert not _button(at, "Start training").disabled
+    assert any("unlocked" in c.value for c in at.sidebar.caption)
+
+    # The token is remembered across pages of the same browser session.
+    run_id = _finished_run(tmp_path / "runs")
+    at.switch_page(RUNS).run()
+    at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception
+    assert not _button(at, "Delete").disabled
+    assert run_id in at.dataframe[0].value["run"].tolist()
+
+
+def test_viewing_needs_no_token_but_acting_does(app, monkeypatch, tmp_path):
+    monkeypatch.setenv(control.TOKEN_ENV, TOKEN)
+    runs = tmp_path / "runs"
+    run_id = _finished_run(runs)
+    # Every viewing page renders fully without the token.
+    curves = app(CURVES, runs_dir=runs)
+    assert len(curves.get("plotly_chart")) >= 4
+    runs_page = app(RUNS, runs_dir=runs)
+    assert runs_page.dataframe[0].value["run"].tolist() == [run_id]
+    runs_page.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    runs_page.run()
+    assert _button(runs_page, "Delete").disabled
+    assert _button(runs_page, "Compare curves").disabled is False     # looking is free
+    train = app(TRAIN, runs_dir=runs)
+    assert _button(train, "Resume").disabled
+    assert any(run_id in o for o in train.selectbox(key="resume_run").options)
+
+
+def test_token_from_secrets_toml(app):
+    at = app(TRAIN, secrets={control.SECRET_KEY: TOKEN})
+    assert _token_box(at) and _button(at, "Start training").disabled
+    _token_box(at)[0].input(TOKEN).run()
+    assert not _button(at, "Start training").disabled
+
+
+def test_a_forged_click_on_a_locked_start_is_refused(app, monkeypatch, tmp_path):
+    """A disabled button is a hint to the browser; the action checks the token itself."""
+    monkeypatch.setenv(control.TOKEN_ENV, TOKEN)
+    at = app(TRAIN)
+    _token_box(at)[0].input(TOKEN).run()
+    start = _button(at, "Start training")
+    assert not start.disabled
+    monkeypatch.setenv(control.TOKEN_ENV, "changed-by-the-teacher")   # the entered token is now wrong
+    start.click().run()
+    assert not at.exception
+    assert any(control.LOCKED_HELP in e.value for e in at.error)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_unreadable_secrets_file_locks_rather_than_opens(monkeypatch):
+    from streamlit.errors import StreamlitSecretNotFoundError
+
+    class BrokenSecrets:
+        def get(self, key, default=None):
+            raise StreamlitSecretNotFoundError("Error parsing secrets file at {path}: {error}",
+                                               path=".streamlit/secrets.toml", error="Invalid value (line 1)")
+
+    class NoSecrets:
+        def get(self, key, default=None):
+            raise StreamlitSecretNotFoundError("No secrets found. Valid paths ...: {file_paths}", file_paths="x")
+
+    monkeypatch.delenv(control.TOKEN_ENV, raising=False)
+    monkeypatch.setattr(st, "secrets", NoSecrets())
+    assert control.configured_token() is None and control.can_control()
+    monkeypatch.setattr(st, "secrets", BrokenSecrets())
+    assert control.is_control_locked() and not control.can_control()
+    monkeypatch.setattr(st, "secrets", {control.SECRET_KEY: 1234})   # a number in TOML is still a token
+    assert control.configured_token() == "1234"
+
+
+# --- nothing runs code from a file ---------------------------------------------------------------
+@pytest.mark.slow
+def test_keras_models_load_in_safe_mode(tmp_path, monkeypatch):
+    import keras
+
+    from core.model import load_checkpoint
+    from core.runs import CheckpointError
+
+    sentinel = tmp_path / "code-ran"
+    monkeypatch.setenv("EFFLAB_SENTINEL", str(sentinel))   # no closure: Keras serialises the bytecode
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(
+        lambda x: (open(__import__("os").environ["EFFLAB_SENTINEL"], "w").close(), x)[1])(inputs)
+    path = tmp_path / "evil.keras"
+    keras.Model(inputs, outputs).save(path)
+    sentinel.unlink()   # building the model above ran the lambda once
+    with pytest.raises(CheckpointError, match=r"(?i)checkpoint .*evil.keras cannot be loaded .*lambda"):
+        load_checkpoint(path)
+    assert not sentinel.exists()
+
+
+def test_predictions_with_pickled_objects_are_refused(tmp_path):
+    run = RunStore(tmp_path / "runs").create(TrainConfig())
+    np.savez(run.file("predictions.npz"), y_true=np.array([object()], dtype=object),
+             y_prob=np.zeros((1, 10)))
+    with pytest.raises(ValueError, match="pickle"):
+        run.read_predictions()
+
+
+# Loading calls that can run code from a file: (pattern, unless the line also says, what).
+RISKY = [
+    (re.compile(r"\bpickle\.loads?\("), None, "pickle.load"),
+    (re.compile(r"\bUnpickler\("), None, "a pickle.Unpickler"),
+    (re.compile(r"allow_pickle\s*=\s*True"), None, "allow_pickle=True"),
+    (re.compile(r"\bnp\.load\("), "allow_pickle=False", "np.load without allow_pickle=False"),
+    (re.compile(r"\b(models|saving)\.load_model\("), "safe_mode=True", "load_model without safe_mode=True"),
+    (re.compile(r"import .*\bload_model\b"), None, "keras's load_model imported bare"),
+    (re.compile(r"safe_mode\s*=\s*False"), None, "safe_mode=False"),
+    (re.compile(r"\bimport (joblib|dill|cloudpickle|shelve|marshal)\b"), None, "another pickle-like loader"),
+    (re.compile(r"(?<![\w.])(eval|exec)\("), None, "eval/exec"),
+    (re.compile(r"\byaml\.load\("), None, "yaml.load"),
+]
+
+
+def test_no_code_path_unpickles_except_the_restricted_unpickler():
+    problems = []
+    for path in sorted([*ROOT.glob("core/*.py"), *ROOT.glob("dashboard/*.py"), *ROOT.glob("pages/*.py"),
+                        *ROOT.glob("bench/*.py")]):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            code = line.split("#", 1)[0]
+            for pattern, unless, what in RISKY:
+                if pattern.search(code) and not (unless and unless in code):
+                    problems.append(f"{path.relative_to(ROOT)}:{number}: {what}: {line.strip()}")
+    # The one sanctioned unpickler: core/data.py's _RestrictedUnpickler(pickle.Unpickler).
+    allowed = [p for p in problems if p.startswith("core/data.py") and "Restricted" in p]
+    assert [p for p in problems if p not in allowed] == []
