@@ -62,9 +62,10 @@ if not picked:
 by_id = {s.run_id: s for s in summaries}
 st.subheader(f"{len(picked)} selected")
 c1, c2, c3 = st.columns(3)
-if c1.button(":material/monitoring: Compare curves", width="stretch"):
+if c1.button(":material/compare_arrows: Compare", width="stretch",
+             help="Curves overlaid, settings side by side, per-class accuracy and confusion differences."):
     st.session_state["compare_runs"] = picked
-    st.switch_page(nav.page("curves"))
+    st.switch_page(nav.page("compare"))
 
 first = by_id[picked[0]]
 with c2.popover(":material/replay: Resume", width="stretch",

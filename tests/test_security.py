@@ -157,7 +157,7 @@ def test_viewing_needs_no_token_but_acting_does(app, monkeypatch, tmp_path):
     runs_page.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     runs_page.run()
     assert _button(runs_page, "Delete").disabled
-    assert _button(runs_page, "Compare curves").disabled is False     # looking is free
+    assert _button(runs_page, "Compare").disabled is False     # looking is free
     train = app(TRAIN, runs_dir=runs)
     assert _button(train, "Resume").disabled
     assert any(run_id in o for o in train.selectbox(key="resume_run").options)
