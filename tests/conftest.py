@@ -72,3 +72,45 @@ def trained_run(tmp_path_factory, fixture_data_dir, tiny_config):
     run = manager.store.get(run_id)
     assert run.read_status()["state"] == "completed", run.read_status()
     return run
+
+
+# --- the dashboard under Streamlit's AppTest -----------------------------------------------------
+APP = str(ROOT / "dashboard" / "app.py")
+
+
+def clear_streamlit_caches() -> None:
+    """Each AppTest gets fresh cached loaders and its own job manager (st.cache_resource)."""
+    import streamlit as st
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def app_factory(monkeypatch, fixture_data_dir):
+    """app_factory(default_runs_dir) -> make(page, *, runs_dir=, data_dir=, secrets=, **query):
+    an AppTest of the whole app switched to `page` (a path relative to dashboard/), with the runs
+    folder and data set from the environment, as `make run` passes them, and no control token
+    unless a test sets one."""
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard import control
+    monkeypatch.delenv(control.TOKEN_ENV, raising=False)
+
+    def factory(default_runs_dir):
+        def make(page, *, runs_dir=None, data_dir=None, secrets=None, **query):
+            monkeypatch.setenv("EFFLAB_RUNS_DIR", str(runs_dir or default_runs_dir))
+            monkeypatch.setenv("EFFLAB_DATA_DIR", str(data_dir or fixture_data_dir))
+            clear_streamlit_caches()
+            at = AppTest.from_file(APP, default_timeout=180)
+            if secrets:
+                at.secrets.update(secrets)
+            at.switch_page(page)
+            for key, value in query.items():
+                at.query_params[key] = value
+            at.run()
+            assert not at.exception, [e.value for e in at.exception]
+            return at
+        return make
+
+    yield factory
+    clear_streamlit_caches()

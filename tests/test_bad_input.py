@@ -6,20 +6,14 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from core.__main__ import main as cli_main
 from core.config import TrainConfig
 from core.runs import RunStore
-from dashboard import control
 from test_config import BAD_SETTINGS
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
 TRAIN, CURVES, CONFUSION, MISTAKES = ("../pages/train.py", "../pages/curves.py", "../pages/confusion.py",
                                       "../pages/mistakes.py")
 
@@ -130,24 +124,9 @@ def test_the_tables_hold_at_least_thirty_rows_each():
 
 # --- the dashboard -------------------------------------------------------------------------------
 @pytest.fixture
-def app(monkeypatch, fixture_data_dir, tmp_path):
-    monkeypatch.delenv(control.TOKEN_ENV, raising=False)
-
-    def make(page, *, runs_dir=None, **query):
-        monkeypatch.setenv("EFFLAB_RUNS_DIR", str(runs_dir or tmp_path / "runs"))
-        monkeypatch.setenv("EFFLAB_DATA_DIR", fixture_data_dir)
-        st.cache_data.clear()
-        st.cache_resource.clear()
-        at = AppTest.from_file(APP, default_timeout=120)
-        at.switch_page(page)
-        for key, value in query.items():
-            at.query_params[key] = value
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-    yield make
-    st.cache_data.clear()
-    st.cache_resource.clear()
+def app(app_factory, tmp_path):
+    """make(page, runs_dir=..., **query) -> an AppTest that has run that page (runs in tmp_path)."""
+    return app_factory(tmp_path / "runs")
 
 
 def _button(at, text):

@@ -15,45 +15,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import streamlit as st
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
 from core.data import CLASS_NAMES
 from core.evaluate import evaluate, mistakes
 from core.runs import PREDICTIONS_FILE, RunStore
 from dashboard import compare_charts, nav, slides
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = ROOT / "dashboard" / "app.py"
 PRESENT, TRY, REPORT, COMPARE = ("../pages/present.py", "../pages/try_image.py", "../pages/report.py",
                                  "../pages/compare.py")
 CONFUSION = "../pages/confusion.py"
 SAMPLE_PHOTO = Path(__import__("sklearn").__file__).parent / "datasets" / "images" / "flower.jpg"
 
 
-def _clear_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
 
 @pytest.fixture
-def app(monkeypatch, trained_run, fixture_data_dir):
-    """make(page, runs_dir=..., data_dir=..., **query) -> a run AppTest on that page."""
-    def make(page, *, runs_dir=None, data_dir=None, run=True, **query):
-        monkeypatch.setenv("EFFLAB_RUNS_DIR", str(runs_dir or trained_run.path.parent))
-        monkeypatch.setenv("EFFLAB_DATA_DIR", str(data_dir or fixture_data_dir))
-        _clear_caches()
-        at = AppTest.from_file(str(APP), default_timeout=180)
-        at.switch_page(page)
-        for key, value in query.items():
-            at.query_params[key] = value
-        if run:
-            at.run()
-            assert not at.exception, [e.value for e in at.exception]
-        return at
-    yield make
-    _clear_caches()
+def app(app_factory, trained_run):
+    """make(page, runs_dir=..., **query) -> an AppTest that has run that page (the trained run's folder)."""
+    return app_factory(trained_run.path.parent)
 
 
 def _query(at) -> dict[str, str]:

@@ -5,38 +5,22 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from conftest import APP
 from core.jobs import JobManager
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
 TRAIN, CURVES, RUNS = "../pages/train.py", "../pages/curves.py", "../pages/runs.py"
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def app(monkeypatch, fixture_data_dir, tmp_path):
-    def make(page, *, runs_dir=None, data_dir=None, **query):
-        monkeypatch.setenv("EFFLAB_RUNS_DIR", str(runs_dir or tmp_path / "runs"))
-        monkeypatch.setenv("EFFLAB_DATA_DIR", str(data_dir or fixture_data_dir))
-        st.cache_data.clear()
-        st.cache_resource.clear()
-        at = AppTest.from_file(APP, default_timeout=120)
-        at.switch_page(page)
-        for key, value in query.items():
-            at.query_params[key] = value
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-    yield make
-    st.cache_data.clear()
-    st.cache_resource.clear()
+def app(app_factory, tmp_path):
+    """make(page, runs_dir=..., **query) -> an AppTest that has run that page (runs in tmp_path)."""
+    return app_factory(tmp_path / "runs")
 
 
 def _button(at, text):

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from browser import free_port
 from core.config import TrainConfig
@@ -23,33 +22,14 @@ from core.runs import RunStore
 from dashboard import control
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
 TRAIN, RUNS, CURVES, CONFUSION = "../pages/train.py", "../pages/runs.py", "../pages/curves.py", "../pages/confusion.py"
 TOKEN = "projector-7f3a"
 
 
 @pytest.fixture
-def app(monkeypatch, fixture_data_dir, tmp_path):
-    """make(page, runs_dir=..., secrets=..., **query) -> an AppTest that has run that page once."""
-    monkeypatch.delenv(control.TOKEN_ENV, raising=False)
-
-    def make(page, *, runs_dir=None, secrets=None, **query):
-        monkeypatch.setenv("EFFLAB_RUNS_DIR", str(runs_dir or tmp_path / "runs"))
-        monkeypatch.setenv("EFFLAB_DATA_DIR", fixture_data_dir)
-        st.cache_data.clear()
-        st.cache_resource.clear()
-        at = AppTest.from_file(APP, default_timeout=120)
-        if secrets:
-            at.secrets.update(secrets)
-        at.switch_page(page)
-        for key, value in query.items():
-            at.query_params[key] = value
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-    yield make
-    st.cache_data.clear()
-    st.cache_resource.clear()
+def app(app_factory, tmp_path):
+    """make(page, runs_dir=..., **query) -> an AppTest that has run that page (runs in tmp_path)."""
+    return app_factory(tmp_path / "runs")
 
 
 def _button(at, text):
