@@ -1,6 +1,6 @@
 """Does watching slow training down? Training images/s of a run in the dashboard server with nobody
-watching, against the same run watched live by N viewers of the Live curves page (a benchmark,
-not a test).
+watching, against the same run watched live by N viewers of the Live curves page or the Train
+page's status panel (a benchmark, not a test).
 
 Two kinds of viewer:
 - `ws`: light clients that speak Streamlit's websocket protocol as a browser tab does (open the
@@ -8,16 +8,19 @@ Two kinds of viewer:
   The server does exactly the work it does for a real tab, and the clients cost next to nothing:
   this is a classroom, where the browsers run on the students' laptops, not on the server.
 - `browser`: N headless Chromium tabs on this same machine. On a small machine their rendering
-  (Plotly redraws each second in every tab) competes with training for the CPU, which says more
+  (a Plotly redraw every few seconds in every tab) competes with training for the CPU, which says more
   about the machine than about the server; reported for completeness.
 
 Each measured run: a fresh server, one headless tab sets a small run (B0 at 32 px, batch 128, real
 CIFAR-10) and presses Start, then closes; the viewers connect while the first step compiles, so
 every epoch is watched. Throughput is metrics.csv's images_per_second (training phase, first step
 excluded), averaged over the epochs. Every viewer must keep updating: its live caption's batch
-counter must change during each epoch it watches.
+counter must change during each epoch it watches. The server's average CPU use over the run is
+printed as well (its JSON line); it includes evaluation and start-up, so it is too noisy to
+subtract, but a runaway viewer cost shows there. Run it on an otherwise idle machine, with an
+unwatched run first and last: their agreement says how far to trust the difference.
 
-    python bench/viewers.py [--viewers 20] [--kinds none,ws,browser,none] [--images 10000] [--epochs 3]
+    python bench/viewers.py [--viewers 20] [--kinds none,ws,ws@train,browser,none] [--images 10000] [--epochs 3]
 
 Needs real CIFAR-10 in EFFLAB_DATA_DIR (or --data-dir) and Debian's Chromium.
 """
@@ -41,10 +44,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser import CHROMIUM, CHROMIUM_ARGS, settle, streamlit_server  # noqa: E402
+from browser import CHROMIUM, CHROMIUM_ARGS, start_training_from_the_ui, streamlit_server  # noqa: E402
 
-LIVE_CAPTION = re.compile(r"epoch (\d+) of \d+, batch (\d+) of \d+")
-PAGE = "curves"
+# The live batch counter: Live curves' caption ("epoch 2 of 3, batch 40 of 79") or the Train
+# page's progress bar ("epoch 2 of 3 · batch 40 of 79").
+LIVE_CAPTION = re.compile(r"epoch (\d+) of \d+(?:,| ·) batch (\d+) of \d+")
+PAGES = {"curves": "Live curves", "train": "Train"}   # url path -> title
 
 
 # --- starting a run through the UI ---------------------------------------------------------------
@@ -53,23 +58,13 @@ def start_run(playwright, url: str, images: int, epochs: int, batch: int) -> Non
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
-        page.goto(url)
-        settle(page)
-        page.get_by_text("Data, augmentation and hardware").click()
-        for label, value in (("Training images (0 = all 45,000)", images), ("Epochs", epochs),
-                             ("Batch size (per device)", batch)):
-            box = page.get_by_label(label, exact=True)
-            box.fill(str(value))
-            box.press("Enter")
-            settle(page, 0.5)
-        page.get_by_role("button", name=re.compile("Start training")).click()
-        page.get_by_text(re.compile(r" — run \d{8}-")).first.wait_for()
+        start_training_from_the_ui(page, url, images=images, epochs=epochs, batch=batch)
     finally:
         browser.close()
 
 
 # --- light websocket viewers ---------------------------------------------------------------------
-async def ws_viewer(port: int, seen: list, stop: threading.Event) -> None:
+async def ws_viewer(port: int, page: str, seen: list, stop: threading.Event) -> None:
     """One tab's worth of protocol: open the page, then rerun the live fragment when told to."""
     import websockets
     from streamlit.proto.BackMsg_pb2 import BackMsg
@@ -80,7 +75,7 @@ async def ws_viewer(port: int, seen: list, stop: threading.Event) -> None:
     def rerun(fragment_id: str = "") -> bytes:
         message = BackMsg()
         state = message.rerun_script
-        state.page_name, state.page_script_hash = PAGE, page_hash
+        state.page_name, state.page_script_hash = page, page_hash
         state.widget_states.SetInParent()
         if fragment_id:
             state.fragment_id, state.is_auto_rerun = fragment_id, True
@@ -97,13 +92,22 @@ async def ws_viewer(port: int, seen: list, stop: threading.Event) -> None:
             if data:
                 message = ForwardMsg.FromString(data)
                 kind = message.WhichOneof("type")
-                if kind == "new_session":
-                    page_hash = message.new_session.page_script_hash
+                if kind == "navigation":
+                    # The page shown (a browser sends its hash back): with the app's script hash
+                    # instead, a server-side st.rerun() from a fragment would land on the default page.
+                    page_hash = message.navigation.page_script_hash
+                elif kind == "new_session":
+                    if not message.metadata.run.fragment_ids:   # a full run re-registers every fragment
+                        timers.clear()
+                elif kind == "stop_auto_rerun":
+                    for fragment_id in message.stop_auto_rerun.fragment_ids:
+                        timers.pop(fragment_id, None)
                 elif kind == "auto_rerun":
                     timers[message.auto_rerun.fragment_id] = [message.auto_rerun.interval,
                                                               time.monotonic() + message.auto_rerun.interval]
-                elif kind == "delta" and message.delta.new_element.WhichOneof("type") == "markdown":
-                    found = LIVE_CAPTION.search(message.delta.new_element.markdown.body)
+                elif kind == "delta" and message.delta.new_element.WhichOneof("type") in ("markdown", "progress"):
+                    element = message.delta.new_element
+                    found = LIVE_CAPTION.search(element.markdown.body or element.progress.text)
                     if found:
                         seen.append((time.time(), int(found.group(1)), int(found.group(2))))
             now = time.monotonic()
@@ -113,12 +117,12 @@ async def ws_viewer(port: int, seen: list, stop: threading.Event) -> None:
                     await ws.send(rerun(fragment_id))
 
 
-def run_ws_viewers(port: int, n: int, stop: threading.Event) -> tuple[threading.Thread, list[list]]:
+def run_ws_viewers(port: int, page: str, n: int, stop: threading.Event) -> tuple[threading.Thread, list[list]]:
     seen: list[list] = [[] for _ in range(n)]
 
     def loop():
         async def main():
-            await asyncio.gather(*(ws_viewer(port, seen[i], stop) for i in range(n)))
+            await asyncio.gather(*(ws_viewer(port, page, seen[i], stop) for i in range(n)))
         asyncio.run(main())
 
     thread = threading.Thread(target=loop, daemon=True)
@@ -127,13 +131,13 @@ def run_ws_viewers(port: int, n: int, stop: threading.Event) -> tuple[threading.
 
 
 # --- browser viewers -----------------------------------------------------------------------------
-def run_browser_viewers(playwright, url: str, n: int):
+def run_browser_viewers(playwright, url: str, page_path: str, n: int):
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     pages = []
     for _ in range(n):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(120_000)
-        page.goto(f"{url}/{PAGE}")
+        page.goto(f"{url}/{page_path}")
         pages.append(page)
     return browser, pages
 
@@ -141,7 +145,7 @@ def run_browser_viewers(playwright, url: str, n: int):
 def sample_browser_pages(pages, seen: list[list]) -> None:
     for page, log in zip(pages, seen):
         try:
-            text = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+            text = page.locator('[data-testid="stCaptionContainer"], [data-testid="stProgress"]').all_inner_texts()
         except Exception:  # noqa: BLE001 - a page mid-redraw: try again next time
             continue
         for caption in text:
@@ -158,27 +162,41 @@ def _status(run_dir: Path) -> dict:
         return {}
 
 
-def measure(kind: str, args, workdir: Path) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(spec: str, args, workdir: Path) -> dict:
+    """One run, watched as `spec` says: none, or KIND[@PAGE] with KIND ws or browser (page: curves)."""
     from playwright.sync_api import sync_playwright
 
+    kind, _, page_path = spec.partition("@")
+    page_path = page_path or "curves"
+    if kind not in ("none", "ws", "browser") or page_path not in PAGES:
+        sys.exit(f"error: --kinds: expected none or ws|browser[@{'|'.join(PAGES)}]; got {spec!r}")
     runs = workdir / f"runs-{kind}-{time.time_ns()}"
     env = {"EFFLAB_RUNS_DIR": str(runs), "EFFLAB_DATA_DIR": args.data_dir, "EFFLAB_CONTROL_TOKEN": ""}
     with streamlit_server(env, workdir / f"server-{kind}.log") as url, sync_playwright() as playwright:
         port = int(url.rsplit(":", 1)[1])
         start_run(playwright, url, args.images, args.epochs, args.batch)
         (run_dir,) = runs.iterdir()
+        server_pid = _status(run_dir)["pid"]
+        cpu_start, wall_start = _cpu_seconds(server_pid), time.time()
         stop = threading.Event()
         seen: list[list] = [[] for _ in range(args.viewers)]
         browser = pages = None
         if kind == "ws":
-            thread, seen = run_ws_viewers(port, args.viewers, stop)
+            thread, seen = run_ws_viewers(port, page_path, args.viewers, stop)
         elif kind == "browser":
-            browser, pages = run_browser_viewers(playwright, url, args.viewers)
+            browser, pages = run_browser_viewers(playwright, url, page_path, args.viewers)
         load = os.getloadavg()[0]
         while _status(run_dir).get("state") in ("queued", "running", "stopping"):
             if pages and _status(run_dir).get("checkpoint_epoch", 0) < args.epochs:
                 sample_browser_pages(pages, seen)
             time.sleep(2 if pages else 0.5)
+        cpu, wall = _cpu_seconds(server_pid) - cpu_start, time.time() - wall_start
         stop.set()
         if browser is not None:
             browser.close()
@@ -190,18 +208,21 @@ def measure(kind: str, args, workdir: Path) -> dict:
     ips = [float(r["images_per_second"]) for r in rows]
     # Updating: each viewer saw the batch counter change within every epoch it watched.
     updating = [len({(e, b) for _, e, b in log}) >= 2 * args.epochs for log in seen] if kind != "none" else []
-    return {"kind": kind, "state": status.get("state"), "epochs": len(rows), "images_per_second": ips,
+    return {"kind": kind, "page": None if kind == "none" else PAGES[page_path], "state": status.get("state"),
+            "epochs": len(rows), "images_per_second": ips,
             "mean_images_per_second": statistics.mean(ips) if ips else float("nan"),
             "viewers": 0 if kind == "none" else args.viewers,
             "viewers_updating": sum(updating), "updates_per_viewer": [len(log) for log in seen] if updating else [],
-            "load_average_at_start": round(load, 2)}
+            "load_average_at_start": round(load, 2), "server_cpu_seconds": round(cpu, 1),
+            "wall_seconds": round(wall, 1), "server_cores": round(cpu / wall, 3)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--viewers", type=int, default=20)
-    parser.add_argument("--kinds", default="none,ws,browser,none",
-                        help="measured runs in order: none (unwatched), ws, browser")
+    parser.add_argument("--kinds", default="none,ws,ws@train,none",
+                        help="measured runs in order: none (unwatched), or ws|browser[@curves|@train] "
+                             "(websocket clients or Chromium tabs on that page; curves by default)")
     parser.add_argument("--images", type=int, default=10_000, help="training images per run (train_limit)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=128)
@@ -213,22 +234,30 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, Python "
           f"{platform.python_version()}")
     print(f"run: B0 at 32 px, batch {args.batch}, {args.images} training images, {args.epochs} epochs; "
-          f"{args.viewers} viewers of the Live curves page")
+          f"{args.viewers} viewers per watched run")
     results = []
     with tempfile.TemporaryDirectory(prefix="efflab-viewers-") as tmp:
-        for kind in args.kinds.split(","):
-            result = measure(kind, args, Path(tmp))
+        for spec in args.kinds.split(","):
+            result = measure(spec, args, Path(tmp))
             results.append(result)
             print(json.dumps(result), flush=True)
+    print_summary(results)
+
+
+def print_summary(results: list[dict]) -> None:
     unwatched = [r["mean_images_per_second"] for r in results if r["kind"] == "none"]
     baseline = statistics.mean(unwatched) if unwatched else float("nan")
-    print(f"\n{'viewers':<28} {'images/s':>9} {'vs unwatched':>13} {'updating':>9}")
+    print(f"\n{'viewers':<40} {'images/s':>9} {'vs unwatched':>13} {'updating':>9} {'redraws/viewer':>15}")
     for r in results:
-        label = {"none": "none (unwatched)", "ws": f"{r['viewers']} websocket clients",
-                 "browser": f"{r['viewers']} Chromium tabs (same CPU)"}[r["kind"]]
+        label = {"none": "none (unwatched)", "ws": f"{r['viewers']} websocket clients on {r['page']}",
+                 "browser": f"{r['viewers']} Chromium tabs on {r['page']}"}[r["kind"]]
         updating = f"{r['viewers_updating']}/{r['viewers']}" if r["viewers"] else "-"
-        print(f"{label:<28} {r['mean_images_per_second']:>9.1f} "
-              f"{100 * (r['mean_images_per_second'] / baseline - 1):>+12.1f}% {updating:>9}")
+        redraws = (f"{min(r['updates_per_viewer'])}-{max(r['updates_per_viewer'])}"
+                   if r["updates_per_viewer"] else "-")
+        print(f"{label:<40} {r['mean_images_per_second']:>9.1f} "
+              f"{100 * (r['mean_images_per_second'] / baseline - 1):>+12.1f}% {updating:>9} {redraws:>15}")
+    print(f"\nunwatched runs: {', '.join(f'{x:.1f}' for x in unwatched)} images/s; "
+          f"load average (1 min) at each start: {[r['load_average_at_start'] for r in results]}")
 
 
 if __name__ == "__main__":

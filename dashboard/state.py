@@ -24,10 +24,13 @@ from core.runs import METRIC_COLUMNS, Run, RunNotFoundError, RunStore, RunSummar
 
 RUN_QUERY_PARAM = "run"
 SELECTED_RUN_KEY = "selected_run"
-# The server's budget for live redraws, shared by everyone watching: one viewer redraws every
-# second; forty share the budget (every 5 s each) and cost the training no more than eight would.
-LIVE_REDRAWS_PER_SECOND = 8.0
+# The server's budget for live redraws, shared by everyone watching a run train. Each redraw
+# costs the training it shows about 1% of its throughput per redraw a second on our 2-core CPU
+# (bench/viewers.py; mostly the GIL the training thread waits for), so a crowd slows its refresh
+# instead: up to four viewers redraw at their page's own rate, twenty every 5 s, forty every 10 s.
+LIVE_REDRAWS_PER_SECOND = 4.0
 LIVE_VIEWER_TIMEOUT_SECONDS = 30.0
+LIVE_INTERVAL_KEY = "live_refresh_interval"   # the interval this session's live fragments run at
 _live_viewers: dict[str, float] = {}
 _live_viewers_lock = threading.Lock()
 
@@ -64,12 +67,8 @@ def job_manager() -> JobManager:
     return JobManager(runs_dir=os.environ.get("EFFLAB_RUNS_DIR"), data_dir=os.environ.get("EFFLAB_DATA_DIR"))
 
 
-def live_refresh_seconds(fastest: float = 1.0) -> float:
-    """How often this session's live view should redraw, given how many sessions watch live now.
-
-    Each redraw costs the server about 10 ms of CPU taken from the training (bench/viewers.py),
-    so the interval grows with the audience instead of the cost.
-    """
+def _audience_interval(fastest: float) -> float:
+    """Counts this session as watching now; the interval the live audience's size calls for."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
     ctx, now = get_script_run_ctx(), time.time()
     with _live_viewers_lock:
@@ -80,6 +79,24 @@ def live_refresh_seconds(fastest: float = 1.0) -> float:
                 del _live_viewers[session_id]
         watching = len(_live_viewers)
     return max(fastest, round(watching / LIVE_REDRAWS_PER_SECOND, 1))
+
+
+def live_refresh_seconds(fastest: float = 1.0) -> float:
+    """How often this session's live fragment should redraw: its `run_every`, set on a full run.
+
+    The interval grows with the audience instead of the cost (LIVE_REDRAWS_PER_SECOND). Call
+    keep_live_refresh_in_budget on every redraw, so the session keeps counting and slows down
+    when a crowd arrives after it; one that stops redrawing drops out after LIVE_VIEWER_TIMEOUT_SECONDS.
+    """
+    interval = st.session_state[LIVE_INTERVAL_KEY] = _audience_interval(fastest)
+    return interval
+
+
+def keep_live_refresh_in_budget(fastest: float = 1.0) -> None:
+    """On each live redraw: still watching; and when the audience has grown so much that this
+    session's timer runs too fast for the budget, redraw the page, which sets a slower timer."""
+    if _audience_interval(fastest) >= 1.5 * st.session_state.get(LIVE_INTERVAL_KEY, fastest):
+        st.rerun()
 
 
 def store() -> RunStore:
@@ -115,6 +132,15 @@ def metrics_version(run_id: str) -> float:
     """metrics.csv's modification time (0 when absent): changes exactly when an epoch is added."""
     run = get_run(run_id)
     return _mtime(run, "metrics.csv") if run is not None else 0.0
+
+
+def run_state(run_id: str) -> str | None:
+    """The run's state now (a killed trainer shows as interrupted), or None when unreadable."""
+    run = get_run(run_id)
+    try:
+        return run.live_status()["state"] if run is not None else None
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def metrics_frame(run_id: str) -> pd.DataFrame:

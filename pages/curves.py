@@ -1,6 +1,6 @@
 """Live curves: loss and accuracy per epoch for one or several runs, the running epoch's batches,
-learning rate and throughput — redrawn in place while a run trains (its batches once a second,
-less often when many watch, and the epoch charts five times less often)."""
+learning rate and throughput — redrawn in place while a run trains: the running epoch's batches
+every few seconds (less often when a crowd watches), the epoch charts the moment an epoch lands."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ from dashboard import state
 from dashboard.charts import (batch_loss_figure, curves_figure, learning_rate_figure, run_legend_label,
                               throughput_figure)
 
-LIVE_REFRESH_SECONDS = 1.0      # the running epoch's batches, with few viewers (state.live_refresh_seconds)
-EPOCH_REFRESH_SECONDS = 5.0     # epoch-level charts change once per epoch (minutes): a new point within 5 s
+# Each redraw costs the server CPU per viewer, taken from the training it shows (bench/viewers.py
+# measures it), so only the running epoch's batch chart is redrawn on a timer. The epoch charts
+# change once per epoch (minutes apart): the live fragment notices a new metrics.csv row with a
+# stat() and redraws the whole page then, instead of every viewer redrawing them on a timer.
+LIVE_REFRESH_SECONDS = 3.0      # the running epoch's batches; slower with a crowd (state.live_refresh_seconds)
+DRAWN_VERSIONS_KEY = "curves_drawn_versions"
 COMPARE_KEY = "compare_runs"     # set by the Runs page's "Compare" button
 COMPARE_PARAM = "runs"           # ?runs=id1,id2 opens the page with those runs
 
@@ -76,10 +80,6 @@ def draw_loss_and_accuracy() -> None:
 
 
 def draw_batches() -> None:
-    if active not in chosen:
-        return
-    if state.live_refresh_seconds(LIVE_REFRESH_SECONDS) > live_every + 0.5:
-        st.rerun()   # more viewers arrived: redraw the page to slow this one's refresh down
     progress = state.job_manager().progress(active)
     st.plotly_chart(batch_figure(active, progress.get("epoch"), int(time.time()),
                                  tuple(progress.get("batch_losses") or ())),
@@ -96,15 +96,25 @@ def draw_rate_and_throughput() -> None:
     right.plotly_chart(figures["ips"], width="stretch", theme=None, key="ips_chart")
 
 
-any_active = active in chosen or any(by_id[rid].state in ACTIVE_STATES for rid in chosen)
+def _live_snapshot() -> tuple:
+    """What the epoch charts and the page's layout depend on: a change means redraw the page."""
+    return (state.job_manager().active_run_id,
+            tuple((state.metrics_version(rid), state.run_state(rid)) for rid in chosen))
+
+
+def watch_live() -> None:
+    """The page's only timer: the running epoch's batches, and a full redraw when an epoch lands
+    or the run ends (the epoch charts, the learning rate and throughput then have a new point)."""
+    state.keep_live_refresh_in_budget(LIVE_REFRESH_SECONDS)
+    if _live_snapshot() != st.session_state.get(DRAWN_VERSIONS_KEY):
+        st.rerun()
+    if active in chosen:
+        draw_batches()
+
+
+drawn = st.session_state[DRAWN_VERSIONS_KEY] = _live_snapshot()
+any_active = active in chosen or any(run_state in ACTIVE_STATES for _, run_state in drawn[1])
+draw_loss_and_accuracy()
 if any_active:
-    # Only the batch chart needs a redraw every second; each redraw costs the server CPU per viewer,
-    # so both intervals grow with the audience.
-    live_every = state.live_refresh_seconds(LIVE_REFRESH_SECONDS)
-    epoch_every = EPOCH_REFRESH_SECONDS * live_every
-    st.fragment(run_every=epoch_every)(draw_loss_and_accuracy)()
-    st.fragment(run_every=live_every)(draw_batches)()
-    st.fragment(run_every=epoch_every)(draw_rate_and_throughput)()
-else:
-    draw_loss_and_accuracy()
-    draw_rate_and_throughput()
+    st.fragment(run_every=state.live_refresh_seconds(LIVE_REFRESH_SECONDS))(watch_live)()
+draw_rate_and_throughput()

@@ -190,6 +190,8 @@ def config_slide() -> None:
 
 
 def draw_curves(live: bool) -> None:
+    if live:
+        state.keep_live_refresh_in_budget(slides.LIVE_REFRESH_SECONDS)
     frames = {variant: state.metrics_frame(run_id)}
     cols = st.columns(2)
     for col, metric in zip(cols, ("loss", "accuracy")):
@@ -209,7 +211,7 @@ def curves_slide() -> None:
     if not need_run():
         return
     if summary.state in ACTIVE_STATES or run_id == active:
-        st.fragment(run_every=slides.LIVE_REFRESH_SECONDS)(draw_curves)(live=True)
+        st.fragment(run_every=state.live_refresh_seconds(slides.LIVE_REFRESH_SECONDS))(draw_curves)(live=True)
     else:
         draw_curves(live=False)
 

@@ -131,7 +131,8 @@ def start_training() -> None:
         st.session_state["train_error"] = str(exc)
 
 
-busy = manager.active_run_id is not None
+active_when_drawn = manager.active_run_id   # the buttons below are drawn for this
+busy = active_when_drawn is not None
 c1, c2, _ = st.columns([1, 1, 3])
 c1.button(":material/play_arrow: Start training", type="primary", width="stretch", on_click=start_training,
           disabled=bool(problem) or not data_ok or busy or not can_act,
@@ -149,9 +150,13 @@ if error := st.session_state.pop("train_error", None):
     st.error(error)
 
 
-@st.fragment(run_every=LIVE_REFRESH_SECONDS)
 def status_panel() -> None:
-    """The live part of the page: redrawn every second without rerunning the page."""
+    """The live part of the page: redrawn every second or so without rerunning the page, and the
+    whole page when a run starts or ends (here or in another tab), so Start, Stop and Resume match."""
+    if manager.active_run_id != active_when_drawn:
+        st.rerun()
+    if busy:
+        state.keep_live_refresh_in_budget(LIVE_REFRESH_SECONDS)
     progress = manager.progress()
     if not progress.get("run_id"):
         st.info("No training in this session yet. Choose a preset or settings, then press Start.")
@@ -186,7 +191,8 @@ def status_panel() -> None:
 
 
 st.subheader("Status")
-status_panel()
+# While a run trains, each redraw's CPU is taken from it: a crowd of viewers redraws less often.
+st.fragment(run_every=state.live_refresh_seconds(LIVE_REFRESH_SECONDS) if busy else LIVE_REFRESH_SECONDS)(status_panel)()
 
 # --- resume -------------------------------------------------------------------------------------
 st.subheader("Resume a run")

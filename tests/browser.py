@@ -96,3 +96,28 @@ def screenshot(page, name: str) -> Path:
 
 def exceptions_shown(page) -> list[str]:
     return [e.inner_text()[:500] for e in page.locator('[data-testid="stException"]').all()]
+
+
+def set_number(page, label: str, value: int) -> None:
+    """Types a value into the number input with this label and commits it, as a user does."""
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    settle(page, 0.5)
+
+
+def start_training_from_the_ui(page, url: str, *, images: int, epochs: int, batch: int | None = None) -> None:
+    """On the Train page: sets the training images, epochs and (given one) the batch size, presses
+    Start and waits until the status panel names the new run."""
+    import re
+
+    page.goto(url)
+    settle(page)
+    page.get_by_text("Data, augmentation and hardware").click()
+    settle(page, 0.5)
+    set_number(page, "Training images (0 = all 45,000)", images)
+    set_number(page, "Epochs", epochs)
+    if batch is not None:
+        set_number(page, "Batch size (per device)", batch)
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    page.get_by_text(re.compile(r" — run \d{8}-")).first.wait_for(timeout=120_000)

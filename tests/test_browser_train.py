@@ -3,21 +3,13 @@ epoch, Start, the status panel reaches "completed", a curve on the curves page, 
 runs table. Screenshots are saved under test-artifacts/browser/."""
 
 import re
-import time
 
 import pytest
 
-from browser import chromium_page, exceptions_shown, screenshot, settle, streamlit_server
+from browser import chromium_page, exceptions_shown, screenshot, set_number, settle, streamlit_server
 from conftest import WEIGHTS_DIR
 
 pytestmark = pytest.mark.slow
-
-
-def _set_number(page, label: str, value: int) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(str(value))
-    box.press("Enter")
-    settle(page, 0.5)
 
 
 def test_quick_demo_trains_and_shows_up_everywhere(tmp_path, fixture_data_dir):
@@ -33,8 +25,8 @@ def test_quick_demo_trains_and_shows_up_everywhere(tmp_path, fixture_data_dir):
         settle(page)
         page.get_by_text("Data, augmentation and hardware").click()
         settle(page, 0.5)
-        _set_number(page, "Training images (0 = all 45,000)", 200)
-        _set_number(page, "Epochs", 1)
+        set_number(page, "Training images (0 = all 45,000)", 200)
+        set_number(page, "Epochs", 1)
         screenshot(page, "01-train-form-quick-demo")
         assert not exceptions_shown(page)
 

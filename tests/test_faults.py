@@ -19,7 +19,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from browser import chromium_page, exceptions_shown, screenshot, settle, streamlit_server
+from browser import chromium_page, exceptions_shown, screenshot, settle, start_training_from_the_ui, streamlit_server
 from core.config import TrainConfig
 from core.jobs import JobManager
 from core.runs import RunStore
@@ -65,13 +65,6 @@ def test_garbled_metrics_and_predictions_are_reasons_not_crashes(tmp_path):
 
 
 # --- the dashboard server killed mid-epoch -------------------------------------------------------
-def _set_number(page, label: str, value: int) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(str(value))
-    box.press("Enter")
-    settle(page, 0.5)
-
-
 def _wait_mid_epoch(run_dir: Path, timeout: float = 420) -> None:
     """Until epoch 1 is checkpointed and epoch 2 has run some batches."""
     deadline = time.time() + timeout
@@ -92,15 +85,7 @@ def test_server_killed_mid_epoch_then_resumed_from_the_ui(tmp_path, fixture_data
     runs = tmp_path / "runs"
     env = {"EFFLAB_RUNS_DIR": str(runs), "EFFLAB_DATA_DIR": fixture_data_dir, control.TOKEN_ENV: ""}
     with streamlit_server(env, tmp_path / "server-1.log") as url, chromium_page() as page:
-        page.goto(url)
-        settle(page)
-        page.get_by_text("Data, augmentation and hardware").click()
-        settle(page, 0.5)
-        _set_number(page, "Training images (0 = all 45,000)", 200)
-        _set_number(page, "Epochs", 50)
-        _set_number(page, "Batch size (per device)", 8)
-        page.get_by_role("button", name=re.compile("Start training")).click()
-        page.get_by_text(re.compile(r" — run \d{8}-")).first.wait_for(timeout=120_000)
+        start_training_from_the_ui(page, url, images=200, epochs=50, batch=8)
         (run_dir,) = runs.iterdir()
         _wait_mid_epoch(run_dir)
         server_pid = _status(run_dir)["pid"]          # the server process trains in a thread
