@@ -65,7 +65,7 @@ def confusion_figure(confusion, class_names: Sequence[str] = CLASS_NAMES, *, nor
     hover = cell_hover_text(counts, names)
     fig = go.Figure(go.Heatmap(
         z=[[None if math.isnan(v) else v for v in row] for row in z], x=names, y=names,
-        text=labels, texttemplate="%{text}", textfont=dict(size=13),
+        text=labels, texttemplate="%{text}", textfont=dict(size=15),
         customdata=hover, hovertemplate="%{customdata}<extra></extra>",
         colorscale=SEQUENTIAL_SCALE, xgap=1, ygap=1, name="confusion",
         colorbar=dict(title=dict(text="% of true class" if normalise else "Images")),
@@ -116,7 +116,7 @@ def per_class_error_figure(per_class: pd.DataFrame) -> go.Figure:
         hovertemplate="%{y}: %{x:.1f}% wrong (%{customdata[0]} of %{customdata[1]})<extra></extra>",
         name="error rate",
     ))
-    style_figure(fig, title="Test error per class", x_title="Error rate (% of the class's test images)",
+    style_figure(fig, title="Test error per class", x_title="Error rate (%)",
                  y_title="True class", height=480, legend=False)
     fig.update_xaxes(range=[0, max(100.0, float(error.max(initial=0)) * 1.15)])
     return fig

@@ -100,57 +100,59 @@ cols[1].metric("Top-5 accuracy", f"{100 * evaluation.top5_accuracy:.1f}%")
 cols[2].metric("Test images", f"{evaluation.n:,}")
 cols[3].metric("Misclassified", f"{int(evaluation.per_class['errors'].sum()):,}")
 
-left, right = st.columns([3, 2], gap="large")
-with left:
-    controls = st.columns(2)
-    scale = controls[0].radio("Cells show", ["counts", "% of true class"], horizontal=True,
-                              key="confusion_scale")
-    mistakes_only = controls[1].toggle("Colour the mistakes only", key="confusion_mistakes_only",
-                                       help="Leave the diagonal (correct predictions) uncoloured, so "
-                                            "the colour scale spreads over the mistakes.")
-    fig = confusion_figure(evaluation.confusion, normalise=scale != "counts", mistakes_only=mistakes_only)
-    event = st.plotly_chart(fig, key="confusion_chart", on_select="rerun", selection_mode="points",
-                            config={"displayModeBar": False}, theme=None)
-    st.caption("Click a cell to see those images (a diagonal cell shows the correctly classified ones). "
-               "Hover for counts and percentages.")
-    cell = selected_cell(getattr(getattr(event, "selection", None), "points", None) or [])
-    if cell is not None:
-        open_gallery(run_id, *cell)
+# The matrix gets the page's whole width: ten columns of counts must stay readable on a projector.
+controls = st.columns([1, 1, 2])
+scale = controls[0].radio("Cells show", ["counts", "% of true class"], horizontal=True, key="confusion_scale")
+mistakes_only = controls[1].toggle("Colour the mistakes only", key="confusion_mistakes_only",
+                                   help="Leave the diagonal (correct predictions) uncoloured, so "
+                                        "the colour scale spreads over the mistakes.")
+fig = confusion_figure(evaluation.confusion, normalise=scale != "counts", mistakes_only=mistakes_only)
+event = st.plotly_chart(fig, key="confusion_chart", on_select="rerun", selection_mode="points",
+                        config={"displayModeBar": False}, theme=None)
+st.caption("Click a cell to see those images (a diagonal cell shows the correctly classified ones). "
+           "Hover for counts and percentages.")
+cell = selected_cell(getattr(getattr(event, "selection", None), "points", None) or [])
+if cell is not None:
+    open_gallery(run_id, *cell)
 
-with right:
-    st.subheader("Most-confused pairs")
-    pairs = evaluation.confused_pairs
-    if pairs.empty:
-        st.success("No mistakes at all on this test set.")
-    for row in pairs.head(PAIR_BUTTONS).itertuples():
-        text = (f"{pair_label(row.true, row.predicted)}: {row.count:,} "
-                f"({100 * row.share_of_true:.1f}% of {row.true}) — show images")
-        if st.button(text, key=f"pair_{row.true_index}_{row.predicted_index}", width="stretch"):
-            open_gallery(run_id, int(row.true_index), int(row.predicted_index))
-    if not pairs.empty:
+st.subheader("Most-confused pairs")
+pairs = evaluation.confused_pairs
+if pairs.empty:
+    st.success("No mistakes at all on this test set.")
+else:
+    buttons_col, chart_col = st.columns([2, 3], gap="large")
+    with buttons_col:
+        for row in pairs.head(PAIR_BUTTONS).itertuples():
+            text = (f"{pair_label(row.true, row.predicted)}: {row.count:,} "
+                    f"({100 * row.share_of_true:.1f}% of {row.true}) — show images")
+            if st.button(text, key=f"pair_{row.true_index}_{row.predicted_index}", width="stretch"):
+                open_gallery(run_id, int(row.true_index), int(row.predicted_index))
+    with chart_col:
         st.plotly_chart(confused_pairs_figure(pairs), key="pairs_chart",
                         config={"displayModeBar": False}, theme=None)
 
 st.subheader("Per class")
-table_col, chart_col = st.columns([1, 1], gap="large")
+chart_col, table_col = st.columns([2, 3], gap="large")
+with chart_col:
+    st.plotly_chart(per_class_error_figure(evaluation.per_class), key="per_class_chart",
+                    config={"displayModeBar": False}, theme=None)
 with table_col:
     table = evaluation.per_class.copy()
     for column in ("precision", "recall", "f1", "error_rate"):
         table[column] = 100 * table[column]
+    # Short headers, units in them: all seven columns fit half the page without scrolling.
     st.dataframe(
         table[["precision", "recall", "f1", "support", "error_rate", "errors"]],
         column_config={
-            "precision": st.column_config.NumberColumn("Precision (%)", format="%.1f"),
-            "recall": st.column_config.NumberColumn("Recall (%)", format="%.1f"),
-            "f1": st.column_config.NumberColumn("F1 (%)", format="%.1f"),
-            "support": st.column_config.NumberColumn("Support (images)", format="%d"),
-            "error_rate": st.column_config.NumberColumn("Error rate (%)", format="%.1f"),
-            "errors": st.column_config.NumberColumn("Errors (images)", format="%d"),
+            "precision": st.column_config.NumberColumn("Precision %", format="%.1f"),
+            "recall": st.column_config.NumberColumn("Recall %", format="%.1f"),
+            "f1": st.column_config.NumberColumn("F1 %", format="%.1f"),
+            "support": st.column_config.NumberColumn("Images", format="%d"),
+            "error_rate": st.column_config.NumberColumn("Error %", format="%.1f"),
+            "errors": st.column_config.NumberColumn("Errors", format="%d"),
         },
         width="stretch",
     )
     st.caption("Precision: of the images predicted as the class, the share that were. Recall: of the "
-               "class's images, the share found. F1: their harmonic mean. Support: test images of the class.")
-with chart_col:
-    st.plotly_chart(per_class_error_figure(evaluation.per_class), key="per_class_chart",
-                    config={"displayModeBar": False}, theme=None)
+               "class's images, the share found. F1: their harmonic mean. Images: the class's test "
+               "images. Errors: how many of them were misclassified.")
