@@ -165,19 +165,23 @@ def watch(manager: JobManager, run_id: str) -> int:
     return EXIT_INPUT if status.get("error_kind") == "input" else EXIT_FAILED
 
 
-def _check_data(data_dir) -> None:
-    from core.data import DataError, load_cifar10
+def _check_data(data_dir, config: TrainConfig | None = None) -> None:
+    """The data loads, and (given a config) holds the training images it asks for: exit 2 now,
+    not a failed run after TensorFlow has started."""
+    from core.data import DataError, check_train_limit, load_cifar10
     try:
-        load_cifar10(data_dir)   # cached in memory: the training thread reuses the arrays
+        cifar = load_cifar10(data_dir)   # cached in memory: the training thread reuses the arrays
     except DataError as exc:
         raise InputError(f"data: {exc}") from None
+    if config is not None and config.train_limit:
+        check_train_limit(config.train_limit, config.val_fraction, cifar.y_train)
 
 
 def cmd_train(args, manager: JobManager) -> int:
     config = config_from_args(args)
     for note in config.warnings():
         print(f"warning: {note}", file=sys.stderr)
-    _check_data(manager.data_dir)
+    _check_data(manager.data_dir, config)
     return watch(manager, manager.start(config))
 
 

@@ -343,6 +343,22 @@ def _equal_quota(total: int, available: np.ndarray) -> np.ndarray:
     return quota
 
 
+def training_images_after_split(y: np.ndarray, val_fraction: float) -> int:
+    """How many training images split_train_val leaves for training at this val_fraction."""
+    counts = np.bincount(np.asarray(y).reshape(-1))
+    return int(sum(int(c) - round(int(c) * val_fraction) for c in counts if c > 0))
+
+
+def check_train_limit(train_limit: int, val_fraction: float, y_train: np.ndarray) -> None:
+    """Raises ConfigError (field train_limit) when it asks for more images than the split leaves:
+    caught before Start, not after the data has loaded in the training thread."""
+    from core.config import ConfigError
+    available = training_images_after_split(y_train, val_fraction)
+    if train_limit > available:
+        raise ConfigError("train_limit", f"0 (all) or at most {available:,}, the training images left after "
+                          f"val_fraction={val_fraction:g} goes to validation", train_limit)
+
+
 def split_train_val(x: np.ndarray, y: np.ndarray, *, val_fraction: float, seed: int,
                     train_limit: int = 0) -> Split:
     """Seeded, stratified split: `val_fraction` of each class goes to validation.
@@ -367,10 +383,8 @@ def split_train_val(x: np.ndarray, y: np.ndarray, *, val_fraction: float, seed: 
     val_parts = [idx[:k] for idx, k in zip(per_class, n_val)]
     train_parts = [idx[k:] for idx, k in zip(per_class, n_val)]
     if train_limit > 0:
+        check_train_limit(train_limit, val_fraction, y)
         available = np.array([len(p) for p in train_parts])
-        if train_limit > available.sum():
-            raise ValueError(f"train_limit={train_limit} is more than the {available.sum()} training "
-                             f"images left after taking val_fraction={val_fraction} for validation")
         quota = _equal_quota(train_limit, available)
         train_parts = [p[:q] for p, q in zip(train_parts, quota)]
         if val_fraction > 0:

@@ -134,6 +134,16 @@ def metrics_version(run_id: str) -> float:
     return _mtime(run, "metrics.csv") if run is not None else 0.0
 
 
+def training_labels():
+    """The CIFAR-10 training labels (loaded once per process and shared with the training thread),
+    or None when the data cannot be loaded: Start reports that with its reason."""
+    from core.data import DataError, load_cifar10
+    try:
+        return load_cifar10(os.environ.get("EFFLAB_DATA_DIR"), allow_download=False).y_train
+    except (DataError, OSError):
+        return None
+
+
 def run_state(run_id: str) -> str | None:
     """The run's state now (a killed trainer shows as interrupted), or None when unreadable."""
     run = get_run(run_id)

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.config import ConfigError, TrainConfig
-from core.data import data_status
+from core.data import check_train_limit, data_status
 from core.estimate import detect_device, estimate_table
 from core.jobs import JobError
 from core.runs import RESUMABLE_STATES
@@ -107,6 +107,11 @@ for note in st.session_state.get(ADJUSTED_KEY, []):
     st.warning(note)
 
 config, problem = train_form.build_config()
+if config is not None and config.train_limit and data_ok and (labels := state.training_labels()) is not None:
+    try:   # a limit the data set cannot meet is a setting to fix now, not a failed run later
+        check_train_limit(config.train_limit, config.val_fraction, labels)
+    except ConfigError as exc:
+        config, problem = None, str(exc)
 if problem:
     st.error(f"**Check the settings:** {problem}")
 else:

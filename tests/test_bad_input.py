@@ -94,6 +94,15 @@ def test_cli_flags_name_the_field(tmp_path, capsys, changes, field, text):
     assert not (tmp_path / "runs").exists()
 
 
+def test_cli_train_limit_beyond_the_data_is_refused_before_the_run(tmp_path, capsys, fixture_data_dir):
+    code, err = _run_cli(capsys, ["--runs-dir", str(tmp_path / "runs"), "--data-dir", fixture_data_dir,
+                                  "train", "--train-limit", "280", "--val-fraction", "0.2"])
+    assert code == 2
+    _assert_one_line(err, "train_limit", "at most 240, the training images left after val_fraction=0.2")
+    assert "got 280" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 @pytest.mark.parametrize("given, field, text", MORE_CLI_ROWS, ids=[str(g)[:40] for g, _, _ in MORE_CLI_ROWS])
 def test_cli_more_bad_input(tmp_path, capsys, given, field, text):
     if isinstance(given, str):
@@ -181,6 +190,8 @@ def test_dashboard_settings_file_binary_then_good(app, tmp_path):
 FORM_ROWS = [
     ({"dropout": -0.5}, "dropout", "[0, 0.9]; got -0.5"),
     ({"train_limit": 5}, "train_limit", "at least 10 (one per class); got 5"),
+    # Needs the data: the fixture's 30 images per class leave 27 each after a 10% validation split.
+    ({"train_limit": 300}, "train_limit", "at most 270, the training images left after val_fraction=0.1"),
     ({"freeze_base": False, "fine_tune_at_epoch": 2}, "fine_tune_at_epoch", "0 unless freeze_base is true"),
     ({"lr_schedule": "cosine", "warmup_epochs": 4, "epochs": 4}, "warmup_epochs", "fewer than epochs (4)"),
     ({"early_stopping_patience": 2, "val_fraction": 0.0}, "early_stopping_patience", "when val_fraction is 0"),

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from core import data
+from core.config import ConfigError
 from cifar_fixture import class_of, fixture_arrays, fixture_files, write_cifar_fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -336,8 +337,17 @@ def test_train_limit_with_uneven_classes_and_errors():
     s = data.split_train_val(np.arange(len(y)), y, val_fraction=0.0, seed=0, train_limit=100)
     counts = np.bincount(s.y_train)
     assert counts[0] == 3 and counts[1:].min() >= 10 and counts.sum() == 100
-    with pytest.raises(ValueError, match="train_limit"):
+    # Class 0 keeps 1 of its 3 (round(1.5) is 2 for validation), the others 10 of 20: 91 in all.
+    with pytest.raises(ConfigError, match=r"^train_limit: expected 0 \(all\) or at most 91, .*; got 150$"):
         data.split_train_val(np.arange(len(y)), y, val_fraction=0.5, seed=0, train_limit=150)
+    data.split_train_val(np.arange(len(y)), y, val_fraction=0.5, seed=0, train_limit=91)   # the most
+
+
+@pytest.mark.parametrize("val_fraction", [0.0, 0.05, 0.1, 0.25, 0.5])
+def test_training_images_after_split_matches_the_split(val_fraction):
+    y = np.concatenate([np.zeros(3, int), np.repeat(np.arange(1, 10), 21)])
+    s = data.split_train_val(np.arange(len(y)), y, val_fraction=val_fraction, seed=1)
+    assert data.training_images_after_split(y, val_fraction) == len(s.y_train)
     with pytest.raises(ValueError, match="val_fraction"):
         data.split_train_val(np.arange(len(y)), y, val_fraction=1.0, seed=0)
 

@@ -94,17 +94,30 @@ def test_start_refuse_second_and_stop(app, tmp_path):
     assert any("Stopped — run" in m.value for m in at.markdown)
 
 
-def test_engine_errors_render_as_messages(app):
-    at = app(TRAIN)
-    # More training images than the fixture has: the engine refuses, the page says why.
-    at.session_state["cfg_train_limit"] = 5000
-    at.run()
+def test_engine_errors_render_as_messages(app, fixture_data_dir, tmp_path):
+    # Every batch file is present (so the form has nothing to object to), but one is garbage:
+    # only the engine finds out, and the page says why.
+    data_dir = tmp_path / "data"
+    shutil.copytree(fixture_data_dir, data_dir)
+    (batch,) = data_dir.rglob("data_batch_1")
+    batch.write_bytes(b"not a pickle")
+    at = app(TRAIN, data_dir=data_dir)
     _button(at, "Start training").click().run()
     manager = _manager()
     _wait(lambda: manager.active_run_id is None, timeout=120)
     at.run()
-    assert any("The run failed" in e.value and "train_limit" in e.value for e in at.error), \
+    assert any("The run failed" in e.value and "data_batch_1" in e.value for e in at.error), \
         [e.value for e in at.error]
+    assert not at.exception
+
+
+def test_more_training_images_than_the_data_holds_are_refused_before_start(app):
+    at = app(TRAIN)
+    at.session_state["cfg_train_limit"] = 5000   # the fixture leaves 270 after validation
+    at.run()
+    assert any("train_limit: expected 0 (all) or at most 270" in e.value and "got 5000" in e.value
+               for e in at.error), [e.value for e in at.error]
+    assert _button(at, "Start training").disabled
     assert not at.exception
 
 
