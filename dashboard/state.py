@@ -27,7 +27,8 @@ SELECTED_RUN_KEY = "selected_run"
 # The server's budget for live redraws, shared by everyone watching a run train. Each redraw
 # costs the training it shows about 1% of its throughput per redraw a second on our 2-core CPU
 # (bench/viewers.py; mostly the GIL the training thread waits for), so a crowd slows its refresh
-# instead: up to four viewers redraw at their page's own rate, twenty every 5 s, forty every 10 s.
+# instead: a page keeps its own rate while the budget allows it (Train's 1 s up to four viewers,
+# Live curves' 3 s up to twelve); twenty viewers redraw every 5 s, forty every 10 s.
 LIVE_REDRAWS_PER_SECOND = 4.0
 LIVE_VIEWER_TIMEOUT_SECONDS = 30.0
 LIVE_INTERVAL_KEY = "live_refresh_interval"   # the interval this session's live fragments run at

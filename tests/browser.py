@@ -4,6 +4,7 @@ by Playwright. Screenshots go to test-artifacts/browser/ so people can look at t
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -109,8 +110,6 @@ def set_number(page, label: str, value: int) -> None:
 def start_training_from_the_ui(page, url: str, *, images: int, epochs: int, batch: int | None = None) -> None:
     """On the Train page: sets the training images, epochs and (given one) the batch size, presses
     Start and waits until the status panel names the new run."""
-    import re
-
     page.goto(url)
     settle(page)
     page.get_by_text("Data, augmentation and hardware").click()
