@@ -145,15 +145,6 @@ def training_labels():
         return None
 
 
-def run_state(run_id: str) -> str | None:
-    """The run's state now (a killed trainer shows as interrupted), or None when unreadable."""
-    run = get_run(run_id)
-    try:
-        return run.live_status()["state"] if run is not None else None
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def metrics_frame(run_id: str) -> pd.DataFrame:
     """metrics.csv of a run as a DataFrame (empty, with the columns, when there is none)."""
     run = get_run(run_id)

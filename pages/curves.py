@@ -99,7 +99,7 @@ def draw_rate_and_throughput() -> None:
 def _live_snapshot() -> tuple:
     """What the epoch charts and the page's layout depend on: a change means redraw the page."""
     return (state.job_manager().active_run_id,
-            tuple((state.metrics_version(rid), state.run_state(rid)) for rid in chosen))
+            tuple((state.metrics_version(rid), state.status(rid).get("state")) for rid in chosen))
 
 
 def watch_live() -> None:

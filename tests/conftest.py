@@ -74,6 +74,37 @@ def trained_run(tmp_path_factory, fixture_data_dir, tiny_config):
     return run
 
 
+# --- watching a run folder from outside (as another process would) -------------------------------
+def read_status_file(run_dir) -> dict:
+    """A run folder's status.json; {} while it is missing or being replaced."""
+    import json
+    try:
+        return json.loads((Path(run_dir) / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def wait_mid_epoch(run_dir, *, after_epoch: int = 1, min_batch: int = 1, timeout: float = 300,
+                   trainer=None) -> None:
+    """Until epoch `after_epoch` is checkpointed and a later epoch has done `min_batch` batches,
+    so a fault injected now lands in the middle of an epoch. `trainer`: a Popen that must stay alive."""
+    import json
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if trainer is not None:
+            assert trainer.poll() is None, trainer.communicate()[1][-2000:]
+        try:
+            progress = json.loads((Path(run_dir) / "progress.json").read_text())
+        except (OSError, ValueError):
+            progress = {}
+        if read_status_file(run_dir).get("checkpoint_epoch", 0) >= after_epoch \
+                and progress.get("epoch", 0) > after_epoch and progress.get("batch", 0) >= min_batch:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"training never reached the middle of epoch {after_epoch + 1}")
+
+
 # --- the dashboard under Streamlit's AppTest -----------------------------------------------------
 APP = str(ROOT / "dashboard" / "app.py")
 

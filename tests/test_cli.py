@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import read_status_file, wait_mid_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--epochs", "1", "--train-limit", "200", "--val-fraction", "0.2", "--batch-size", "32"]
@@ -88,30 +89,6 @@ def test_train_then_resume_appends_one_epoch(tmp_path, fixture_data_dir):
     assert report.returncode == 0 and "top-1" in report.stdout and "most confused" in report.stdout
 
 
-def _status(run_dir):
-    try:
-        return json.loads((run_dir / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _wait_mid_epoch(run_dir, proc, min_epoch=1, timeout=300):
-    """Until epoch `min_epoch` is checkpointed and a later epoch has started its batches."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.communicate()[1][-2000:]
-        progress_file = run_dir / "progress.json"
-        if _status(run_dir).get("checkpoint_epoch", 0) >= min_epoch and progress_file.exists():
-            try:
-                progress = json.loads(progress_file.read_text())
-            except ValueError:
-                continue
-            if progress.get("epoch", 0) > min_epoch and progress.get("batch", 0) >= 1:
-                return
-        time.sleep(0.05)
-    raise AssertionError("training never reached the middle of an epoch")
-
-
 @pytest.mark.slow
 def test_ctrl_c_then_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, fixture_data_dir):
     runs = tmp_path / "runs"
@@ -124,26 +101,26 @@ def test_ctrl_c_then_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, 
     (run_dir,) = runs.iterdir()
 
     # Ctrl-C: stops at the next batch with a checkpoint, exit 130, resumable.
-    _wait_mid_epoch(run_dir, proc)
+    wait_mid_epoch(run_dir, trainer=proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
     assert "python -m core resume" in out
-    assert _status(run_dir)["state"] == "stopped"
+    assert read_status_file(run_dir)["state"] == "stopped"
 
     # SIGKILL in the middle of a resumed epoch: the run shows as interrupted.
     proc = start_cli("resume", run_dir.name, "--epochs", "50", "--runs-dir", str(runs), "--data-dir", fixture_data_dir)
-    done_before = _status(run_dir)["checkpoint_epoch"]
-    _wait_mid_epoch(run_dir, proc, min_epoch=done_before + 1)
+    done_before = read_status_file(run_dir)["checkpoint_epoch"]
+    wait_mid_epoch(run_dir, after_epoch=done_before + 1, trainer=proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(60)
     listing = cli("runs", "--runs-dir", str(runs)).stdout
     assert "interrupted" in listing, listing
-    done = _status(run_dir)["checkpoint_epoch"]
+    done = read_status_file(run_dir)["checkpoint_epoch"]
 
     result = cli("resume", run_dir.name, "--epochs", str(done + 1), "--runs-dir", str(runs),
                  "--data-dir", fixture_data_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     epochs = [int(line.split(",")[0]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
     assert epochs == list(range(1, done + 2))     # nothing lost, nothing twice
-    assert _status(run_dir)["state"] == "completed"
+    assert read_status_file(run_dir)["state"] == "completed"

@@ -6,38 +6,26 @@ epoch is lost or recorded twice."""
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import re
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from browser import chromium_page, exceptions_shown, screenshot, settle, start_training_from_the_ui, streamlit_server
 from core.config import TrainConfig
 from core.jobs import JobManager
 from core.runs import RunStore
 from dashboard import control
+from conftest import read_status_file, wait_mid_epoch
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "dashboard" / "app.py")
 PAGES = {name: f"../pages/{name}.py" for name in ("train", "curves", "runs", "confusion", "mistakes", "history")}
 SMALL = dict(batch_size=16, train_limit=200, val_fraction=0.2, seed=7)
 ROW = {"loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2, "learning_rate": 1e-3,
        "epoch_seconds": 5, "images_per_second": 40}
-
-
-def _status(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _epochs(run) -> list[int]:
@@ -65,21 +53,6 @@ def test_garbled_metrics_and_predictions_are_reasons_not_crashes(tmp_path):
 
 
 # --- the dashboard server killed mid-epoch -------------------------------------------------------
-def _wait_mid_epoch(run_dir: Path, timeout: float = 420) -> None:
-    """Until epoch 1 is checkpointed and epoch 2 has run some batches."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            progress = json.loads((run_dir / "progress.json").read_text())
-        except (OSError, ValueError):
-            progress = {}
-        if _status(run_dir).get("checkpoint_epoch", 0) >= 1 and progress.get("epoch", 0) >= 2 \
-                and progress.get("batch", 0) >= 2:
-            return
-        time.sleep(0.1)
-    raise AssertionError("training never reached the middle of epoch 2")
-
-
 @pytest.mark.slow
 def test_server_killed_mid_epoch_then_resumed_from_the_ui(tmp_path, fixture_data_dir):
     runs = tmp_path / "runs"
@@ -87,11 +60,11 @@ def test_server_killed_mid_epoch_then_resumed_from_the_ui(tmp_path, fixture_data
     with streamlit_server(env, tmp_path / "server-1.log") as url, chromium_page() as page:
         start_training_from_the_ui(page, url, images=200, epochs=50, batch=8)
         (run_dir,) = runs.iterdir()
-        _wait_mid_epoch(run_dir)
-        server_pid = _status(run_dir)["pid"]          # the server process trains in a thread
+        wait_mid_epoch(run_dir, min_batch=2, timeout=420)
+        server_pid = read_status_file(run_dir)["pid"]          # the server process trains in a thread
         os.kill(server_pid, signal.SIGKILL)
     # The context above reaped the killed server; its status still says what it was doing.
-    killed = _status(run_dir)
+    killed = read_status_file(run_dir)
     assert killed["state"] in ("running", "stopping") and killed["pid"] == server_pid
     done = killed["checkpoint_epoch"]
     assert done >= 1 and [int(l.split(",")[0]) for l in (run_dir / "metrics.csv").read_text().splitlines()[1:]] \
@@ -105,13 +78,13 @@ def test_server_killed_mid_epoch_then_resumed_from_the_ui(tmp_path, fixture_data
         picked.wait_for()
         assert picked.input_value() == f"{run_dir.name} · B0 32px · interrupted · {done}/50 epochs"
         screenshot(page, "faults-01-interrupted-after-sigkill")
-        assert _status(run_dir)["state"] == "interrupted"
+        assert read_status_file(run_dir)["state"] == "interrupted"
         page.get_by_role("button", name=re.compile("Resume")).click()    # to done + 1 epochs (the default)
         page.get_by_text(re.compile(r"Completed — run")).wait_for(timeout=600_000)
         settle(page)
         assert not exceptions_shown(page)
         screenshot(page, "faults-02-resumed-and-completed")
-    status = _status(run_dir)
+    status = read_status_file(run_dir)
     assert status["state"] == "completed" and status["checkpoint_epoch"] == done + 1
     epochs = [int(l.split(",")[0]) for l in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
     assert epochs == list(range(1, done + 2))        # nothing lost, nothing twice
@@ -207,7 +180,7 @@ def test_exceptions_in_the_training_thread_fail_the_run_and_the_next_start_works
     metrics_before = (copy / "metrics.csv").read_text()
     manager.resume(trained_run.run_id, epochs=2)
     assert manager.wait(300)
-    status = _status(copy)
+    status = read_status_file(copy)
     assert status["state"] == "failed"
     assert status["error"].startswith("checkpoint checkpoints/last.keras cannot be loaded ("), status
     assert (copy / "metrics.csv").read_text() == metrics_before and (copy / "predictions.npz").exists()
@@ -252,24 +225,10 @@ def damaged_runs(tmp_path, trained_run) -> Path:
 
 
 @pytest.fixture
-def app(monkeypatch, fixture_data_dir):
-    monkeypatch.delenv(control.TOKEN_ENV, raising=False)
-
-    def make(page, *, runs_dir, **query):
-        monkeypatch.setenv("EFFLAB_RUNS_DIR", str(runs_dir))
-        monkeypatch.setenv("EFFLAB_DATA_DIR", fixture_data_dir)
-        st.cache_data.clear()
-        st.cache_resource.clear()
-        at = AppTest.from_file(APP, default_timeout=180)
-        at.switch_page(PAGES[page])
-        for key, value in query.items():
-            at.query_params[key] = value
-        at.run()
-        assert not at.exception, (page, query, [e.value for e in at.exception])
-        return at
-    yield make
-    st.cache_data.clear()
-    st.cache_resource.clear()
+def app(app_factory):
+    """make(page name, runs_dir=..., **query) -> an AppTest that has run that page."""
+    make = app_factory(default_runs_dir=None)
+    return lambda page, *, runs_dir, **query: make(PAGES[page], runs_dir=runs_dir, **query)
 
 
 @pytest.mark.slow
