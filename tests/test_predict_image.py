@@ -120,6 +120,26 @@ def test_large_jpeg_is_decoded_reduced(noise):
     assert photo.size == (3200, 2400) and photo.square.size == (DISPLAY_SIDE, DISPLAY_SIDE)
 
 
+@pytest.mark.parametrize("mode", ["P", "1", "RGBA", "L"])
+def test_large_pngs_are_shrunk_by_area_averaging_before_conversion(mode):
+    """Squares over WORK_SIDE are reduced by a whole factor first (Image.reduce has no palette or
+    1-bit version: those are converted to the small square's modes on the way)."""
+    halves = np.zeros((1800, 2400, 4), dtype=np.uint8)
+    halves[:, 1200:] = 255                                        # left half black, right half white
+    halves[..., 3] = 255                                          # opaque
+    image = Image.fromarray(halves if mode == "RGBA" else halves[..., 0])
+    image = image.convert(mode) if mode in ("P", "1") else image
+    photo = read_photo(_encode(np.asarray(image), "PNG") if mode != "1" else _save(image))
+    assert photo.size == (2400, 1800) and photo.square.size == (DISPLAY_SIDE, DISPLAY_SIDE)
+    assert (photo.pixels[:, :15] == 0).all() and (photo.pixels[:, 17:] == 255).all()
+
+
+def _save(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def test_a_photo_goes_the_test_images_way(trained_run, fixture_data_dir):
     """An 8× enlarged test image, uploaded as a PNG, becomes the test image again, and the model
     gives it the probabilities stored for that test image (float16 on disk)."""
@@ -127,7 +147,7 @@ def test_a_photo_goes_the_test_images_way(trained_run, fixture_data_dir):
     from core.model import load_checkpoint
     x_test = load_cifar10(fixture_data_dir, allow_download=False).x_test
     y_true, y_prob = trained_run.read_predictions()
-    model = load_checkpoint(trained_run.last_checkpoint)
+    model = load_checkpoint(trained_run.checkpoint("last"))
     for index in (0, 17, 55):
         enlarged = np.kron(x_test[index], np.ones((8, 8, 1), dtype=np.uint8))
         photo = read_photo(_encode(enlarged, "PNG"))
@@ -135,3 +155,55 @@ def test_a_photo_goes_the_test_images_way(trained_run, fixture_data_dir):
         probabilities = predict(model, photo.pixels)
         assert probabilities.shape == (10,) and probabilities.sum() == pytest.approx(1.0, abs=1e-4)
         np.testing.assert_allclose(probabilities, y_prob[index].astype(np.float64), atol=2e-3)
+
+
+# --- memory: an upload may not make the server allocate more than a bounded amount ------------------
+# The child builds a 16-bit grey PNG row by row (the whole image is never in memory: ~100 KB of
+# zlib for `side`² zeros), then calls read_photo and reports how far its peak RSS rose (kB).
+_PEAK_SCRIPT = r"""
+import io, resource, struct, sys, zlib
+from core.predict_image import ImageRejected, read_photo
+side, value = int(sys.argv[1]), int(sys.argv[2])
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+packer, row = zlib.compressobj(9), b"\x00" + struct.pack(">H", value) * side
+idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    photo = read_photo(data)
+    outcome = f"accepted {int(photo.pixels.min())} {int(photo.pixels.max())}"
+except ImageRejected as exc:
+    outcome = f"rejected {exc}"
+print(len(data), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, outcome)
+"""
+
+
+def _peak_of_reading(side: int, value: int) -> tuple[int, int, str]:
+    """(PNG bytes, peak RSS growth in MB, outcome) of read_photo on a side×side 16-bit grey PNG."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(side), str(value)], capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    size, grown_kb, outcome = done.stdout.strip().split(" ", 2)
+    return int(size), int(grown_kb) // 1024, outcome
+
+
+def test_a_50_megapixel_16_bit_png_is_refused_without_decoding_it():
+    """~100 KB that would decode to 98 MB of 16-bit pixels (and, before the fix, ~400 MB of float64
+    on top): refused from its header, so reading it costs next to nothing."""
+    size, grown_mb, outcome = _peak_of_reading(7_000, 40_000)      # 49 megapixels, under MAX_PIXELS
+    assert size < 200_000
+    assert grown_mb < 60, f"reading a {size:,}-byte upload raised peak memory by {grown_mb} MB"
+    assert outcome.startswith("rejected") and "MB" in outcome and "PNG" in outcome, outcome
+
+
+def test_a_16_bit_png_within_the_budget_never_holds_float64_copies():
+    """A 4000×4000 16-bit grey PNG (32 MB decoded) is accepted and scaled to 8 bits; before the fix
+    its float64 copy and temporaries alone took ~380 MB."""
+    size, grown_mb, outcome = _peak_of_reading(4_000, 65_535)
+    assert outcome == "accepted 255 255", outcome
+    assert grown_mb < 150, f"reading a {size:,}-byte upload raised peak memory by {grown_mb} MB"
