@@ -6,6 +6,7 @@ without importing TensorFlow.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
@@ -25,3 +26,22 @@ class Progress:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return dict(self._data)
+
+
+def format_clock(seconds: Any, unknown: str = "--:--") -> str:
+    """A duration as a clock: "4:05", "1:02:03" (rounded to the second, negative as 0:00).
+
+    Args:
+        seconds: The duration; None, NaN, infinite or not a number is unknown.
+        unknown: What to show then ("--:--" on a terminal, "—" in the dashboard).
+    """
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError, OverflowError):
+        return unknown
+    if not math.isfinite(value):
+        return unknown
+    value = max(0, int(round(value)))
+    hours, rest = divmod(value, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.progress import format_clock
 from dashboard.style import colour, style_figure
 
 NO_EPOCHS_TEXT = "No finished epochs yet"
@@ -61,17 +62,8 @@ def smooth(values: Sequence[float], weight: float) -> np.ndarray:
 
 
 def eta_text(seconds: float | None) -> str:
-    """A clock-style duration: "1:23", "1:02:03"; "—" when unknown."""
-    try:
-        s = float(seconds)
-    except (TypeError, ValueError):
-        return "—"
-    if not math.isfinite(s):
-        return "—"
-    s = max(0, int(round(s)))
-    hours, rest = divmod(s, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    """A clock-style duration: "1:23", "1:02:03"; "—" when unknown (core.progress.format_clock)."""
+    return format_clock(seconds, unknown="—")
 
 
 def _duration_text(seconds: float) -> str:
