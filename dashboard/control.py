@@ -7,12 +7,22 @@ laptops without being able to stop it. With no token set, everything works as be
 
 Pages disable their action buttons with `can_control()` and check it again inside the action
 itself: a disabled button is only a hint to the browser, not a guarantee.
+
+Guesses are rate-limited, per browser session and per server (a new session per guess gets
+around the first, not the second): after a few free wrong guesses each further one makes the
+next wait twice as long, up to a cap, and the sidebar says how long. During the wait no guess is
+compared at all, the right token included, or the limit would tell a guesser nothing new. The
+comparison itself stays constant-time.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import os
+import threading
+import time
+from dataclasses import dataclass
 
 import streamlit as st
 
@@ -22,6 +32,51 @@ INPUT_KEY = "control_token_input"
 # Streamlit forgets a widget's value on pages that do not draw it; the entered token lives here.
 ENTERED_KEY = "control_token_entered"
 LOCKED_HELP = "Viewing only: enter the control token in the sidebar to start, stop, resume or delete runs."
+BACKOFF_KEY = "control_token_backoff"          # this session's Backoff
+REFUSED_KEY = "control_token_refused_until"    # when this session may guess again (for the message)
+SESSION_FREE_GUESSES = 3                       # wrong guesses before a session has to wait
+SERVER_FREE_GUESSES = 10                       # wrong guesses, all sessions together, before everyone waits
+FIRST_WAIT_S = 2.0                             # then 2, 4, 8 ... seconds
+SESSION_MAX_WAIT_S = 300.0
+SERVER_MAX_WAIT_S = 60.0                       # the teacher shares this wait: keep it short
+FORGET_AFTER_S = 900.0                         # a quiet quarter of an hour clears the server's count
+_now = time.monotonic                          # tests move this clock
+
+
+@dataclass
+class Backoff:
+    """Exponential back-off after `free` failures: failure free+k blocks for FIRST_WAIT_S·2^(k-1) s."""
+
+    free: int
+    max_wait: float
+    failures: int = 0
+    blocked_until: float = 0.0
+    last_failure: float = -math.inf
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next guess is compared (0: now)."""
+        if now - self.last_failure > FORGET_AFTER_S:
+            self.failures, self.blocked_until = 0, 0.0
+        return max(0.0, self.blocked_until - now)
+
+    def failed(self, now: float) -> None:
+        self.wait(now)
+        self.failures += 1
+        self.last_failure = now
+        if self.failures > self.free:
+            extra = self.failures - self.free - 1
+            self.blocked_until = now + min(self.max_wait, FIRST_WAIT_S * 2.0 ** min(extra, 32))
+
+
+_server_backoff = Backoff(SERVER_FREE_GUESSES, SERVER_MAX_WAIT_S)
+_server_lock = threading.Lock()
+
+
+def reset_guess_limits() -> None:
+    """Forgets every wrong guess of this server (tests; a restart does the same)."""
+    global _server_backoff
+    with _server_lock:
+        _server_backoff = Backoff(SERVER_FREE_GUESSES, SERVER_MAX_WAIT_S)
 
 
 class _Unreadable(str):
@@ -44,11 +99,6 @@ def configured_token() -> str | None:
     return str(value).strip() or None
 
 
-def is_control_locked() -> bool:
-    """Whether a token is set at all (then actions need it)."""
-    return configured_token() is not None
-
-
 def can_control() -> bool:
     """True when no token is set, or this session entered the right one."""
     token = configured_token()
@@ -56,13 +106,49 @@ def can_control() -> bool:
         return True
     if isinstance(token, _Unreadable):
         return False
-    entered = str(st.session_state.get(ENTERED_KEY) or "")
+    return _matches(str(st.session_state.get(ENTERED_KEY) or ""), token)
+
+
+def _matches(entered: str, token: str) -> bool:
     # Constant-time comparison: the time taken reveals nothing about how much of a guess was right.
     return hmac.compare_digest(entered.encode("utf-8"), token.encode("utf-8"))
 
 
+def _session_backoff() -> Backoff:
+    if BACKOFF_KEY not in st.session_state:
+        st.session_state[BACKOFF_KEY] = Backoff(SESSION_FREE_GUESSES, SESSION_MAX_WAIT_S)
+    return st.session_state[BACKOFF_KEY]
+
+
 def _remember() -> None:
-    st.session_state[ENTERED_KEY] = st.session_state.get(INPUT_KEY, "")
+    """The token box changed: a guess, compared only if neither this session nor the server must wait."""
+    guess = str(st.session_state.get(INPUT_KEY) or "")
+    token, now, session = configured_token(), _now(), _session_backoff()
+    with _server_lock:
+        wait = max(session.wait(now), _server_backoff.wait(now))
+        if wait > 0:
+            st.session_state[REFUSED_KEY] = now + wait
+            st.session_state[INPUT_KEY] = st.session_state.get(ENTERED_KEY, "")   # the box as it was
+            return
+        st.session_state[ENTERED_KEY] = guess
+        if not guess or token is None or isinstance(token, _Unreadable):
+            return
+        if _matches(guess, token):
+            st.session_state[BACKOFF_KEY] = Backoff(SESSION_FREE_GUESSES, SESSION_MAX_WAIT_S)
+        else:
+            session.failed(now)
+            _server_backoff.failed(now)
+
+
+def _refusal() -> str | None:
+    """"Too many wrong guesses ..." while this session's last guess was refused unread."""
+    until = st.session_state.get(REFUSED_KEY)
+    left = until - _now() if until is not None else 0
+    if left <= 0:
+        st.session_state.pop(REFUSED_KEY, None)
+        return None
+    return (f":material/timer: Too many wrong tokens from this browser or this server: that entry was not "
+            f"checked. Try again in {math.ceil(left)} s (each further wrong token doubles the wait).")
 
 
 def token_widget() -> bool:
@@ -81,7 +167,10 @@ def token_widget() -> bool:
                       help="Set by whoever runs this dashboard. Without it you can watch every run but "
                            "not start, stop, resume or delete one.")
         allowed = can_control()
-        if allowed:
+        refusal = _refusal()
+        if refusal:
+            st.error(refusal)
+        elif allowed:
             st.caption(":material/lock_open: Controls unlocked for this browser session.")
         elif st.session_state.get(ENTERED_KEY):
             st.warning(":material/lock: That is not the control token.")

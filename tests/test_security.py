@@ -26,6 +26,17 @@ TRAIN, RUNS, CURVES, CONFUSION = "../pages/train.py", "../pages/runs.py", "../pa
 TOKEN = "projector-7f3a"
 
 
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    """The control module's clock, moved by hand (a list: clock[0] = seconds), and no wrong
+    guesses remembered from another test."""
+    now = [1_000.0]
+    monkeypatch.setattr(control, "_now", lambda: now[0])
+    control.reset_guess_limits()
+    yield now
+    control.reset_guess_limits()
+
+
 @pytest.fixture
 def app(app_factory, tmp_path):
     """make(page, runs_dir=..., **query) -> an AppTest that has run that page (runs in tmp_path)."""
@@ -164,6 +175,68 @@ def test_a_forged_click_on_a_locked_start_is_refused(app, monkeypatch, tmp_path)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+# --- guessing the token -------------------------------------------------------------------------
+def _guess(at, text):
+    _token_box(at)[0].input(text).run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _unlocked(at) -> bool:
+    return any("Controls unlocked" in c.value for c in at.sidebar.caption)
+
+
+def _waiting(at) -> list[str]:
+    return [e.value for e in at.sidebar.error if "Too many wrong tokens" in e.value]
+
+
+def test_wrong_guesses_make_the_session_wait_longer_each_time(app, monkeypatch, clock):
+    monkeypatch.setenv(control.TOKEN_ENV, TOKEN)
+    at = app(RUNS)
+    for number in range(control.SESSION_FREE_GUESSES + 1):        # the free ones, then one that costs 2 s
+        _guess(at, f"guess-{number}")
+        assert any("not the control token" in w.value for w in at.sidebar.warning)
+        assert not _waiting(at)
+    _guess(at, TOKEN)                                            # the right token, but too soon: not checked
+    (message,) = _waiting(at)
+    assert "Try again in 2 s" in message
+    assert not _unlocked(at)
+    clock[0] += 2.5
+    _guess(at, "guess-again")                                    # now checked: wrong, and the wait doubles
+    clock[0] += 3
+    _guess(at, TOKEN)
+    assert "Try again in 1 s" in _waiting(at)[0] and not _unlocked(at)
+    clock[0] += 1.5
+    _guess(at, TOKEN)
+    assert not _waiting(at) and _unlocked(at)
+
+
+def test_guesses_from_fresh_sessions_are_limited_per_server(app, monkeypatch, clock):
+    """A new browser session per guess escapes the session's limit, not the server's."""
+    monkeypatch.setenv(control.TOKEN_ENV, TOKEN)
+    for number in range(control.SERVER_FREE_GUESSES + 1):
+        _guess(app(RUNS), f"guess-{number}")
+    teacher = app(RUNS)
+    _guess(teacher, TOKEN)
+    assert "Try again in 2 s" in _waiting(teacher)[0] and not _unlocked(teacher)
+    clock[0] += 2.5
+    _guess(teacher, TOKEN + " ")                                  # a slip: the server now waits 4 s
+    _guess(teacher, TOKEN)
+    assert _waiting(teacher) and not _unlocked(teacher)
+    clock[0] += 4.5
+    _guess(teacher, TOKEN)
+    assert not _waiting(teacher) and _unlocked(teacher)
+
+
+def test_backoff_doubles_up_to_its_cap_and_forgets_a_quiet_past():
+    backoff = control.Backoff(free=2, max_wait=10.0)
+    waits = []
+    for failure in range(7):
+        backoff.failed(100.0)
+        waits.append(backoff.wait(100.0))
+    assert waits == [0, 0, 2, 4, 8, 10, 10]
+    assert backoff.wait(100.0 + control.FORGET_AFTER_S + 1) == 0 and backoff.failures == 0
+
+
 def test_unreadable_secrets_file_locks_rather_than_opens(monkeypatch):
     from streamlit.errors import StreamlitSecretNotFoundError
 
@@ -180,7 +253,7 @@ def test_unreadable_secrets_file_locks_rather_than_opens(monkeypatch):
     monkeypatch.setattr(st, "secrets", NoSecrets())
     assert control.configured_token() is None and control.can_control()
     monkeypatch.setattr(st, "secrets", BrokenSecrets())
-    assert control.is_control_locked() and not control.can_control()
+    assert control.configured_token() is not None and not control.can_control()
     monkeypatch.setattr(st, "secrets", {control.SECRET_KEY: 1234})   # a number in TOML is still a token
     assert control.configured_token() == "1234"
 
@@ -208,7 +281,7 @@ def test_keras_models_load_in_safe_mode(tmp_path, monkeypatch):
 
 def test_predictions_with_pickled_objects_are_refused(tmp_path):
     run = RunStore(tmp_path / "runs").create(TrainConfig())
-    np.savez(run.file("predictions.npz"), y_true=np.array([object()], dtype=object),
+    np.savez(run._file("predictions.npz"), y_true=np.array([object()], dtype=object),
              y_prob=np.zeros((1, 10)))
     with pytest.raises(ValueError, match="pickle"):
         run.read_predictions()
