@@ -19,7 +19,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from core.config import ConfigError, TrainConfig
+from core.config import ConfigError, TrainConfig, declaration, declared_fields
 from core.jobs import JobError, JobManager
 from core.runs import RunNotFoundError
 
@@ -45,14 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="start a new run")
     train.add_argument("--config", help="a JSON file of settings; flags override it")
     defaults = TrainConfig()
-    for f in fields(TrainConfig):
+    for f in declared_fields():
+        s = declaration(f.name)
+        # argparse %-formats help texts: a "%" of ours must be doubled.
+        help_text = f"{s.help} Allowed: {s.allowed_text()}; default {getattr(defaults, f.name)}.".replace("%", "%%")
         if f.type == "bool":
             train.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=None, help=f"default {getattr(defaults, f.name)}")
+                               default=None, help=help_text)
         else:
-            # Parsed as text and typed by us, so a bad value gets the same message as everywhere.
-            train.add_argument(_flag(f.name), dest=f.name, default=None, metavar=f.type.upper(),
-                               help=f"default {getattr(defaults, f.name)}")
+            # Parsed as text and typed by us (no argparse `choices`), so a bad value gets the same
+            # one-line message as everywhere.
+            names = s.choices + (("PATH",) if s.path_allowed else ())
+            metavar = "{" + ",".join(names) + "}" if names else f.type.upper()
+            train.add_argument(_flag(f.name), dest=f.name, default=None, metavar=metavar, help=help_text)
 
     resume = commands.add_parser("resume", help="continue a stopped, interrupted or finished run")
     resume.add_argument("run_id")
@@ -77,7 +82,10 @@ def _typed(name: str, text: str):
         if kind == "int":
             return int(text)
         if kind == "float":
-            return float(text)
+            # A whole number stays exact: one too large for a float is then refused showing its
+            # digits (TrainConfig names the field), not as "inf".
+            digits = text.strip().lstrip("+-")
+            return int(text) if digits.isascii() and digits.isdigit() else float(text)
     except ValueError:
         raise ConfigError(name, "a whole number" if kind == "int" else "a number", text) from None
     return text

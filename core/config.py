@@ -1,8 +1,13 @@
-"""TrainConfig: every setting of a training run, typed and validated.
+"""TrainConfig: every setting of a training run, declared once, typed and validated.
 
 nanoGPT's flat defaults plus checked overrides, minus its `exec`: a dataclass whose every field
-is validated with a message that names the field, the allowed values and the value given, so
-the CLI, the dashboard and a hand-edited JSON file all fail the same readable way.
+carries its declaration (`setting(...)`: type, bounds, choices, help text, group and widget
+hints). Validation, the CLI's flags (core/__main__.py) and the dashboard's form
+(dashboard/train_form.py) are generated from it, so adding a setting is one edit here, and the
+CLI, the dashboard and a hand-edited JSON file all fail the same readable way.
+
+What needs the machine (does the weights file exist?) is not part of reading a config: a run
+copied to another machine must still be listed. `check_startable` checks it when a run starts.
 """
 
 from __future__ import annotations
@@ -11,27 +16,51 @@ import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from core.variants import VARIANT_NAMES
 
+GROUPS = ("model", "optimisation", "schedule", "data", "hardware")
 WEIGHTS_CHOICES = ("none", "imagenet")       # or a path to a weights file
+# What Keras's load_weights can read (keras/src/saving/saving_api.py); anything else could never
+# have been trained, so it is refused when read, without asking the file system.
+WEIGHTS_SUFFIXES = (".h5", ".hdf5", ".keras", ".weights.json")
 HEADS = ("gap", "seed")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "plateau", "cosine")
 MIXED_PRECISION = ("auto", "on", "off")
+JIT_COMPILE = ("auto", "on", "off")
 DISTRIBUTIONS = ("auto", "none", "mirrored", "multi_worker")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 600
 MAX_BATCH_SIZE = 4096
 MAX_EPOCHS = 1000
 CIFAR_TRAIN_IMAGES = 50_000
+CIFAR_CLASSES = 10
 # batch × pixels per image beyond which one step cannot fit any machine we target (B7 at 600 px
 # with batch 4096 would need terabytes of activations): 64 Mi pixels is e.g. batch 186 at 600 px.
 MAX_PIXELS_PER_BATCH = 64 * 1024 * 1024
 # A `seed` head flattens the final feature map into a Dense(1024): beyond this many weights in that
 # one layer the run is still allowed, but the form and CLI warn.
 SEED_HEAD_WARN_WEIGHTS = 20_000_000
+# Settings are flat: no value needs more than a couple of levels. Deeper JSON is refused before
+# json.loads recurses into it (RecursionError at about 1,000 levels).
+MAX_JSON_DEPTH = 32
+MAX_JSON_CHARS = 1_000_000  # a settings file is a few hundred bytes; this bounds the scan below
+MAX_SHOWN_CHARS = 240       # longer values (a pasted novel) are shown as their start and length
+
+
+def _shown(given: Any) -> str:
+    try:
+        text = repr(given)
+    except RecursionError:
+        return "a value nested too deeply to show"
+    except ValueError:   # an int beyond Python's 4,300-digit conversion limit
+        return "an integer of more than 4,300 digits"
+    if len(text) > MAX_SHOWN_CHARS:
+        return f"{text[:MAX_SHOWN_CHARS - 20]}… ({len(text):,} characters)"
+    return text
 
 
 class ConfigError(ValueError):
@@ -39,44 +68,162 @@ class ConfigError(ValueError):
 
     def __init__(self, field: str, allowed: str, given: Any, hint: str = ""):
         self.field = field
-        message = f"{field}: expected {allowed}; got {given!r}"
+        message = f"{field}: expected {allowed}; got {_shown(given)}"
         super().__init__(message + (f". {hint}" if hint else ""))
+
+
+# --- declarations --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Setting:
+    """How one TrainConfig field is checked, explained and drawn.
+
+    `low`/`high` bound a number (`low_open`: the low end itself is refused); `special` is one value
+    allowed outside them (dropout's -1, "the variant's own rate"). `choices` are the allowed texts;
+    `form_choices` the subset the dashboard offers (the rest need the command line); `path_allowed`
+    also accepts a file path. `only_when` = (field, values): the setting has an effect only while
+    that field holds one of them (the form greys it out otherwise). `step` and `format` are hints
+    for the number box.
+    """
+
+    label: str
+    help: str
+    group: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    special: float | None = None
+    choices: tuple[str, ...] = ()
+    choice_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    form_choices: tuple[str, ...] = ()
+    path_allowed: bool = False
+    only_when: tuple[str, tuple[Any, ...]] | None = None
+    step: float | None = None
+    format: str | None = None
+
+    def range_text(self) -> str:
+        """"a number in (0, 10]" for messages and help texts."""
+        bracket = "(" if self.low_open else "["
+        return f"a number in {bracket}{self.low:g}, {self.high:g}]"
+
+    def allowed_text(self) -> str:
+        """What the setting accepts, in words (the CLI's help says it)."""
+        if self.path_allowed:
+            return f"{', '.join(self.choices)}, or the path of a weights file ({', '.join(WEIGHTS_SUFFIXES)})"
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        if self.low is not None:
+            extra = f" or {self.special:g}" if self.special is not None else ""
+            return self.range_text() + extra
+        return "true or false"
+
+
+def setting(default: Any, label: str, help: str, group: str, **declared: Any) -> Any:
+    """A dataclass field whose metadata declares the setting (see `Setting`)."""
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+    return field(default=default, metadata={"setting": Setting(label=label, help=help, group=group, **declared)})
+
+
+def declaration(name: str) -> Setting:
+    """The declaration of TrainConfig field `name`."""
+    return _FIELDS[name].metadata["setting"]
+
+
+def declared_fields() -> list[dataclasses.Field]:
+    """TrainConfig's fields in declaration order (each with `.metadata["setting"]`)."""
+    return list(_FIELDS.values())
+
+
+def field_type(name: str) -> str:
+    """"int", "float", "bool" or "str" (annotations are strings under `from __future__`)."""
+    return str(_FIELDS[name].type)
 
 
 @dataclass
 class TrainConfig:
     """A training run's settings. Defaults give a quick, sound B0 run at CIFAR's native 32 px."""
 
-    variant: str = "b0"
-    weights: str = "none"              # none | imagenet | path to a .h5/.weights.h5 file
-    image_size: int = 32               # images are resized to this in the input pipeline
-    head: str = "gap"                  # gap: pool + dropout + dense; seed: the notebook's Flatten + MLP
-    dropout: float = -1.0              # before the classifier; -1 = the variant's own rate
-    freeze_base: bool = False          # train only the head on a frozen base ...
-    fine_tune_at_epoch: int = 0        # ... until this many epochs are done, then unfreeze (0 = never;
-                                       # beyond `epochs` it happens if the run is resumed that far)
-    fine_tune_from_block: int = 1      # unfreeze blocks N..7 and the top conv (1 = the whole base)
-    fine_tune_learning_rate: float = 1e-4
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    momentum: float = 0.9              # sgd only
-    weight_decay: float = 0.0          # adamw's decoupled decay; L2-free for sgd/adam
-    batch_size: int = 128
-    epochs: int = 4
-    lr_schedule: str = "constant"
-    plateau_factor: float = 0.5        # plateau: multiply the rate by this ...
-    plateau_patience: int = 1          # ... after this many epochs without a better val_accuracy
-    min_learning_rate: float = 1e-6
-    warmup_epochs: int = 0             # cosine: linear warm-up epochs before the decay
-    early_stopping_patience: int = 0   # epochs without a better val_accuracy before stopping; 0 = off
-    augment_flip: bool = True
-    augment_crop_padding: int = 4      # pad by N px and random-crop back to 32 (a random translate)
-    label_smoothing: float = 0.0
-    train_limit: int = 0               # use only N training images, stratified; 0 = all
-    val_fraction: float = 0.1
-    seed: int = 42
-    mixed_precision: str = "auto"      # auto = on only for NVIDIA GPUs of compute capability >= 7.0
-    distribution: str = "auto"         # auto = MirroredStrategy when more than one GPU is visible
+    # --- model
+    variant: str = setting("b0", "EfficientNet variant", "B0 is the smallest; each step up is wider, deeper and "
+                           "made for larger images.", "model", choices=VARIANT_NAMES)
+    weights: str = setting("none", "Initial weights", "ImageNet weights make a huge difference at 32 px: 76.6% vs "
+                           "41% in our measurements. A file: a Keras .h5 or .weights.h5 file for this variant "
+                           "without its top, e.g. a downloaded efficientnetb0_notop.h5.", "model",
+                           choices=WEIGHTS_CHOICES, path_allowed=True,
+                           choice_labels={"none": "random (from scratch)", "imagenet": "ImageNet-trained"})
+    image_size: int = setting(32, "Image size (px)", "CIFAR-10 images are 32×32; larger sizes are upscaled on the "
+                              "fly in the input pipeline.", "model", low=MIN_IMAGE_SIZE, high=MAX_IMAGE_SIZE, step=32)
+    head: str = setting("gap", "Head", "The notebook's 'seed' head flattens the final feature map: fine at 32 px, "
+                        "huge at 224 px.", "model", choices=HEADS,
+                        choice_labels={"gap": "global average pooling + dropout + dense",
+                                       "seed": "Flatten + Dense 1024-512-256-128 (notebook)"})
+    dropout: float = setting(-1.0, "Dropout before classifier (-1 = variant's)", "Dropout rate before the "
+                             "classifier; -1 uses the variant's own rate (0.2 for B0 up to 0.5 for B7).", "model",
+                             low=0.0, high=0.9, special=-1.0, step=0.1)
+    freeze_base: bool = setting(False, "Freeze the base (train the head only)", "Transfer learning, phase 1: the "
+                                "ImageNet features stay fixed while the new head learns.", "model")
+    fine_tune_at_epoch: int = setting(0, "Fine-tune after epoch (0 = never)", "Phase 2 starts after this many "
+                                      "epochs: the base is unfrozen (BatchNorm stays frozen) and training continues "
+                                      "at the lower fine-tuning rate; beyond `epochs` it happens if the run is "
+                                      "resumed that far.", "model", low=0, high=MAX_EPOCHS,
+                                      only_when=("freeze_base", (True,)))
+    fine_tune_from_block: int = setting(1, "Unfreeze from block", "Unfreeze blocks N..7 and the top convolution: "
+                                        "1 opens the whole base; 6 opens only blocks 6–7.", "model", low=1, high=7,
+                                        only_when=("freeze_base", (True,)))
+    fine_tune_learning_rate: float = setting(1e-4, "Fine-tuning learning rate", "Usually 10× lower than the "
+                                             "head's rate (Keras fine-tuning guide).", "model", low=0.0, high=10.0,
+                                             low_open=True, format="%.1e", only_when=("freeze_base", (True,)))
+    # --- optimisation
+    optimizer: str = setting("adam", "Optimizer", "The update rule.", "optimisation", choices=OPTIMIZERS)
+    learning_rate: float = setting(1e-3, "Learning rate", "The step size (of the head's phase when the base is "
+                                   "frozen).", "optimisation", low=0.0, high=10.0, low_open=True, format="%.1e")
+    momentum: float = setting(0.9, "Momentum (SGD)", "SGD's momentum; the other optimizers ignore it.",
+                              "optimisation", low=0.0, high=0.999, step=0.05, only_when=("optimizer", ("sgd",)))
+    weight_decay: float = setting(0.0, "Weight decay (AdamW)", "AdamW's decoupled weight decay; the other "
+                                  "optimizers ignore it.", "optimisation", low=0.0, high=1.0, format="%.1e",
+                                  only_when=("optimizer", ("adamw",)))
+    batch_size: int = setting(128, "Batch size (per device)", "Images per step on each GPU; with several GPUs the "
+                              "global batch is this × GPUs.", "optimisation", low=1, high=MAX_BATCH_SIZE)
+    epochs: int = setting(4, "Epochs", "Passes over the training images.", "optimisation", low=1, high=MAX_EPOCHS)
+    # --- schedule
+    lr_schedule: str = setting("constant", "Learning-rate schedule", "How the rate changes over the epochs.",
+                               "schedule", choices=LR_SCHEDULES,
+                               choice_labels={"constant": "constant", "plateau": "reduce on plateau (val_accuracy)",
+                                              "cosine": "cosine decay (+ warm-up)"})
+    plateau_factor: float = setting(0.5, "Plateau factor", "Reduce on plateau: multiply the rate by this ...",
+                                    "schedule", low=0.0, high=0.99, low_open=True, step=0.05,
+                                    only_when=("lr_schedule", ("plateau",)))
+    plateau_patience: int = setting(1, "Plateau patience (epochs)", "... after this many epochs without a better "
+                                    "val_accuracy.", "schedule", low=0, high=100,
+                                    only_when=("lr_schedule", ("plateau",)))
+    min_learning_rate: float = setting(1e-6, "Minimum learning rate", "The floor of the plateau and cosine "
+                                       "schedules.", "schedule", low=0.0, high=1.0, format="%.1e")
+    warmup_epochs: int = setting(0, "Warm-up epochs (cosine)", "Cosine: linear warm-up epochs before the decay.",
+                                 "schedule", low=0, high=MAX_EPOCHS, only_when=("lr_schedule", ("cosine",)))
+    early_stopping_patience: int = setting(0, "Early stopping patience (0 = off)", "Stop when val_accuracy has not "
+                                           "improved for this many epochs.", "schedule", low=0, high=MAX_EPOCHS)
+    # --- data
+    augment_flip: bool = setting(True, "Random horizontal flip", "Mirror each training image left-right at "
+                                 "random.", "data")
+    augment_crop_padding: int = setting(4, "Random translate (px of padding)", "Pad by this many pixels and crop "
+                                        "back to 32×32 at a random place.", "data", low=0, high=16)
+    label_smoothing: float = setting(0.0, "Label smoothing", "Soften the one-hot targets by this much.",
+                                     "optimisation", low=0.0, high=0.5, step=0.05)
+    train_limit: int = setting(0, "Training images (0 = all)", "A stratified subset for quick runs: equal numbers "
+                               "per class; 0 uses every image the validation split leaves.", "data", low=0,
+                               high=CIFAR_TRAIN_IMAGES, step=500)
+    val_fraction: float = setting(0.1, "Validation fraction", "The share of each class held out to validate on.",
+                                  "data", low=0.0, high=0.5, step=0.05)
+    seed: int = setting(42, "Seed", "The same seed gives the same split, order and initial head.", "data",
+                        low=0, high=2**31 - 1)
+    # --- hardware
+    mixed_precision: str = setting("auto", "Mixed precision", "auto: on only for NVIDIA GPUs of compute "
+                                   "capability 7.0 or newer.", "hardware", choices=MIXED_PRECISION)
+    distribution: str = setting("auto", "Distribution", "auto: MirroredStrategy when more than one GPU is visible; "
+                                "multi_worker needs TF_CONFIG (command line only).", "hardware",
+                                choices=DISTRIBUTIONS, form_choices=("auto", "none", "mirrored"))
+    jit_compile: str = setting("auto", "XLA compilation", "auto: XLA on GPUs only (on a CPU it made training "
+                               "4.7× slower in our measurements).", "hardware", choices=JIT_COMPILE)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -94,18 +241,23 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError("config", "a JSON object of settings", type(data).__name__)
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)
         if unknown:
-            raise ConfigError(unknown[0], f"one of the known settings ({', '.join(sorted(known))})",
+            raise ConfigError(str(unknown[0]), f"one of the known settings ({', '.join(sorted(known))})",
                               data[unknown[0]], hint="unknown setting")
         return cls(**{k: _coerce(k, v) for k, v in data.items()})
 
     @classmethod
     def from_json(cls, text: str) -> "TrainConfig":
+        """Parses and validates settings JSON; every failure is a ConfigError naming the field."""
+        _check_nesting(text)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError("config", "valid JSON", text[:60], hint=str(exc)) from None
+        except (ValueError, RecursionError):   # an integer of over 4,300 digits; nesting missed above
+            raise ConfigError("config", "valid JSON of plain setting values", text[:60],
+                              hint="a number in it has too many digits, or it is nested too deeply") from None
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> "TrainConfig":
@@ -117,10 +269,6 @@ class TrainConfig:
     def classifier_dropout(self) -> float:
         from core.variants import get_variant
         return get_variant(self.variant).dropout if self.dropout < 0 else self.dropout
-
-    @property
-    def has_fine_tune_phase(self) -> bool:
-        return self.has_fine_tune_phase_within(self.epochs)
 
     def has_fine_tune_phase_within(self, epochs: int) -> bool:
         """Whether a run trained (or resumed) to `epochs` in total reaches its fine-tuning phase."""
@@ -147,15 +295,71 @@ class TrainConfig:
         return notes
 
 
-_INT_FIELDS = {f.name for f in fields(TrainConfig) if f.type == "int"}
-_FLOAT_FIELDS = {f.name for f in fields(TrainConfig) if f.type == "float"}
-_BOOL_FIELDS = {f.name for f in fields(TrainConfig) if f.type == "bool"}
+_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in fields(TrainConfig)}
+
+
+def check_startable(config: TrainConfig) -> None:
+    """Raises ConfigError when `config` cannot start on this machine: a weights path that is not
+    an existing file. Call it when a run starts (and before offering Start), never when a config
+    is read: a run copied elsewhere, or whose weights file moved, is still a readable run.
+
+    It tells whether a path exists on this machine, so the dashboard asks it only for viewers
+    holding the control token.
+    """
+    if config.weights not in WEIGHTS_CHOICES and not os.path.isfile(config.weights):
+        raise ConfigError("weights", "none, imagenet, or the path of an existing weights file", config.weights)
+
+
+def training_images(train_limit: int, val_fraction: float, y_train: Any = None) -> int:
+    """How many images a run with these settings trains on: `train_limit`, or all that the
+    validation split leaves of `y_train` (the training labels; default: CIFAR-10's 5,000 per class)."""
+    import numpy as np
+
+    from core.data import training_images_after_split
+    if train_limit:
+        return int(train_limit)
+    if y_train is None:
+        y_train = np.repeat(np.arange(CIFAR_CLASSES), CIFAR_TRAIN_IMAGES // CIFAR_CLASSES)
+    return training_images_after_split(y_train, val_fraction)
+
+
+# --- validation ----------------------------------------------------------------------------------
+def _check_nesting(text: str) -> None:
+    """Refuses JSON nested deeper than MAX_JSON_DEPTH, naming the top-level key it happens under,
+    before json.loads would recurse into it."""
+    if len(text) > MAX_JSON_CHARS:
+        raise ConfigError("config", f"a settings file under {MAX_JSON_CHARS:,} characters", f"{len(text):,} characters")
+    depth, in_string, escaped, key, last_string = 0, False, False, None, ""
+    start = 0
+    for i, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string, last_string = False, text[start:i]
+        elif char == '"':
+            in_string, start = True, i + 1
+        elif char == ":" and depth == 1:
+            key = last_string
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                name = key if key in _FIELDS else "config"
+                raise ConfigError(name, f"a plain setting value, not JSON nested over {MAX_JSON_DEPTH} levels deep",
+                                  text[i - MAX_JSON_DEPTH:i + 1] + "…")
+        elif char in "]}":
+            depth -= 1
 
 
 def _coerce(name: str, value: Any) -> Any:
     """Accepts an int where a float is expected (JSON writes 1.0 as 1); nothing else is coerced."""
-    if name in _FLOAT_FIELDS and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if field_type(name) == "float" and isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:   # a 309-digit integer
+            raise ConfigError(name, declaration(name).range_text(), value) from None
     return value
 
 
@@ -169,72 +373,49 @@ def _top_channels(variant: str) -> int:
     return int(round(1280 * get_variant(variant).width / 8) * 8) if variant in VARIANT_NAMES else 1280
 
 
-def _check_type(config: TrainConfig, name: str) -> None:
-    value = getattr(config, name)
-    if name in _BOOL_FIELDS:
+def _check_type(name: str, value: Any) -> None:
+    kind = field_type(name)
+    if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(name, "true or false", value)
-    elif name in _INT_FIELDS:
+    elif kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(name, "a whole number", value)
-    elif name in _FLOAT_FIELDS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(name, "a finite number", value)
+        if isinstance(value, float) and not math.isfinite(value):   # an int is finite (and may not fit a float)
             raise ConfigError(name, "a finite number", value)
     elif not isinstance(value, str):
         raise ConfigError(name, "text", value)
 
 
-def _check_range(name: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
-    too_low = value <= low if low_open else value < low
-    if too_low or value > high:
-        bracket = "(" if low_open else "["
-        raise ConfigError(name, f"a number in {bracket}{low:g}, {high:g}]", value)
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(name, f"one of {', '.join(choices)}", value)
+def _check_value(name: str, value: Any) -> None:
+    """The declared choices, path form and bounds of one field."""
+    s = declaration(name)
+    if s.path_allowed and value not in s.choices:
+        if not (value.strip() and value.lower().endswith(WEIGHTS_SUFFIXES) and "\x00" not in value):
+            raise ConfigError(name, s.allowed_text(), value)
+    elif s.choices and value not in s.choices:
+        raise ConfigError(name, s.allowed_text(), value)
+    elif s.low is not None and not (s.special is not None and value == s.special):
+        too_low = value <= s.low if s.low_open else value < s.low
+        if too_low or value > s.high:
+            raise ConfigError(name, s.range_text(), value)
 
 
 def validate(config: TrainConfig) -> None:
-    """Raises ConfigError for the first invalid field, in declaration order, then combinations."""
-    for f in fields(config):
-        _check_type(config, f.name)
-    c = config
-    _check_choice("variant", c.variant, VARIANT_NAMES)
-    if c.weights not in WEIGHTS_CHOICES and not os.path.isfile(c.weights):
-        raise ConfigError("weights", "none, imagenet, or the path of an existing weights file", c.weights)
-    _check_range("image_size", c.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
-    _check_choice("head", c.head, HEADS)
-    if c.dropout != -1.0:
-        _check_range("dropout", c.dropout, 0.0, 0.9)
-    _check_range("fine_tune_at_epoch", c.fine_tune_at_epoch, 0, MAX_EPOCHS)
-    _check_range("fine_tune_from_block", c.fine_tune_from_block, 1, 7)
-    _check_range("fine_tune_learning_rate", c.fine_tune_learning_rate, 0.0, 10.0, low_open=True)
-    _check_choice("optimizer", c.optimizer, OPTIMIZERS)
-    _check_range("learning_rate", c.learning_rate, 0.0, 10.0, low_open=True)
-    _check_range("momentum", c.momentum, 0.0, 0.999)
-    _check_range("weight_decay", c.weight_decay, 0.0, 1.0)
-    _check_range("batch_size", c.batch_size, 1, MAX_BATCH_SIZE)
-    _check_range("epochs", c.epochs, 1, MAX_EPOCHS)
-    _check_choice("lr_schedule", c.lr_schedule, LR_SCHEDULES)
-    _check_range("plateau_factor", c.plateau_factor, 0.0, 0.99, low_open=True)
-    _check_range("plateau_patience", c.plateau_patience, 0, 100)
-    _check_range("min_learning_rate", c.min_learning_rate, 0.0, 1.0)
-    _check_range("warmup_epochs", c.warmup_epochs, 0, MAX_EPOCHS)
-    _check_range("early_stopping_patience", c.early_stopping_patience, 0, MAX_EPOCHS)
-    _check_range("augment_crop_padding", c.augment_crop_padding, 0, 16)
-    _check_range("label_smoothing", c.label_smoothing, 0.0, 0.5)
-    _check_range("train_limit", c.train_limit, 0, CIFAR_TRAIN_IMAGES)
-    _check_range("val_fraction", c.val_fraction, 0.0, 0.5)
-    _check_range("seed", c.seed, 0, 2**31 - 1)
-    _check_choice("mixed_precision", c.mixed_precision, MIXED_PRECISION)
-    _check_choice("distribution", c.distribution, DISTRIBUTIONS)
-    _validate_combinations(c)
+    """Raises ConfigError for the first invalid field: types, then each field's declared values,
+    in declaration order, then the combinations."""
+    for name in _FIELDS:
+        _check_type(name, getattr(config, name))
+    for name in _FIELDS:
+        _check_value(name, getattr(config, name))
+    _validate_combinations(config)
 
 
 def _validate_combinations(c: TrainConfig) -> None:
-    if c.train_limit and c.train_limit < 10:
+    if c.train_limit and c.train_limit < CIFAR_CLASSES:
         raise ConfigError("train_limit", "0 (all images) or at least 10 (one per class)", c.train_limit)
     if c.fine_tune_at_epoch and not c.freeze_base:
         raise ConfigError("fine_tune_at_epoch", "0 unless freeze_base is true (nothing to unfreeze)",

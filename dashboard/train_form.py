@@ -1,4 +1,9 @@
-"""The training form: one widget per TrainConfig field, presets, and the config they make.
+"""The training form: one widget per TrainConfig field, generated from its declaration, plus presets.
+
+Each widget is drawn from the field's `Setting` (core/config.py): a toggle for a bool, a selectbox
+for choices, a number box bounded exactly by the declared bounds. Labels, help texts, groups, steps
+and formats come from there too, so a new setting appears here without an edit, and the form can
+show every value the settings accept (and no number the settings refuse at its bounds).
 
 Widgets keep their values in st.session_state under "cfg_<field>", so a preset is just a set of
 values written there (from a button's on_click, before the widgets are drawn) and the page
@@ -7,17 +12,26 @@ survives reruns and page switches without losing the user's settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import streamlit as st
 
-from core.config import (HEADS, LR_SCHEDULES, MIXED_PRECISION, OPTIMIZERS, ConfigError, TrainConfig)
+from core.config import (ConfigError, TrainConfig, check_startable, declaration, declared_fields, field_type,
+                         training_images)
 from core.variants import VARIANT_NAMES
 from core.weights import imagenet_weights_obtainable
 
 KEY_PREFIX = "cfg_"
 WEIGHTS_FILE_KEY = "weights_file"      # the path typed when "a weights file" is chosen
-DISTRIBUTION_CHOICES = ("auto", "none", "mirrored")   # multi_worker needs TF_CONFIG: CLI only
+FILE_CHOICE = "file"                   # the weights selectbox's entry for "a path, typed below"
+FILE_CHOICE_LABEL = "a weights file on this machine"
+DRAWN_APART = ("variant",)             # the page draws the variant picker above the variant's facts
+COLUMNS = 4
+# Said to viewers without the control token instead of whether their path exists on the server.
+WEIGHTS_NOT_CHECKED = ("The weights file is looked for when a run starts; only someone with the control "
+                       "token can start one.")
 
 
 @dataclass(frozen=True)
@@ -44,10 +58,11 @@ def _imagenet_b0_obtainable() -> bool:
 
 def presets() -> list[Preset]:
     """The one-click presets; Quick demo adapts to whether ImageNet weights can be had here."""
+    all_images = training_images(0, TrainConfig().val_fraction)
     if _imagenet_b0_obtainable():
         quick = Preset("quick", ":material/bolt: Quick demo",
                        "B0 at 32 px from ImageNet weights: 2 epochs training the head on a frozen base, "
-                       "then 1 epoch fine-tuning with BatchNorm frozen, all 45,000 training images. "
+                       f"then 1 epoch fine-tuning with BatchNorm frozen, all {all_images:,} training images. "
                        "Plain Keras reached 76.6% test accuracy this way in under 4 minutes on a 2-core CPU.",
                        dict(variant="b0", image_size=32, weights="imagenet", head="gap", freeze_base=True,
                             fine_tune_at_epoch=2, fine_tune_from_block=1, fine_tune_learning_rate=1e-4,
@@ -79,28 +94,62 @@ def presets() -> list[Preset]:
     ]
 
 
-def apply_settings(settings: dict) -> None:
-    """Writes settings into the widgets' state (call from on_click, before widgets are drawn)."""
-    defaults = TrainConfig().to_dict()
-    for name, value in {**defaults, **settings}.items():
-        if name == "weights" and value not in ("none", "imagenet"):
-            st.session_state[WEIGHTS_FILE_KEY], value = value, "file"
-        st.session_state[KEY_PREFIX + name] = value
-
-
-def ensure_defaults() -> None:
-    for name, value in TrainConfig().to_dict().items():
-        st.session_state.setdefault(KEY_PREFIX + name, value)
-
-
+# --- what each widget offers, from the declarations -----------------------------------------------
 def _key(name: str) -> str:
     return KEY_PREFIX + name
 
 
+def widget_options(name: str) -> tuple[str, ...]:
+    """The entries of a choice field's selectbox: the choices the form offers, plus "file" where
+    a path is allowed."""
+    s = declaration(name)
+    return (s.form_choices or s.choices) + ((FILE_CHOICE,) if s.path_allowed else ())
+
+
+def widget_range(name: str) -> tuple[int, int] | tuple[float, float]:
+    """A number box's (min, max): the declared bounds. An open low end becomes the next number up
+    (a number box's minimum is allowed), a special value below the bounds (dropout's -1) the minimum."""
+    s = declaration(name)
+    low = s.low
+    if s.low_open:
+        low = math.nextafter(low, math.inf)
+    if s.special is not None and s.special < low:
+        low = s.special
+    if field_type(name) == "int":
+        return int(low), int(s.high)
+    return float(low), float(s.high)
+
+
+def apply_settings(settings: dict) -> list[str]:
+    """Writes settings into the widgets' state (call from on_click, before widgets are drawn).
+
+    Returns what the form cannot show as given (a choice only the command line offers), in words;
+    those widgets get the default instead.
+    """
+    defaults = TrainConfig().to_dict()
+    notes = []
+    for name, value in {**defaults, **settings}.items():
+        s = declaration(name)
+        if s.path_allowed and value not in s.choices:
+            st.session_state[WEIGHTS_FILE_KEY], value = value, FILE_CHOICE
+        elif s.choices and value not in widget_options(name):
+            notes.append(f"{name}: the file's {value!r} is offered on the command line only; the form "
+                         f"now shows {defaults[name]!r}")
+            value = defaults[name]
+        st.session_state[_key(name)] = value
+    return notes
+
+
+def ensure_defaults() -> None:
+    for name, value in TrainConfig().to_dict().items():
+        st.session_state.setdefault(_key(name), value)
+
+
 def form_values() -> dict:
-    values = {f.name: st.session_state.get(_key(f.name)) for f in fields(TrainConfig)}
-    if st.session_state.get(_key("weights")) == "file":
-        values["weights"] = (st.session_state.get(WEIGHTS_FILE_KEY) or "").strip()
+    values = {f.name: st.session_state.get(_key(f.name)) for f in declared_fields()}
+    for f in declared_fields():
+        if declaration(f.name).path_allowed and values[f.name] == FILE_CHOICE:
+            values[f.name] = (st.session_state.get(WEIGHTS_FILE_KEY) or "").strip()
     return values
 
 
@@ -112,84 +161,66 @@ def build_config() -> tuple[TrainConfig | None, str]:
         return None, str(exc)
 
 
-def model_widgets() -> None:
-    c1, c2, c3 = st.columns(3)
-    c1.selectbox("Initial weights", ("none", "imagenet", "file"), key=_key("weights"),
-                 format_func={"none": "random (from scratch)", "imagenet": "ImageNet-trained",
-                              "file": "a weights file on this machine"}.get,
-                 help="ImageNet weights make a huge difference at 32 px: 76.6% vs 41% in our measurements.")
-    if st.session_state[_key("weights")] == "file":
-        c1.text_input("Weights file (path)", key=WEIGHTS_FILE_KEY, placeholder="/data/efficientnetb0_notop.h5",
-                      help="A Keras .h5 or .weights.h5 file for this variant without its top, e.g. a "
-                           "downloaded efficientnetb0_notop.h5.")
-    c2.number_input("Image size (px)", 32, 600, step=32, key=_key("image_size"),
-                    help="CIFAR-10 images are 32×32; larger sizes are upscaled on the fly in the input pipeline.")
-    c3.selectbox("Head", HEADS, key=_key("head"),
-                 format_func={"gap": "global average pooling + dropout + dense",
-                              "seed": "Flatten + Dense 1024-512-256-128 (notebook)"}.get,
-                 help="The notebook's 'seed' head flattens the final feature map: fine at 32 px, huge at 224 px.")
-    c1, c2, c3, c4 = st.columns(4)
-    c1.toggle("Freeze the base (train the head only)", key=_key("freeze_base"),
-              help="Transfer learning, phase 1: the ImageNet features stay fixed while the new head learns.")
-    frozen = st.session_state[_key("freeze_base")]
-    c2.number_input("Fine-tune after epoch (0 = never)", 0, 1000, key=_key("fine_tune_at_epoch"), disabled=not frozen,
-                    help="Phase 2 starts after this many epochs: the base is unfrozen (BatchNorm stays frozen) "
-                         "and training continues at the lower fine-tuning rate.")
-    c3.number_input("Unfreeze from block", 1, 7, key=_key("fine_tune_from_block"), disabled=not frozen,
-                    help="1 opens the whole base; 6 opens only blocks 6–7 and the top convolution.")
-    c4.number_input("Fine-tuning learning rate", 1e-7, 1.0, format="%.1e", key=_key("fine_tune_learning_rate"),
-                    disabled=not frozen, help="Usually 10× lower than the head's rate (Keras fine-tuning guide).")
+def start_check(config: TrainConfig, can_control: bool) -> tuple[str, str]:
+    """(problem, note) of what only starting can check (core.config.check_startable).
+
+    Whether a path exists on the server is told only to a session that may start runs: to a
+    viewer without the control token every path gets the same note, so the weights box cannot
+    probe the server's files.
+    """
+    if config.weights in declaration("weights").choices:
+        return "", ""
+    if not can_control:
+        return "", WEIGHTS_NOT_CHECKED
+    try:
+        check_startable(config)
+    except ConfigError as exc:
+        return str(exc), ""
+    return "", ""
 
 
-def optimisation_widgets() -> None:
-    c1, c2, c3, c4 = st.columns(4)
-    c1.selectbox("Optimizer", OPTIMIZERS, key=_key("optimizer"))
-    c2.number_input("Learning rate", 1e-7, 10.0, format="%.1e", key=_key("learning_rate"))
-    c3.number_input("Batch size (per device)", 1, 4096, key=_key("batch_size"),
-                    help="Images per step on each GPU; with several GPUs the global batch is this × GPUs.")
-    c4.number_input("Epochs", 1, 1000, key=_key("epochs"))
-    c1, c2, c3, c4 = st.columns(4)
-    c1.number_input("Momentum (SGD)", 0.0, 0.999, step=0.05, key=_key("momentum"),
-                    disabled=st.session_state[_key("optimizer")] != "sgd")
-    c2.number_input("Weight decay (AdamW)", 0.0, 1.0, format="%.1e", key=_key("weight_decay"),
-                    disabled=st.session_state[_key("optimizer")] != "adamw")
-    c3.number_input("Label smoothing", 0.0, 0.5, step=0.05, key=_key("label_smoothing"))
-    c4.number_input("Dropout before classifier (-1 = variant's)", -1.0, 0.9, step=0.1, key=_key("dropout"))
+# --- the widgets -----------------------------------------------------------------------------------
+def _choice_label(name: str, value: str) -> str:
+    if value == FILE_CHOICE and declaration(name).path_allowed:
+        return FILE_CHOICE_LABEL
+    return declaration(name).choice_labels.get(value, value)
 
 
-def schedule_widgets() -> None:
-    c1, c2, c3, c4 = st.columns(4)
-    c1.selectbox("Learning-rate schedule", LR_SCHEDULES, key=_key("lr_schedule"),
-                 format_func={"constant": "constant", "plateau": "reduce on plateau (val_accuracy)",
-                              "cosine": "cosine decay (+ warm-up)"}.get)
-    schedule = st.session_state[_key("lr_schedule")]
-    c2.number_input("Plateau factor", 0.01, 0.99, step=0.05, key=_key("plateau_factor"), disabled=schedule != "plateau")
-    c3.number_input("Plateau patience (epochs)", 0, 100, key=_key("plateau_patience"), disabled=schedule != "plateau")
-    c4.number_input("Warm-up epochs (cosine)", 0, 1000, key=_key("warmup_epochs"), disabled=schedule != "cosine")
-    c1, c2, _, _ = st.columns(4)
-    c1.number_input("Minimum learning rate", 0.0, 1.0, format="%.1e", key=_key("min_learning_rate"))
-    c2.number_input("Early stopping patience (0 = off)", 0, 1000, key=_key("early_stopping_patience"),
-                    help="Stop when val_accuracy has not improved for this many epochs.")
+def setting_widget(name: str, container, extra_help: str = "") -> None:
+    """Draws the widget of one setting in `container`, as its declaration says."""
+    s = declaration(name)
+    key = _key(name)
+    disabled = s.only_when is not None and st.session_state.get(_key(s.only_when[0])) not in s.only_when[1]
+    help_text = f"{s.help} {extra_help}".strip()
+    kind = field_type(name)
+    if kind == "bool":
+        container.toggle(s.label, key=key, help=help_text, disabled=disabled)
+    elif s.choices:
+        options = widget_options(name)
+        if st.session_state.get(key) not in options:   # a value only the CLI offers: the default
+            st.session_state[key] = getattr(TrainConfig(), name)
+        container.selectbox(s.label, options, key=key, help=help_text, disabled=disabled,
+                            format_func=lambda value: _choice_label(name, value))
+        if s.path_allowed and st.session_state[key] == FILE_CHOICE:
+            container.text_input("Weights file (path)", key=WEIGHTS_FILE_KEY,
+                                 placeholder="/data/efficientnetb0_notop.h5", help=help_text)
+    else:
+        low, high = widget_range(name)
+        step = None if s.step is None else (int(s.step) if kind == "int" else float(s.step))
+        container.number_input(s.label, low, high, step=step, format=s.format, key=key, help=help_text,
+                               disabled=disabled)
 
 
-def data_widgets() -> None:
-    c1, c2, c3, c4 = st.columns(4)
-    c1.number_input("Training images (0 = all 45,000)", 0, 50_000, step=500, key=_key("train_limit"),
-                    help="A stratified subset for quick runs: equal numbers per class.")
-    c2.number_input("Validation fraction", 0.0, 0.5, step=0.05, key=_key("val_fraction"))
-    c3.toggle("Random horizontal flip", key=_key("augment_flip"))
-    c4.number_input("Random translate (px of padding)", 0, 16, key=_key("augment_crop_padding"),
-                    help="Pad by this many pixels and crop back to 32×32 at a random place.")
-    c1, c2, c3, _ = st.columns(4)
-    c1.number_input("Seed", 0, 2**31 - 1, key=_key("seed"))
-    c2.selectbox("Mixed precision", MIXED_PRECISION, key=_key("mixed_precision"),
-                 help="auto: on only for NVIDIA GPUs of compute capability 7.0 or newer.")
-    if st.session_state[_key("distribution")] not in DISTRIBUTION_CHOICES:
-        st.session_state[_key("distribution")] = "auto"
-    c3.selectbox("Distribution", DISTRIBUTION_CHOICES, key=_key("distribution"),
-                 help="auto: MirroredStrategy when more than one GPU is visible.")
+def group_widgets(group: str, extra_help: Mapping[str, str] | None = None) -> None:
+    """Every setting of `group` (core.config.GROUPS), in declaration order, four to a row."""
+    names = [f.name for f in declared_fields()
+             if declaration(f.name).group == group and f.name not in DRAWN_APART]
+    for start in range(0, len(names), COLUMNS):
+        for column, name in zip(st.columns(COLUMNS), names[start:start + COLUMNS]):
+            setting_widget(name, column, (extra_help or {}).get(name, ""))
 
 
 def variant_picker() -> str:
-    return st.segmented_control("EfficientNet variant", VARIANT_NAMES, key=_key("variant"),
+    s = declaration("variant")
+    return st.segmented_control(s.label, VARIANT_NAMES, key=_key("variant"), help=s.help,
                                 format_func=str.upper, selection_mode="single") or "b0"

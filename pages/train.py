@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.config import ConfigError, TrainConfig
+from core.config import ConfigError, TrainConfig, training_images
 from core.data import check_train_limit, data_status
 from core.estimate import detect_device, estimate_table
 from core.jobs import JobError
@@ -40,36 +40,40 @@ for column, preset in zip(preset_columns, train_form.presets()):
         st.caption(preset.expectation)
 
 
-def settings_file() -> dict | None:
+def settings_file() -> None:
     """A JSON file of settings (e.g. a run's config.json) loaded into the form once, before the
     widgets are drawn; any wrong value is reported by name and nothing is applied."""
     uploaded = st.file_uploader("Or load settings from a file (a run's config.json, or your own JSON)",
                                 type=["json"], key="settings_file")
     if uploaded is None:
-        return None
+        st.session_state.pop(ADJUSTED_KEY, None)
+        return
     try:
         config = TrainConfig.from_json(uploaded.getvalue().decode("utf-8"))
     except UnicodeDecodeError:
         st.error(f"**{uploaded.name} was not loaded:** config: expected a UTF-8 JSON text file; got binary data")
-        return None
+        return
     except ConfigError as exc:
         st.error(f"**{uploaded.name} was not loaded:** {exc}")
-        return None
+        return
     if st.session_state.get(LOADED_FILE_KEY) == uploaded.file_id:
-        return None
+        return
     st.session_state[LOADED_FILE_KEY] = uploaded.file_id
-    train_form.apply_settings(config.to_dict())
+    st.session_state[ADJUSTED_KEY] = train_form.apply_settings(config.to_dict())
     st.toast(f"Loaded the settings of {uploaded.name}")
-    return config.to_dict()
 
 
-loaded_settings = settings_file()
+settings_file()
 
 # --- variant and its facts ----------------------------------------------------------------------
 st.subheader("Model")
 variant = get_variant(train_form.variant_picker())
 image_size = int(st.session_state[train_form.KEY_PREFIX + "image_size"])
-train_images = int(st.session_state[train_form.KEY_PREFIX + "train_limit"]) or 45_000
+train_labels = state.training_labels() if data_ok else None     # None: CIFAR-10's own 5,000 per class
+val_fraction = float(st.session_state[train_form.KEY_PREFIX + "val_fraction"])
+all_images = training_images(0, val_fraction, train_labels)
+train_limit = int(st.session_state[train_form.KEY_PREFIX + "train_limit"])
+train_images = training_images(train_limit, val_fraction, train_labels)
 device = detect_device()
 estimates = pd.DataFrame(estimate_table(image_size, train_images, device))
 estimates["selected"] = estimates["variant"] == variant.name.upper()
@@ -86,32 +90,31 @@ m5.metric("Est. time per epoch", eta_text(this["seconds_per_epoch"]),
 with st.expander(f"Time per epoch for every variant at {image_size} px on {device['name']}"):
     st.plotly_chart(epoch_time_figure(estimates), width="stretch", theme=None)
 
-train_form.model_widgets()
+train_form.group_widgets("model")
 with st.expander("Optimisation", expanded=True):
-    train_form.optimisation_widgets()
+    train_form.group_widgets("optimisation")
 with st.expander("Learning-rate schedule and early stopping"):
-    train_form.schedule_widgets()
+    train_form.group_widgets("schedule")
 with st.expander("Data, augmentation and hardware"):
-    train_form.data_widgets()
+    train_form.group_widgets("data", extra_help={"train_limit": f"All, here: {all_images:,} images (what "
+                                                                f"val_fraction={val_fraction:g} leaves)."})
+    train_form.group_widgets("hardware")
 
-if loaded_settings is not None:
-    # A valid setting a widget cannot show (say a rate below its minimum) is replaced by the widget;
-    # say so instead of training with a silently different value.
-    shown = train_form.form_values()
-    st.session_state[ADJUSTED_KEY] = [f"{name}: the file's {value!r} is beyond what the form offers; it now "
-                                      f"shows {shown[name]!r}" for name, value in loaded_settings.items()
-                                      if shown[name] != value]
-if st.session_state.get("settings_file") is None:
-    st.session_state.pop(ADJUSTED_KEY, None)
+# A loaded file's choice the form does not offer (one for the command line) is said, not hidden.
 for note in st.session_state.get(ADJUSTED_KEY, []):
     st.warning(note)
 
 config, problem = train_form.build_config()
-if config is not None and config.train_limit and data_ok and (labels := state.training_labels()) is not None:
+if config is not None and config.train_limit and train_labels is not None:
     try:   # a limit the data set cannot meet is a setting to fix now, not a failed run later
-        check_train_limit(config.train_limit, config.val_fraction, labels)
+        check_train_limit(config.train_limit, config.val_fraction, train_labels)
     except ConfigError as exc:
         config, problem = None, str(exc)
+if config is not None:   # what only starting checks (a weights file), told only to who may start
+    problem, weights_note = train_form.start_check(config, can_act)
+    config = None if problem else config
+    if weights_note:
+        st.caption(f":material/lock: {weights_note}")
 if problem:
     st.error(f"**Check the settings:** {problem}")
 else:

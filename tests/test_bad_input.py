@@ -33,6 +33,14 @@ MORE_CLI_ROWS = [
     ('{"epochs": 1e309}', "epochs", "a whole number; got inf"),
     ('{"batch_size": null}', "batch_size", "a whole number; got None"),
     ('{"variant": ["b0", "b1"]}', "variant", "text; got ['b0', 'b1']"),
+    # Issue 13 #8: numbers a float cannot hold and nesting json cannot recurse into (OverflowError,
+    # RecursionError: a traceback and exit 1 before).
+    (["--learning-rate", "2" + "0" * 308], "learning_rate", "(0, 10]; got 2000"),
+    ('{"learning_rate": 2' + "0" * 308 + "}", "learning_rate", "(0, 10]; got 2000"),
+    ('{"dropout": -9' + "9" * 308 + "}", "dropout", "[0, 0.9]; got -999"),
+    ('{"epochs": 1' + "0" * 5000 + "}", "config", "valid JSON"),
+    ('{"head": ' + "[" * 50_000 + "]" * 50_000 + "}", "head", "not JSON nested over 32 levels deep"),
+    ("[" * 100_000, "config", "not JSON nested over 32 levels deep"),
 ]
 
 
@@ -175,14 +183,24 @@ def test_dashboard_settings_file_binary_then_good(app, tmp_path):
     at.run()
     assert not at.exception
     assert any("expected a UTF-8 JSON text file" in e for e in _errors(at))
-    # A good file (a run's config.json) fills the form; a rate the form cannot show is reported.
-    good = TrainConfig(variant="b1", epochs=7, batch_size=64, learning_rate=1e-8).to_json()
+    # A good file (a run's config.json) fills the form, even with values at the edge of what the
+    # settings accept: the number boxes' bounds are the declared ones, so nothing is changed.
+    good = TrainConfig(variant="b1", epochs=7, batch_size=64, learning_rate=1e-8, dropout=-1.0,
+                       plateau_factor=0.001, seed=2**31 - 1).to_json()
     at.file_uploader(key="settings_file").set_value(("config.json", good.encode(), "application/json"))
     at.run()
     assert not at.exception
-    assert (at.session_state["cfg_variant"], at.session_state["cfg_epochs"], at.session_state["cfg_batch_size"]) \
-        == ("b1", 7, 64)
-    assert any(w.value.startswith("learning_rate: the file's 1e-08 is beyond what the form offers")
+    assert TrainConfig.from_dict({name: at.session_state[f"cfg_{name}"] for name in TrainConfig().to_dict()}) \
+        == TrainConfig.from_json(good)
+    assert [w.value for w in at.warning] == []
+    assert not any("Check the settings" in e for e in _errors(at))
+    # A choice only the command line offers is said, and the form shows the default instead.
+    cli_only = TrainConfig(distribution="multi_worker", epochs=5).to_json()
+    at.file_uploader(key="settings_file").set_value(("cluster.json", cli_only.encode(), "application/json"))
+    at.run()
+    assert not at.exception
+    assert at.session_state["cfg_epochs"] == 5 and at.session_state["cfg_distribution"] == "auto"
+    assert any(w.value.startswith("distribution: the file's 'multi_worker' is offered on the command line only")
                for w in at.warning), [w.value for w in at.warning]
 
 

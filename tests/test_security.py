@@ -237,6 +237,114 @@ def test_backoff_doubles_up_to_its_cap_and_forgets_a_quiet_past():
     assert backoff.wait(100.0 + control.FORGET_AFTER_S + 1) == 0 and backoff.failures == 0
 
 
+# --- forged clicks: the browser sends what it likes; every action checks the token itself ---------
+# Each test sends the widget event of a button drawn disabled (the controls locked: a token is
+# set and this session never entered it), as a hand-written websocket message would, and checks
+# that nothing happened to the runs. Two lines of defence stand in the way: Streamlit 1.67 drops
+# a value sent for a widget registered disabled (runtime/state/session_state.py), and every
+# action checks the token itself (the one line left for on_click callbacks, which run before the
+# script redraws the button, and for buttons inside a popover that is itself disabled).
+def _forge(button):
+    """Clicks `button` even if drawn disabled: AppTest refuses that (a browser would); a forger does not."""
+    button._value = True
+    return button
+
+
+def _locked(monkeypatch):
+    monkeypatch.setenv(control.TOKEN_ENV, TOKEN)
+
+
+def _select_first_run(at):
+    at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    return at
+
+
+def _state_of(runs_dir: Path, run_id: str) -> str:
+    return RunStore(runs_dir).get(run_id).read_status()["state"]
+
+
+def test_a_forged_delete_is_refused(app, monkeypatch, tmp_path):
+    _locked(monkeypatch)
+    runs = tmp_path / "runs"
+    run_id = _finished_run(runs)
+    at = _select_first_run(app(RUNS, runs_dir=runs))
+    delete = _button(at, "Delete")
+    assert delete.disabled
+    _forge(delete).run()                          # would open the confirmation dialog
+    assert not at.exception
+    assert not [b for b in at.button if b.label == "Delete"], "a forged click opened the dialog"
+    assert (runs / run_id / "config.json").exists() and _state_of(runs, run_id) == "completed"
+
+
+def test_a_forged_resume_is_refused_on_the_runs_page(app, monkeypatch, tmp_path):
+    _locked(monkeypatch)
+    runs = tmp_path / "runs"
+    run_id = _finished_run(runs)
+    at = _select_first_run(app(RUNS, runs_dir=runs))
+    resume_now = _button(at, "Resume now")       # inside a popover drawn disabled; itself enabled
+    _forge(resume_now).run()
+    assert not at.exception
+    assert any(control.LOCKED_HELP in e.value for e in at.error)
+    assert _state_of(runs, run_id) == "completed" and len(RunStore(runs).get(run_id).read_metrics()) == 1
+    from dashboard import state
+    assert state.job_manager().active_run_id is None
+
+
+def test_a_forged_resume_is_refused_on_the_train_page(app, monkeypatch, tmp_path):
+    _locked(monkeypatch)
+    runs = tmp_path / "runs"
+    run_id = _finished_run(runs)
+    at = app(TRAIN, runs_dir=runs)
+    resume = _button(at, "Resume")
+    assert resume.disabled
+    _forge(resume).run()
+    assert not at.exception
+    assert _state_of(runs, run_id) == "completed"
+    from dashboard import state
+    assert state.job_manager().active_run_id is None
+
+
+def test_a_forged_evaluate_is_refused(app, monkeypatch, tmp_path):
+    _locked(monkeypatch)
+    runs = tmp_path / "runs"
+    run_id = _finished_run(runs)
+    checkpoint = runs / run_id / "checkpoints" / "last.keras"
+    checkpoint.parent.mkdir(exist_ok=True)
+    checkpoint.write_bytes(b"not looked at: the click is refused before the checkpoint is loaded")
+    at = app(CONFUSION, runs_dir=runs, run=run_id)
+    evaluate = next(b for b in at.button if b.key == "evaluate_now")
+    assert evaluate.disabled
+    _forge(evaluate).run()
+    assert not at.exception
+    assert not any("Evaluat" in e.value for e in at.error)    # it never got as far as loading the checkpoint
+    assert not (runs / run_id / "predictions.npz").exists()
+
+
+@pytest.mark.slow
+def test_a_forged_stop_is_refused(app, monkeypatch, tmp_path, tiny_config):
+    """A real run trains; a forged Stop from a locked session leaves it training."""
+    _locked(monkeypatch)
+    runs = tmp_path / "runs"
+    at = app(TRAIN, runs_dir=runs)
+    from dashboard import state
+    manager = state.job_manager()
+    run_id = manager.start(tiny_config.replace(epochs=2))
+    try:
+        at.run()
+        stop = _button(at, "Stop")
+        assert stop.disabled
+        _forge(stop).run()
+        assert not at.exception
+        assert manager.active_run_id == run_id
+        assert _state_of(runs, run_id) not in ("stopping", "stopped")
+        assert manager.progress(run_id).get("state") not in ("stopping", "stopped")
+    finally:
+        manager.stop(run_id)
+        assert manager.wait(300)
+    assert _state_of(runs, run_id) in ("stopped", "completed")
+
+
 def test_unreadable_secrets_file_locks_rather_than_opens(monkeypatch):
     from streamlit.errors import StreamlitSecretNotFoundError
 
