@@ -403,21 +403,27 @@ def dataset_len(n_images: int, batch_size: int) -> int:
     return -(-n_images // batch_size)
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, *, image_size: int, batch_size: int, training: bool,
-                 augment_flip: bool = False, crop_padding: int = 0, seed: int = 0,
-                 one_hot: bool = True, drop_remainder: bool = False):
-    """A prefetching tf.data.Dataset of (float32 images in 0..255, labels) batches.
+def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool,
+                 image_size: int | None = None, augment_flip: bool = False, crop_padding: int = 0,
+                 seed: int = 0, one_hot: bool = True, drop_remainder: bool = False):
+    """A prefetching tf.data.Dataset of (images, labels) batches, shuffled (seeded) in training.
 
-    It batches indices, so shuffling moves integers, not images, and each step is one vectorised
-    gather + augment + resize; no upscaled copy of the set is ever made.
+    By default the images leave as they are stored, uint8 at the source resolution (3 KB per
+    CIFAR image): the model casts, augments and resizes them itself, on the accelerator
+    (core.model). The resize and augmentation arguments serve checkpoints written before that
+    change, whose models take `image_size` floats; they cost host CPU, which is what a fast GPU
+    waits on. It batches indices, so shuffling moves integers, not images, and each step is one
+    vectorised gather (+ augment + resize); no upscaled copy of the set is ever made.
 
     Args:
         x, y: uint8 images (N, H, W, 3) and int labels (N,) or (N, 1).
-        image_size: Output side; resized (bilinear, per batch) only if it differs from H, W.
         batch_size: Images per batch.
-        training: Shuffle every epoch (seeded) and augment; otherwise keep order, no augmentation.
-        augment_flip: Random horizontal flip.
-        crop_padding: Random translate: reflect-pad by this many px, random-crop back to H x W.
+        training: Shuffle every epoch (seeded), and augment if asked; otherwise keep order.
+        image_size: Resize (bilinear, per batch) to this side, giving float32 in 0..255; None or
+            the source side: no resize, images stay uint8.
+        augment_flip: Random horizontal flip on the host (training only).
+        crop_padding: Random translate on the host: reflect-pad by this many px, random-crop
+            back to H x W (training only).
         seed: Seeds shuffle and augmentation; epochs still differ from each other.
         one_hot: Labels one-hot float32 (B, 10); else int32 (B,).
         drop_remainder: Drop the last, smaller batch.
@@ -428,6 +434,7 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, image_size: int, batch_size: i
     if x.ndim != 4 or x.shape[-1] != 3 or len(x) != len(y):
         raise ValueError(f"expected images (N, H, W, 3) and N labels, got {x.shape} and {y.shape}")
     height, width = x.shape[1:3]
+    image_size = height if image_size is None else image_size
     if batch_size < 1 or image_size < 1 or not 0 <= crop_padding < min(height, width):
         raise ValueError(f"bad batch_size={batch_size}, image_size={image_size} "
                          f"or crop_padding={crop_padding} (must be < {min(height, width)})")
@@ -454,9 +461,8 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, image_size: int, batch_size: i
                 cols = tf.where(u[:, :1] < 0.5, tf.reverse(cols, axis=[1]), cols)
             flat = idx[:, None, None] * (height * width) + rows[:, :, None] * width + cols[:, None, :]
             batch = tf.gather(pixels, flat)
-        batch = tf.cast(batch, tf.float32)
-        if image_size != height or image_size != width:
-            batch = tf.image.resize(batch, (image_size, image_size), method="bilinear")
+        if image_size != height or image_size != width:   # only for models that do not resize
+            batch = tf.image.resize(tf.cast(batch, tf.float32), (image_size, image_size), method="bilinear")
         target = tf.gather(labels, idx)
         return batch, tf.one_hot(target, NUM_CLASSES) if one_hot else target
 

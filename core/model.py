@@ -1,8 +1,14 @@
 """Builds the network from a TrainConfig, in the named phases of the Keras fine-tuning guide.
 
-`build_model(config)` makes base + head and freezes the base when asked; `unfreeze(model, ...)`
-opens the top blocks for fine-tuning while every BatchNormalization stays frozen; `compile_model`
-is called again after unfreezing, at the lower fine-tuning rate.
+`build_model(config)` makes input pipeline + base + head and freezes the base when asked;
+`unfreeze(model, ...)` opens the top blocks for fine-tuning while every BatchNormalization stays
+frozen; `compile_model` is called again after unfreezing, at the lower fine-tuning rate.
+
+The model takes CIFAR's own 32 px images (uint8, or floats in 0..255): augmentation and the
+resize to `image_size` are its first layers, so they run on the accelerator inside the compiled
+step and the host ships 3 KB per image instead of a float32 tensor at `image_size`. Checkpoints
+written before that change take `image_size` floats resized on the host: `host_preprocessing`
+says what the host must do for any model, old or new.
 """
 
 from __future__ import annotations
@@ -11,13 +17,15 @@ import os
 
 import keras
 
+from core.augment import Augment
 from core.config import TrainConfig
-from core.data import NUM_CLASSES
+from core.data import IMAGE_SHAPE, NUM_CLASSES
 from core.variants import get_variant
 from core.runs import CheckpointError
 from core.weights import WeightsUnavailableError, resolve_weights, weights_error
 
 HEAD_LAYER_PREFIX = "head_"
+PREP_LAYER_PREFIX = "prep_"               # the in-model input pipeline: augment, resize
 SEED_HEAD_UNITS = (1024, 512, 256, 128)   # the original notebook's Dense stack
 
 
@@ -29,9 +37,10 @@ def build_model(config: TrainConfig) -> keras.Model:
     """
     variant = get_variant(config.variant)
     constructor = getattr(keras.applications, variant.keras_constructor)
-    inputs = keras.Input((config.image_size, config.image_size, 3), name="image")
+    inputs = keras.Input(IMAGE_SHAPE, name="image")     # float32: uint8 batches are cast in the graph
+    x = _input_pipeline(inputs, config)
     try:
-        base = constructor(include_top=False, weights=resolve_weights(config), input_tensor=inputs)
+        base = constructor(include_top=False, weights=resolve_weights(config), input_tensor=x)
     except Exception as exc:  # Keras raises a bare Exception for URL failures
         if config.weights == "imagenet":
             raise weights_error(config, exc) from exc
@@ -58,9 +67,40 @@ def build_model(config: TrainConfig) -> keras.Model:
     return model
 
 
+def _input_pipeline(inputs, config: TrainConfig):
+    """Augment (training only) at the source size, then resize: what the host pipeline once did."""
+    x = inputs
+    if config.augment_flip or config.augment_crop_padding:
+        x = Augment(flip=config.augment_flip, pad=config.augment_crop_padding, seed=config.seed,
+                    name=f"{PREP_LAYER_PREFIX}augment")(x)
+    if config.image_size != IMAGE_SHAPE[0]:
+        x = keras.layers.Resizing(config.image_size, config.image_size, interpolation="bilinear",
+                                  name=f"{PREP_LAYER_PREFIX}resize")(x)
+    return x
+
+
+def host_preprocessing(model: keras.Model, config: TrainConfig) -> dict:
+    """What the host pipeline (core.data.make_dataset) must do for `model`, as keyword arguments.
+
+    Nothing for a model built by this code: it augments and resizes itself. A checkpoint written
+    before augmentation and resizing moved into the model takes images at `image_size`, so the
+    host resizes them (and augments them, as it did when that checkpoint was trained).
+    """
+    side = int(model.inputs[0].shape[1])
+    layer_names = {layer.name for layer in model.layers}
+    augments_itself = f"{PREP_LAYER_PREFIX}augment" in layer_names
+    builds_own_input = side == IMAGE_SHAPE[0] and (augments_itself or not (
+        config.augment_flip or config.augment_crop_padding))
+    if builds_own_input:
+        return {}
+    return {"image_size": side, "augment_flip": config.augment_flip and not augments_itself,
+            "crop_padding": 0 if augments_itself else config.augment_crop_padding}
+
+
 def base_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return [layer for layer in model.layers
-            if not layer.name.startswith(HEAD_LAYER_PREFIX) and not isinstance(layer, keras.layers.InputLayer)]
+            if not layer.name.startswith((HEAD_LAYER_PREFIX, PREP_LAYER_PREFIX))
+            and not isinstance(layer, keras.layers.InputLayer)]
 
 
 def set_base_trainable(model: keras.Model, trainable: bool) -> None:
@@ -99,6 +139,25 @@ def make_optimizer(config: TrainConfig, learning_rate: float) -> keras.optimizer
     return keras.optimizers.Adam(learning_rate=learning_rate)
 
 
+def gpu_count() -> int:
+    """GPUs the Keras backend can use (TensorFlow or JAX); imports that backend."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        return len(tf.config.list_physical_devices("GPU"))
+    if keras.backend.backend() == "jax":
+        import jax
+        return sum(device.platform == "gpu" for device in jax.devices())
+    return 0
+
+
+def use_jit_compile(setting: str) -> bool:
+    """XLA for the train step: "on", "off", or "auto" = on only on a GPU (XLA made this 2-core
+    CPU 4.7x slower, DESIGN.md)."""
+    if setting != "auto":
+        return setting == "on"
+    return gpu_count() > 0
+
+
 def compile_model(model: keras.Model, config: TrainConfig, learning_rate: float,
                   jit_compile: bool = False) -> None:
     # Keyword arguments only: compile's third positional argument is loss_weights, not metrics.
@@ -125,13 +184,3 @@ def load_checkpoint(path: str | os.PathLike) -> keras.Model:
         raise CheckpointError(f"checkpoint {name} cannot be loaded ({type(exc).__name__}: {reason}); it is "
                               "damaged or was not written by this lab. Start a new run, or restore the file "
                               "from a copy.") from exc
-
-
-def trainable_summary(model: keras.Model) -> dict[str, int]:
-    """Counts of trainable weights and layers, for tests and the status panel."""
-    trainable_layers = [layer for layer in model.layers if layer.trainable and layer.weights]
-    return {
-        "trainable_params": int(sum(keras.ops.size(w) for w in model.trainable_weights)),
-        "frozen_params": int(sum(keras.ops.size(w) for w in model.non_trainable_weights)),
-        "trainable_layers": len(trainable_layers),
-    }

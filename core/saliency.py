@@ -7,7 +7,9 @@ on, and 2×2 in blocks 4b-5, which says no more than "which quadrant". So `grad_
 the *last* layer whose output is at least `MIN_CAM_SIZE` pixels on a side and that every path from
 input to output passes through (a cut of the graph: a map inside a residual block would miss what
 its skip connection carries). For B0 at 32 px that is `block4a_expand_activation`, 4×4×240; at
-64 px `block6a_expand_activation`, 4×4×672; at 224 px `top_activation`, 7×7×1280.
+64 px `block6a_expand_activation`, 4×4×672; at 224 px `top_activation`, 7×7×1280. The model's own
+input layers (augment, resize) are skipped; maps come back at the model's input size (32 px for
+models that resize inside, `image_size` for older checkpoints).
 
 SmoothGrad (Smilkov et al., 2017, arXiv:1706.03825) averages the input gradient over noisy copies
 of the image: per-pixel detail at the input's own resolution, with no layer to choose. `explain`
@@ -30,8 +32,9 @@ MIN_CAM_SIZE = 4            # px per side of the Grad-CAM feature map; 2×2 says
 SMOOTHGRAD_SAMPLES = 24
 SMOOTHGRAD_NOISE = 0.15     # noise std as a fraction of the input range (0..255), as in the paper
 METHODS = ("auto", "grad-cam", "smoothgrad")
+# Input plumbing, not features: padding, dropout, scaling, and the model's own augment and resize.
 _SKIPPED_LAYER_TYPES = ("InputLayer", "ZeroPadding2D", "Dropout", "SpatialDropout2D",
-                        "Rescaling", "Normalization")
+                        "Rescaling", "Normalization", "Augment", "Resizing")
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,8 +56,11 @@ def input_size(model) -> tuple[int, int]:
 
 
 def prepare_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A uint8 (h, w, 3) image as the model saw it in evaluation: float32 0..255, resized
-    bilinearly to `size` (as core.data.make_dataset does), with a batch axis."""
+    """A uint8 (h, w, 3) image as the model saw it in evaluation: float32 0..255 with a batch axis.
+
+    Models built by core.model take CIFAR's 32 px and resize inside, so a 32 px image passes
+    unchanged; for a checkpoint from before that (input = its image_size) the image is resized
+    bilinearly to `size`, as the host pipeline fed it (core.data.make_dataset)."""
     import tensorflow as tf
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:

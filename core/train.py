@@ -278,7 +278,8 @@ def predict_test_set(model, config: TrainConfig, cifar: data_mod.Cifar10, progre
     padded = -n % replicas
     x = np.concatenate([cifar.x_test, np.repeat(cifar.x_test[-1:], padded, axis=0)]) if padded else cifar.x_test
     y = np.concatenate([cifar.y_test, np.repeat(cifar.y_test[-1:], padded)]) if padded else cifar.y_test
-    test_ds = data_mod.make_dataset(x, y, image_size=config.image_size,
+    from core.model import host_preprocessing
+    test_ds = data_mod.make_dataset(x, y, image_size=host_preprocessing(model, config).get("image_size"),
                                     batch_size=_multiple_of(PREDICT_BATCH, replicas), training=False)
     return model.predict(test_ds, verbose=0)[:n]
 
@@ -337,7 +338,8 @@ def _check_stop(stop_event: threading.Event) -> None:
 
 def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: Progress,
            data_dir: str | None) -> Outcome:
-    from core.model import build_model, compile_model, load_checkpoint, unfreeze
+    from core.model import (build_model, compile_model, host_preprocessing, load_checkpoint, unfreeze,
+                            use_jit_compile)
 
     config = run.read_config()
     status = run.read_status()
@@ -359,26 +361,30 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
         # Whole batches only where a ragged last batch costs: XLA recompiles for the new shape, and
         # replicas cannot split it evenly. On one CPU every image counts for small runs.
         whole_batches = on_gpu or strategy.num_replicas_in_sync > 1
-        train_ds = data_mod.make_dataset(
-            split.x_train, split.y_train, image_size=config.image_size, batch_size=global_batch,
-            training=True, augment_flip=config.augment_flip, crop_padding=config.augment_crop_padding,
-            seed=config.seed, drop_remainder=whole_batches)
-        replicas = strategy.num_replicas_in_sync
-        # Validation batches must split evenly over replicas: drop the last few (< replicas) images.
-        n_val = len(split.x_val) // replicas * replicas
-        val_ds = None if n_val == 0 else data_mod.make_dataset(
-            split.x_val[:n_val], split.y_val[:n_val], image_size=config.image_size,
-            batch_size=_multiple_of(max(global_batch, PREDICT_BATCH), replicas), training=False)
-        steps = (max(1, len(split.x_train) // global_batch) if whole_batches
-                 else data_mod.dataset_len(len(split.x_train), global_batch))
+        jit_compile = use_jit_compile(config.jit_compile)
 
         progress.update(phase="building model")
         with strategy.scope():
             if done:
                 model = load_checkpoint(run.last_checkpoint)
+                model.jit_compile = jit_compile   # this machine's choice, not the saving one's
             else:
                 model = build_model(config)
-                compile_model(model, config, config.learning_rate, jit_compile=on_gpu)
+                compile_model(model, config, config.learning_rate, jit_compile=jit_compile)
+        # The host ships uint8 batches at 32 px and the model augments and resizes them on the
+        # device; only a checkpoint from before that change needs the host to do it.
+        host = host_preprocessing(model, config)
+        train_ds = data_mod.make_dataset(
+            split.x_train, split.y_train, batch_size=global_batch, training=True, seed=config.seed,
+            drop_remainder=whole_batches, **host)
+        replicas = strategy.num_replicas_in_sync
+        # Validation batches must split evenly over replicas: drop the last few (< replicas) images.
+        n_val = len(split.x_val) // replicas * replicas
+        val_ds = None if n_val == 0 else data_mod.make_dataset(
+            split.x_val[:n_val], split.y_val[:n_val], image_size=host.get("image_size"),
+            batch_size=_multiple_of(max(global_batch, PREDICT_BATCH), replicas), training=False)
+        steps = (max(1, len(split.x_train) // global_batch) if whole_batches
+                 else data_mod.dataset_len(len(split.x_train), global_batch))
         _check_stop(stop_event)
     except TrainingStopped:
         return Outcome("stopped")
@@ -394,7 +400,7 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
         if phase_name.startswith("fine-tuning") and not _is_unfrozen(model):
             with strategy.scope():
                 unfreeze(model, config.fine_tune_from_block)
-                compile_model(model, config, config.fine_tune_learning_rate, jit_compile=on_gpu)
+                compile_model(model, config, config.fine_tune_learning_rate, jit_compile=jit_compile)
         recorder = RunRecorder(run, progress, stop_event, val_ds=val_ds, train_images=len(split.x_train),
                                steps=steps, target_epochs=target_epochs, phase_name=phase_name)
         model.fit(train_ds, initial_epoch=done, epochs=phase_end, steps_per_epoch=steps,

@@ -34,6 +34,8 @@ PRESENT_PARAM = "present"        # ?present=1 opens presentation mode
 SLIDE_PARAM = "slide"            # &slide=3 (1-based)
 RETURN_KEY = "presentation_return"   # session key: url_path of the page to go back to
 _TRUE = ("1", "true", "yes", "on")
+COMPARE_PARAM = "runs"           # ?runs=id1,id2 opens Compare runs (and Live curves) on those runs
+COMPARE_KEY = "compare_runs"     # session key: the Runs page's "Compare" selection, for the page it opens
 
 
 def page(name: str) -> st.Page:

@@ -372,7 +372,7 @@ def fixture_xy():
     return x_train, y_train
 
 
-@pytest.mark.parametrize("image_size", [32, 64])
+@pytest.mark.parametrize("image_size", [None, 64])
 @pytest.mark.parametrize("one_hot", [True, False])
 def test_dataset_shapes_and_dtypes(fixture_xy, image_size, one_hot):
     x, y = fixture_xy
@@ -382,7 +382,10 @@ def test_dataset_shapes_and_dtypes(fixture_xy, image_size, one_hot):
     assert len(batches) == data.dataset_len(300, 32) == 10
     assert [len(a) for a, _ in batches] == [32] * 9 + [12]
     images, labels = np.concatenate([a for a, _ in batches]), np.concatenate([b for _, b in batches])
-    assert images.dtype == np.float32 and images.shape == (300, image_size, image_size, 3)
+    side = image_size or 32
+    # The default ships what is stored (uint8, 32 px); resizing, for older checkpoints, gives floats.
+    assert images.dtype == (np.uint8 if image_size is None else np.float32)
+    assert images.shape == (300, side, side, 3)
     assert 0 <= images.min() and images.max() <= 255
     if one_hot:
         assert labels.dtype == np.float32 and labels.shape == (300, 10) and (labels.sum(1) == 1).all()
@@ -393,20 +396,29 @@ def test_dataset_shapes_and_dtypes(fixture_xy, image_size, one_hot):
     assert np.bincount(labels).tolist() == [30] * 10
 
 
+def test_default_pipeline_ships_the_stored_bytes(fixture_xy):
+    """No cast, no resize, no augmentation on the host: the model does those on the device."""
+    x, y = fixture_xy
+    images, labels = _collect(data.make_dataset(x, y, batch_size=64, training=True, seed=3, one_hot=False))
+    assert images.dtype == np.uint8 and images.shape == x.shape
+    order = _index_of(images, x)
+    assert sorted(order) == list(range(len(x))) and (y[order] == labels).all()
+
+
 def test_evaluation_keeps_order_and_pixels(root):
     cifar = data.load_cifar10(root)  # read-only arrays, as the engine passes them
     x, y = cifar.x_train, cifar.y_train
     images, labels = _collect(data.make_dataset(x, y, image_size=32, batch_size=64, training=False,
                                                 augment_flip=True, crop_padding=4, one_hot=False))
-    np.testing.assert_array_equal(images, x.astype(np.float32))
+    np.testing.assert_array_equal(images, x)
     np.testing.assert_array_equal(labels, y)
     resized, _ = _collect(data.make_dataset(x, y, image_size=64, batch_size=64, training=False))
     np.testing.assert_allclose(resized.mean(axis=(1, 2)), x.mean(axis=(1, 2)), atol=1.0)
 
 
 def _index_of(images: np.ndarray, x: np.ndarray) -> np.ndarray:
-    where = {img.tobytes(): i for i, img in enumerate(x.astype(np.float32))}
-    return np.array([where.get(img.tobytes(), -1) for img in images])
+    where = {img.tobytes(): i for i, img in enumerate(np.asarray(x, dtype=np.uint8))}
+    return np.array([where.get(img.astype(np.uint8).tobytes(), -1) for img in images])
 
 
 def test_training_shuffles_each_epoch_reproducibly(fixture_xy):
@@ -422,7 +434,9 @@ def test_training_shuffles_each_epoch_reproducibly(fixture_xy):
     np.testing.assert_array_equal(_index_of(_collect(make(7))[0], x), order1)
 
 
-def test_flip_mirrors_some_images_only_in_training(fixture_xy):
+# Host-side augmentation now serves only checkpoints from before the model augmented itself;
+# the in-model layer is held to the same tests in tests/test_device_pipeline.py.
+def test_host_flip_mirrors_some_images_only_in_training(fixture_xy):
     x, y = fixture_xy
     images, labels = _collect(data.make_dataset(x, y, image_size=32, batch_size=64, training=True,
                                                 augment_flip=True, one_hot=False))
@@ -436,12 +450,12 @@ def test_flip_mirrors_some_images_only_in_training(fixture_xy):
     np.testing.assert_array_equal(again, images)  # the same seed augments the same way
 
 
-def test_crop_is_a_reflect_padded_translation(fixture_xy):
+def test_host_crop_is_a_reflect_padded_translation(fixture_xy):
     x, y = fixture_xy[0][:20], fixture_xy[1][:20]
     pad = 3
     images, labels = _collect(data.make_dataset(x, y, image_size=32, batch_size=8, training=True,
                                                 crop_padding=pad, seed=1, one_hot=False))
-    padded = np.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)], mode="reflect").astype(np.float32)
+    padded = np.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)], mode="reflect")
     used, offsets = [], []
     for image in images:
         hits = [(i, dy, dx) for i in range(len(x)) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
