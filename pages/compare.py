@@ -13,11 +13,10 @@ import streamlit as st
 from core.evaluate import compare_confusions
 from dashboard import state
 from dashboard.charts import curves_figure
+from dashboard.nav import COMPARE_KEY, COMPARE_PARAM
 from dashboard.compare_charts import (confusion_difference_figure, differing_rows, highlight_differences,
                                       pair_changes, per_class_accuracy_figure, settings_frame, short_labels)
 
-COMPARE_PARAM = "runs"
-COMPARE_KEY = "compare_runs"     # the Runs page's "Compare" selection, when it sends it here
 SENTENCES = 8
 CHART_CONFIG = {"displayModeBar": False}
 

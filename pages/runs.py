@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.config import TrainConfig, training_images
 from core.jobs import JobError
 from core.runs import RESUMABLE_STATES
 from dashboard import control, nav, state
@@ -25,7 +26,9 @@ def _row(s) -> dict:
         "best val acc (%)": None if s.best_val_accuracy is None else round(100 * s.best_val_accuracy, 1),
         "epochs": f"{s.epochs_done}/{s.epochs}", "image px": c.get("image_size"), "weights": c.get("weights"),
         "optimizer": c.get("optimizer"), "learning rate": c.get("learning_rate"), "batch": c.get("batch_size"),
-        "images": c.get("train_limit") or (45_000 if c else None),
+        # The engine's count for CIFAR-10 (train_limit, or what val_fraction leaves), not a constant.
+        "images": training_images(c.get("train_limit") or 0, c.get("val_fraction", TrainConfig.val_fraction))
+        if c else None,
         "duration (min)": None if s.duration_seconds is None else round(s.duration_seconds / 60, 1),
         "started": s.started, "note": s.damaged or s.error,
     }
@@ -64,7 +67,7 @@ st.subheader(f"{len(picked)} selected")
 c1, c2, c3 = st.columns(3)
 if c1.button(":material/compare_arrows: Compare", width="stretch",
              help="Curves overlaid, settings side by side, per-class accuracy and confusion differences."):
-    st.session_state["compare_runs"] = picked
+    st.session_state[nav.COMPARE_KEY] = picked
     st.switch_page(nav.page("compare"))
 
 first = by_id[picked[0]]
