@@ -24,7 +24,7 @@ SECTIONS = {
                         ("compare", "Compare runs", "compare_arrows")],
     "Classroom": [("try_image", "Try your own image", "add_a_photo"),
                   ("report", "Shareable report", "share")],
-    "Learn": [("history", "CNN history", "history_edu")],
+    "Learn": [("history", "CNN history", "history_edu"), ("inside", "Inside the network", "layers")],
 }
 # Reachable by URL and st.switch_page, never listed in the menu.
 HIDDEN = [("present", "Presentation", "slideshow")]
