@@ -31,6 +31,15 @@ THUMB_SIDE = 96               # px of each embedded 32×32 image (nearest: the c
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
                  "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
 CSV_COLUMNS = ("class", "precision", "recall", "f1", "support", "correct", "errors", "error_rate")
+# The per-class table as both the confusion page and this report show it: column -> (header, printf
+# format). Rates are percentages; the header carries the unit.
+PER_CLASS_COLUMNS = {
+    "precision": ("Precision %", "%.1f"), "recall": ("Recall %", "%.1f"), "f1": ("F1 %", "%.1f"),
+    "support": ("Images", "%d"), "error_rate": ("Error %", "%.1f"), "errors": ("Errors", "%d"),
+}
+PER_CLASS_NOTE = ("Precision: of the images predicted as the class, the share that were. Recall: of the "
+                  "class's images, the share found (the class's accuracy). F1: their harmonic mean. "
+                  "Images: the class's test images. Errors: how many of them were misclassified.")
 STATUS_FACTS = (("state", "State"), ("epoch", "Epochs done"), ("test_images", "Test images"),
                 ("predictions_epoch", "Predictions from epoch"), ("started", "Started"))
 
@@ -93,6 +102,19 @@ def per_class_frame(evaluation: Evaluation) -> pd.DataFrame:
     return table[list(CSV_COLUMNS)]
 
 
+def per_class_table(per_class: pd.DataFrame) -> pd.DataFrame:
+    """The per-class table as shown (PER_CLASS_COLUMNS): one row per class (index = class name),
+    rates as percentages, counts as integers; headers and formats are PER_CLASS_COLUMNS'.
+
+    Args:
+        per_class: core.evaluate.Evaluation.per_class (rates as fractions).
+    """
+    table = per_class[list(PER_CLASS_COLUMNS)].copy()
+    for column, (_, number_format) in PER_CLASS_COLUMNS.items():
+        table[column] = table[column].astype(int) if number_format == "%d" else 100 * table[column].astype(float)
+    return table
+
+
 def per_class_csv(evaluation: Evaluation) -> str:
     """The per-class metrics as CSV (fractions with 4 decimals; counts as integers)."""
     return per_class_frame(evaluation).round(4).to_csv(index=False)
@@ -138,15 +160,22 @@ def _settings_table(config: dict[str, Any]) -> str:
 
 
 def _per_class_table(evaluation: Evaluation) -> str:
-    frame = per_class_frame(evaluation)
-    head = ("<tr><th>Class</th><th class=num>Precision</th><th class=num>Recall (accuracy)</th>"
-            "<th class=num>F1</th><th class=num>Test images</th><th class=num>Errors</th></tr>")
+    table = per_class_table(evaluation.per_class)
+    head = "<tr><th>Class</th>" + "".join(f"<th class=num>{_e(header)}</th>"
+                                          for header, _ in PER_CLASS_COLUMNS.values()) + "</tr>"
     rows = "".join(
-        f"<tr><td>{_e(r['class'])}</td><td class=num>{_percent(r['precision'])}</td>"
-        f"<td class=num>{_percent(r['recall'])}</td><td class=num>{_percent(r['f1'])}</td>"
-        f"<td class=num>{int(r['support']):,}</td><td class=num>{int(r['errors']):,}</td></tr>"
-        for _, r in frame.iterrows())
+        f"<tr><td>{_e(name)}</td>" + "".join(f"<td class=num>{_number(row[column], number_format)}</td>"
+                                             for column, (_, number_format) in PER_CLASS_COLUMNS.items()) + "</tr>"
+        for name, row in table.iterrows())
     return f'<table class="per-class">{head}{rows}</table>'
+
+
+def _number(value: Any, number_format: str) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return number_format % number if math.isfinite(number) else "—"
 
 
 def _mistakes_grid(mistakes: pd.DataFrame, images: np.ndarray | None, limit: int) -> str:
@@ -241,8 +270,7 @@ correct answers; {wrong:,} of {evaluation.n:,} test images are off it.</p>
 {confusion}
 <h2 id="per-class">Per class</h2>
 <div class="grid2"><div>{_per_class_table(evaluation)}
-<p class="note">Precision: of the images predicted as the class, the share that were. Recall: of
-the class's images, the share found (the class's accuracy). F1: their harmonic mean.</p></div>
+<p class="note">{_e(PER_CLASS_NOTE)}</p></div>
 {per_class}</div>
 <h2 id="mistakes">The {shown} most confident mistakes</h2>
 <p class="note">Each caption reads true class → predicted class (the model's confidence). The images

@@ -11,6 +11,7 @@ import streamlit as st
 from core.data import CLASS_NAMES
 from dashboard import control, nav, state
 from dashboard.images import gallery_query
+from dashboard.report import PER_CLASS_COLUMNS, PER_CLASS_NOTE, per_class_table
 from dashboard.result_charts import (confused_pairs_figure, confusion_figure, pair_label,
                                      per_class_error_figure, selected_cell)
 
@@ -137,22 +138,8 @@ with chart_col:
     st.plotly_chart(per_class_error_figure(evaluation.per_class), key="per_class_chart",
                     config={"displayModeBar": False}, theme=None)
 with table_col:
-    table = evaluation.per_class.copy()
-    for column in ("precision", "recall", "f1", "error_rate"):
-        table[column] = 100 * table[column]
     # Short headers, units in them: all seven columns fit half the page without scrolling.
-    st.dataframe(
-        table[["precision", "recall", "f1", "support", "error_rate", "errors"]],
-        column_config={
-            "precision": st.column_config.NumberColumn("Precision %", format="%.1f"),
-            "recall": st.column_config.NumberColumn("Recall %", format="%.1f"),
-            "f1": st.column_config.NumberColumn("F1 %", format="%.1f"),
-            "support": st.column_config.NumberColumn("Images", format="%d"),
-            "error_rate": st.column_config.NumberColumn("Error %", format="%.1f"),
-            "errors": st.column_config.NumberColumn("Errors", format="%d"),
-        },
-        width="stretch",
-    )
-    st.caption("Precision: of the images predicted as the class, the share that were. Recall: of the "
-               "class's images, the share found. F1: their harmonic mean. Images: the class's test "
-               "images. Errors: how many of them were misclassified.")
+    st.dataframe(per_class_table(evaluation.per_class), width="stretch", column_config={
+        column: st.column_config.NumberColumn(header, format=number_format)
+        for column, (header, number_format) in PER_CLASS_COLUMNS.items()})
+    st.caption(PER_CLASS_NOTE)
