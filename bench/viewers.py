@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import platform
@@ -43,8 +42,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 from browser import CHROMIUM, CHROMIUM_ARGS, start_training_from_the_ui, streamlit_server  # noqa: E402
+
+from core.runs import Run  # noqa: E402
 
 # The live batch counter: Live curves' caption ("epoch 2 of 3, batch 40 of 79") or the Train
 # page's progress bar ("epoch 2 of 3 · batch 40 of 79").
@@ -157,7 +159,7 @@ def sample_browser_pages(pages, seen: list[list]) -> None:
 # --- one measured run ----------------------------------------------------------------------------
 def _status(run_dir: Path) -> dict:
     try:
-        return json.loads((run_dir / "status.json").read_text())
+        return Run(run_dir).read_status()
     except (OSError, ValueError):
         return {}
 
@@ -203,8 +205,7 @@ def measure(spec: str, args, workdir: Path) -> dict:
         if kind == "ws":
             thread.join(10)
     status = _status(run_dir)
-    with open(run_dir / "metrics.csv") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = Run(run_dir).read_metrics()
     ips = [float(r["images_per_second"]) for r in rows]
     # Updating: each viewer saw the batch counter change within every epoch it watched.
     updating = [len({(e, b) for _, e, b in log}) >= 2 * args.epochs for log in seen] if kind != "none" else []

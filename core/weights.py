@@ -7,12 +7,13 @@ import socket
 from pathlib import Path
 
 from core.config import TrainConfig
+from core.errors import UserInputError
 from core.variants import get_variant
 
 DOWNLOAD_HOST = "storage.googleapis.com"   # where keras.applications downloads weights from
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(UserInputError, RuntimeError):
     """ImageNet weights were asked for but can be neither found locally nor downloaded."""
 
 

@@ -11,38 +11,21 @@ from datetime import datetime
 import numpy as np
 import streamlit as st
 
-from core.runs import (ACTIVE_STATES, CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, STATUS_FILE, RunStore,
-                       RunSummary)
+from core.runs import ACTIVE_STATES, RunStore, RunSummary
 from dashboard import state
 
 
-def file_time(run_id: str, name: str) -> float:
-    """Modification time of one of a run's files (0 when missing): a cache key."""
-    run = state.get_run(run_id)
-    try:
-        return run.file(name).stat().st_mtime_ns / 1e9 if run else 0.0
-    except OSError:
-        return 0.0
-
-
 def checkpoint_key(run_id: str) -> tuple[str, float] | None:
-    """(path, mtime) of a run's last checkpoint, or None when it has none."""
+    """(path, version) of a run's last checkpoint, or None when it has none."""
     run = state.get_run(run_id)
-    if run is None or not run.last_checkpoint.exists():
-        return None
-    return str(run.last_checkpoint), run.last_checkpoint.stat().st_mtime_ns / 1e9
+    path = run.checkpoint("last") if run is not None else None
+    return (str(path), run.version("last")) if path is not None else None
 
 
 def finished_with_model(summaries: list[RunSummary]) -> list[RunSummary]:
     """Runs that have a checkpoint and are not training: the ones whose model can be asked."""
-    out = []
-    for s in summaries:
-        if s.damaged or s.state in ACTIVE_STATES:
-            continue
-        run = state.get_run(s.run_id)
-        if run is not None and run.last_checkpoint.exists():
-            out.append(s)
-    return out
+    return [s for s in summaries
+            if not s.damaged and s.state not in ACTIVE_STATES and state.has_checkpoint(s.run_id)]
 
 
 def with_predictions(summaries: list[RunSummary]) -> list[RunSummary]:
@@ -110,6 +93,7 @@ def report_files(run_id: str) -> tuple[str, str, str | None]:
         images_ok = True
     except DataError as exc:
         images_ok, note = False, f"The test images could not be loaded, so the mistakes are listed without them: {exc}"
-    times = tuple(file_time(run_id, name) for name in (CONFIG_FILE, STATUS_FILE, METRICS_FILE, PREDICTIONS_FILE))
+    run = state.get_run(run_id)
+    times = run.versions("config", "status", "metrics", "predictions") if run else ()
     html, csv = _report(str(state.store().root), run_id, times, images_ok)
     return html, csv, note

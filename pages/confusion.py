@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.data import CLASS_NAMES
 from dashboard import control, nav, state
-from dashboard.images import gallery_query
+from dashboard.url_state import gallery_query
 from dashboard.report import PER_CLASS_COLUMNS, PER_CLASS_NOTE, per_class_table
 from dashboard.result_charts import (confused_pairs_figure, confusion_figure, pair_label,
                                      per_class_error_figure, selected_cell)

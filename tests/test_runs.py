@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from core.config import TrainConfig
-from core.runs import RunNotFoundError, RunStore, mark_active
+from core.runs import RunNotFoundError, RunStore, mark_active, process_start_ticks
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_metrics_append_and_read_back(store):
 
 def test_truncated_last_metrics_line_is_skipped(store):
     run = _finished(store)
-    with open(run.file("metrics.csv"), "a") as fh:
+    with open(run._file("metrics.csv"), "a") as fh:
         fh.write("3,0.2,0.9")     # a crash mid-write: no newline, missing columns
     assert [r["epoch"] for r in run.read_metrics()] == [1, 2]
 
@@ -67,12 +67,12 @@ def test_summary_of_a_finished_run(store):
 
 
 @pytest.mark.parametrize("damage, reason", [
-    (lambda run: run.file("status.json").write_text("{not json"), "status.json is unreadable"),
-    (lambda run: run.file("status.json").unlink(), "status.json is missing"),
-    (lambda run: run.file("status.json").write_text('{"state": "exploded"}'), "unknown state"),
-    (lambda run: run.file("config.json").write_text("{}}"), "config.json is unreadable"),
-    (lambda run: run.file("config.json").write_text('{"variant": "b9"}'), "variant: expected one of"),
-    (lambda run: run.file("config.json").unlink(), "config.json is missing"),
+    (lambda run: run._file("status.json").write_text("{not json"), "status.json is unreadable"),
+    (lambda run: run._file("status.json").unlink(), "status.json is missing"),
+    (lambda run: run._file("status.json").write_text('{"state": "exploded"}'), "unknown state"),
+    (lambda run: run._file("config.json").write_text("{}}"), "config.json is unreadable"),
+    (lambda run: run._file("config.json").write_text('{"variant": "b9"}'), "variant: expected one of"),
+    (lambda run: run._file("config.json").unlink(), "config.json is missing"),
 ])
 def test_damaged_runs_are_listed_with_their_reason(store, damage, reason):
     good = _finished(store)
@@ -87,7 +87,7 @@ def test_unknown_files_and_folders_do_not_break_a_listing(store):
     run = _finished(store)
     (store.root / "notes.txt").write_text("hello")
     (store.root / "not-a-run").mkdir()
-    run.file("extra.bin").write_bytes(b"\0" * 10)
+    run._file("extra.bin").write_bytes(b"\0" * 10)
     assert [s.run_id for s in store.list()] == [run.run_id]
 
 
@@ -126,21 +126,22 @@ def test_unknown_run_id_is_refused(store):
 def test_run_of_a_killed_process_is_interrupted_when_looked_at(store):
     run = store.create(TrainConfig())
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    run.write_status(state="running", pid=child.pid, host=socket.gethostname())
+    run.write_status(state="running", pid=child.pid, pid_start=process_start_ticks(child.pid),
+                     host=socket.gethostname())
     assert run.live_status()["state"] == "running"
     child.kill()
     child.wait()
     assert run.summary().state == "interrupted"
-    assert json.loads(run.file("status.json").read_text())["state"] == "interrupted"   # saved
+    assert json.loads(run._file("status.json").read_text())["state"] == "interrupted"   # saved
 
 
 def test_run_of_another_machine_is_interrupted_when_heartbeat_is_stale(store):
     run = store.create(TrainConfig())
     run.write_status(state="running", pid=1, host="another-machine")
     assert run.live_status()["state"] == "running"
-    status = json.loads(run.file("status.json").read_text())
+    status = json.loads(run._file("status.json").read_text())
     status["heartbeat"] = time.time() - 3600
-    run.file("status.json").write_text(json.dumps(status))
+    run._file("status.json").write_text(json.dumps(status))
     assert run.live_status()["state"] == "interrupted"
 
 
