@@ -3,10 +3,14 @@
     python -m core train [--config FILE] [--variant b0] [--epochs 4] ... (a flag per TrainConfig field)
     python -m core resume RUN_ID [--epochs N]
     python -m core runs
+    python -m core stop RUN_ID          (a run training anywhere on the same runs folder)
+    python -m core cancel RUN_ID        (a run waiting in the dashboard's queue)
     python -m core evaluate RUN_ID [--checkpoint last|best]
 
-Exit codes: 0 done; 2 invalid settings or missing data (one line naming the problem); 1 the run
-failed; 130 stopped with Ctrl-C (checkpoint saved: resume it).
+`train` and `resume` train in this process at once; the dashboard's queue is for its own Starts.
+Exit codes: 0 done; 2 invalid settings or missing data, or a run that cannot be stopped or
+cancelled (one line naming the problem); 1 the run failed; 130 stopped (Ctrl-C, or Stop from the
+dashboard or `python -m core stop`): the last finished epoch's checkpoint is kept, resume it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 from core.config import ConfigError, TrainConfig, declaration, declared_fields
 from core.jobs import JobError, JobManager
+from core.progress import format_clock
 from core.runs import RunNotFoundError
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED = 0, 1, 2, 130
@@ -44,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="start a new run")
     train.add_argument("--config", help="a JSON file of settings; flags override it")
+    train.add_argument("--name", default="", help="a name for the run, shown wherever it is listed")
+    train.add_argument("--author", default="", help="who started it")
     defaults = TrainConfig()
     for f in declared_fields():
         s = declaration(f.name)
@@ -63,14 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run_id")
     resume.add_argument("--epochs", default=None, help="total epochs to reach (default: the run's target)")
 
-    commands.add_parser("runs", help="list runs")
+    commands.add_parser("runs", help="list runs (queued ones with their place in line)")
+    stop = commands.add_parser("stop", help="stop a run training anywhere on this runs folder")
+    stop.add_argument("run_id")
+    cancel = commands.add_parser("cancel", help="take a queued run out of the dashboard's queue")
+    cancel.add_argument("run_id")
 
     evaluate = commands.add_parser("evaluate", help="test-set report of a run")
     evaluate.add_argument("run_id")
     evaluate.add_argument("--checkpoint", choices=("last", "best"), default=None,
                           help="predict again from this checkpoint (default: use predictions.npz, "
                                "or the last checkpoint when there are none)")
-    for p in (train, resume, evaluate, commands.choices["runs"]):
+    for p in (train, resume, evaluate, stop, cancel, commands.choices["runs"]):
         p.add_argument("--runs-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -107,12 +118,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
-def _clock(seconds) -> str:
-    if seconds is None or seconds != seconds or seconds == float("inf"):
-        return "--:--"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
-        else f"{seconds // 60}:{seconds % 60:02d}"
+_clock = format_clock
 
 
 def progress_line(p: dict) -> str:
@@ -167,7 +173,11 @@ def watch(manager: JobManager, run_id: str) -> int:
               f"(run {run_id})")
         return EXIT_OK
     if status["state"] == "stopped":
-        print(f"stopped with a checkpoint; continue with: python -m core resume {run_id} --epochs N")
+        kept = status.get("checkpoint_epoch") or 0
+        print(f"stopped; the checkpoint of epoch {kept} is kept (the unfinished epoch is redone on resume); "
+              f"continue with: python -m core resume {run_id} --epochs N" if kept else
+              f"stopped before the first epoch finished (no checkpoint); resume starts it again: "
+              f"python -m core resume {run_id} --epochs N")
         return EXIT_STOPPED
     print(f"error: run {run_id} failed: {status.get('error')}", file=sys.stderr)
     return EXIT_INPUT if status.get("error_kind") == "input" else EXIT_FAILED
@@ -190,7 +200,7 @@ def cmd_train(args, manager: JobManager) -> int:
     for note in config.warnings():
         print(f"warning: {note}", file=sys.stderr)
     _check_data(manager.data_dir, config)
-    return watch(manager, manager.start(config))
+    return watch(manager, manager.start(config, name=args.name, author=args.author, queue=False))
 
 
 def cmd_resume(args, manager: JobManager) -> int:
@@ -202,7 +212,7 @@ def cmd_resume(args, manager: JobManager) -> int:
             raise ConfigError("epochs", "a whole number", args.epochs) from None
     manager.store.get(args.run_id)   # an unknown or malformed id is the problem to report first
     _check_data(manager.data_dir)
-    return watch(manager, manager.resume(args.run_id, epochs))
+    return watch(manager, manager.resume(args.run_id, epochs, queue=False))
 
 
 def cmd_runs(args, manager: JobManager) -> int:
@@ -210,13 +220,34 @@ def cmd_runs(args, manager: JobManager) -> int:
     if not runs:
         print(f"no runs in {manager.store.root}")
         return EXIT_OK
-    print(f"{'run':<26} {'state':<12} {'var':<4} {'epochs':>7} {'best val':>9} {'test':>7} {'time':>8}  note")
+    place = {s.run_id: i for i, s in enumerate(manager.store.queue(), start=1)}
+    print(f"{'run':<26} {'state':<14} {'var':<4} {'epochs':>7} {'best val':>9} {'test':>7} {'time':>8}  "
+          f"{'name':<30} note")
     for r in runs:
         pct = lambda v: f"{100 * v:.1f}%" if v is not None else "-"   # noqa: E731
+        state = f"queued #{place[r.run_id]}" if r.run_id in place else r.state
         note = r.damaged or r.error
-        print(f"{r.run_id:<26} {r.state:<12} {r.variant:<4} {f'{r.epochs_done}/{r.epochs}':>7} "
+        print(f"{r.run_id:<26} {state:<14} {r.variant:<4} {f'{r.epochs_done}/{r.epochs}':>7} "
               f"{pct(r.best_val_accuracy):>9} {pct(r.test_accuracy):>7} {_clock(r.duration_seconds):>8}  "
-              f"{note[:70]}")
+              f"{r.label[:30]:<30} {note[:70]}")
+    return EXIT_OK
+
+
+def cmd_stop(args, manager: JobManager) -> int:
+    run = manager.store.get(args.run_id)
+    if not manager.stop(args.run_id):
+        state = run.live_status()["state"]
+        hint = "; cancel a queued run with: python -m core cancel RUN_ID" if state == "queued" else ""
+        raise InputError(f"run {args.run_id} is {state}, not training: nothing to stop{hint}")
+    print(f"stop requested: run {args.run_id} stops at its next batch (within a few seconds)")
+    return EXIT_OK
+
+
+def cmd_cancel(args, manager: JobManager) -> int:
+    run = manager.store.get(args.run_id)
+    if not manager.cancel(args.run_id):
+        raise InputError(f"run {args.run_id} is {run.live_status()['state']}, not queued: nothing to cancel")
+    print(f"cancelled: run {args.run_id} left the queue (resume it later to queue it again)")
     return EXIT_OK
 
 
@@ -225,7 +256,7 @@ def cmd_evaluate(args, manager: JobManager) -> int:
     run = manager.store.get(args.run_id)
     if args.checkpoint or not run.has_predictions():
         which = args.checkpoint or "last"
-        if not (run.last_checkpoint if which == "last" else run.best_checkpoint).exists():
+        if run.checkpoint(which) is None:
             raise InputError(f"run {args.run_id} has no {which} checkpoint and no predictions yet")
         _check_data(manager.data_dir)
         from core.train import evaluate_checkpoint
@@ -243,14 +274,16 @@ def cmd_evaluate(args, manager: JobManager) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"train": cmd_train, "resume": cmd_resume, "runs": cmd_runs, "evaluate": cmd_evaluate}
+COMMANDS = {"train": cmd_train, "resume": cmd_resume, "runs": cmd_runs, "evaluate": cmd_evaluate,
+            "stop": cmd_stop, "cancel": cmd_cancel}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.data_dir:
         os.environ["EFFLAB_DATA_DIR"] = args.data_dir
-    manager = JobManager(runs_dir=args.runs_dir, data_dir=args.data_dir)
+    # The CLI trains what it is asked for, now; the dashboard's queue is drained by the dashboard.
+    manager = JobManager(runs_dir=args.runs_dir, data_dir=args.data_dir, slots=1, drain_queue=False)
     try:
         return COMMANDS[args.command](args, manager)
     except (ConfigError, InputError, RunNotFoundError) as exc:

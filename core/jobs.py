@@ -1,145 +1,279 @@
-"""The process-wide job manager: at most one training thread, started, stopped and resumed.
+"""The process-wide job manager: a queue in front of training slots.
 
-One job at a time, refused rather than queued: one EfficientNet saturates a CPU or a GPU, so a
-second run would only halve both. The refusal names the run that is training. The dashboard
-keeps one manager per server process (st.cache_resource); the CLI makes its own.
+Start never refuses because the machine is busy: it creates the run as `queued` in the run store
+and the scheduler hands the oldest queued run to a free slot (a training thread here), now or when
+a running job ends. The queue lives in the store, not in memory, so it survives a restart of the
+server and any server on the same runs folder drains it (claims are exclusive across processes).
+`EFFLAB_SLOTS` says how many runs train at once in this process (core/slots.py decides the default).
+
+Stop works for any run: our own threads get their event set at once; a run trained by another
+process (the CLI, a second server, a Ray task) gets a stop request in the store, which its trainer
+polls about once a second. The dashboard keeps one manager per server process (st.cache_resource);
+the CLI makes its own, which trains the run it was asked for at once (`queue=False`).
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.config import TrainConfig
 from core.progress import Progress
-from core.runs import ACTIVE_STATES, RESUMABLE_STATES, Run, RunStore, mark_active
+from core.runs import (RESUMABLE_STATES, TRAINING_STATES, Run, RunNotFoundError, RunStore, is_active_here,
+                       mark_active)
+from core.slots import default_slots
 
 
 class JobError(RuntimeError):
-    """A start, stop or resume that cannot be done; the message says why and what to do."""
+    """A start, stop, cancel or resume that cannot be done; the message says why and what to do."""
+
+
+@dataclass
+class Job:
+    """One training thread of this process."""
+
+    run_id: str
+    thread: threading.Thread
+    stop_event: threading.Event
+    progress: Progress
+    started: float = field(default_factory=time.time)
+    # Set as the thread finishes: its slot counts as free while it hands over to the next run.
+    finished: threading.Event = field(default_factory=threading.Event)
 
 
 class JobManager:
-    """Starts training in a background thread and tells anyone who asks how it is going."""
+    """Queues runs, trains up to `slots` of them in background threads, and tells anyone how they go."""
 
-    def __init__(self, runs_dir: str | Path | None = None, data_dir: str | None = None):
+    def __init__(self, runs_dir: str | Path | None = None, data_dir: str | None = None, *,
+                 slots: int | None = None, drain_queue: bool = True):
         self.store = RunStore(runs_dir)
         self.data_dir = data_dir
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._run_id: str | None = None
-        self._stop_event = threading.Event()
-        self._progress = Progress()
+        self.slots = slots if slots is not None else default_slots()
+        self.drain_queue = drain_queue
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self._last_run_id: str | None = None
+        if drain_queue:
+            self.schedule()   # a restarted server picks up the queue it left
 
     # --- commands ----------------------------------------------------------------------------
-    def start(self, config: TrainConfig) -> str:
-        """Creates a run for `config` and starts training it; returns its id at once."""
-        with self._lock:
-            self._refuse_if_busy()
-            try:
-                run = self.store.create(config)
-            except OSError as exc:
-                raise JobError(f"could not create a run folder in {self.store.root}: "
-                               f"{exc.strerror or exc}; check that it exists and has free space") from None
-            self._launch(run, config.epochs)
-            return run.run_id
+    def start(self, config: TrainConfig, *, name: str = "", author: str = "", queue: bool = True) -> str:
+        """Creates a run for `config`; it joins the queue and trains when a slot frees. Returns its id.
 
-    def resume(self, run_id: str, epochs: int | None = None) -> str:
-        """Continues a stopped, interrupted, failed or finished run up to `epochs` in total.
-
-        Training restarts from checkpoints/last.keras with its optimizer state, learning rate and
-        epoch counter; metrics.csv is appended to.
+        With queue=False (the CLI) the run is claimed and trained by this process at once.
         """
+        try:
+            if queue:
+                run = self.store.create(config, name=name, author=author)
+            else:
+                with self.store.queue_lock():   # nobody may claim it between create and claim
+                    run = self.store.create(config, name=name, author=author)
+                    run = self.store.claim(run.run_id) or run
+        except ValueError as exc:
+            raise JobError(str(exc)) from None
+        except OSError as exc:
+            raise JobError(f"could not create a run folder in {self.store.root}: "
+                           f"{exc.strerror or exc}; check that it exists and has free space") from None
+        self._last_run_id = run.run_id
+        if queue:
+            self.schedule()
+        else:
+            with self._lock:
+                self._launch(run, config.epochs)
+        return run.run_id
+
+    def resume(self, run_id: str, epochs: int | None = None, *, queue: bool = True) -> str:
+        """Puts a stopped, interrupted, failed, cancelled or finished run back in the queue, to
+        continue up to `epochs` in total from checkpoints/last.keras (optimizer state, learning rate
+        and epoch counter); metrics.csv is appended to."""
         with self._lock:
-            self._refuse_if_busy()
             run = self.store.get(run_id)
             status = run.live_status()
             if status["state"] not in RESUMABLE_STATES:
                 raise JobError(f"run {run_id} is {status['state']}; only a run that is "
                                f"{', '.join(RESUMABLE_STATES)} can be resumed")
-            done = int(status.get("checkpoint_epoch", 0)) if run.last_checkpoint.exists() else 0
-            target = int(epochs) if epochs is not None else int(status.get("epochs") or 0)
-            if not 1 <= target <= 1000:
+            done = run.checkpoint_epoch()
+            target = epochs if epochs is not None else status.get("epochs") or 0
+            if isinstance(target, bool) or not isinstance(target, int) or not 1 <= target <= 1000:
                 raise JobError(f"epochs: expected a total number of epochs in [1, 1000]; got {epochs!r}")
             if target <= done:
                 raise JobError(f"epochs: expected more than the {done} epochs run {run_id} has done "
                                f"(a total, not a number to add); got {target}")
-            self._launch(run, target)
-            return run.run_id
+            self.store.enqueue(run, target)
+            self._last_run_id = run_id
+            if not queue:
+                claimed = self.store.claim(run_id)
+                if claimed is None:
+                    raise JobError(f"run {run_id} was claimed by another process just now")
+                self._launch(claimed, target)
+                return run_id
+        self.schedule()
+        return run_id
 
     def stop(self, run_id: str | None = None) -> bool:
-        """Asks the running job to stop at the next batch, with a checkpoint. False if none runs."""
+        """Asks a training run to stop at the next batch (ours at once; another process's through
+        the store). False when that run is not training. Default: this process's only job."""
         with self._lock:
-            if not self._busy() or (run_id is not None and run_id != self._run_id):
+            if run_id is None:
+                alive = self._alive()
+                if len(alive) != 1:
+                    return False
+                run_id = alive[0]
+            job = self._jobs.get(run_id)
+            if job is not None and job.thread.is_alive():
+                job.stop_event.set()
+                job.progress.update(state="stopping")
+            try:
+                run = self.store.get(run_id)
+                if run.live_status()["state"] not in TRAINING_STATES:
+                    return False
+            except (RunNotFoundError, OSError, ValueError):
                 return False
-            self._stop_event.set()
-            # Only while it still trains: the thread may have written its final state just now.
-            self.store.get(self._run_id).write_status(state="stopping", if_state=("queued", "running"))
-            self._progress.update(state="stopping")
-            return True
+            if job is None:
+                run.request_stop()   # another process trains it: its keepalive thread sees this
+            # Only while it still trains: the trainer may have written its final state just now.
+            return run.write_status(state="stopping", if_state=TRAINING_STATES) is not None
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Blocks until the job ends (or `timeout` seconds); True when nothing is running."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-        return not self._busy()
+    def cancel(self, run_id: str) -> bool:
+        """Takes a queued run out of the line: `cancelled`, its folder kept, resumable later."""
+        try:
+            return self.store.cancel(run_id)
+        except (OSError, ValueError) as exc:
+            raise JobError(f"could not cancel run {run_id}: {exc}") from None
+
+    def wait(self, timeout: float | None = None, run_id: str | None = None) -> bool:
+        """Blocks until `run_id` (default: every job, queued ones included) is done, or `timeout`
+        seconds; True when nothing is left to wait for."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if not self._pending(run_id):
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            job = self._jobs.get(run_id) if run_id else next(iter(self._alive_jobs()), None)
+            if job is not None:
+                job.thread.join(min(0.5, left) if left is not None else 0.5)
+            else:
+                time.sleep(min(0.2, left) if left is not None else 0.2)
+                self.schedule()
 
     # --- queries -----------------------------------------------------------------------------
     @property
     def active_run_id(self) -> str | None:
-        return self._run_id if self._busy() else None
+        """The run this process trains when there is exactly one; the oldest of several."""
+        alive = self._alive()
+        return alive[0] if alive else None
+
+    @property
+    def active_run_ids(self) -> list[str]:
+        return self._alive()
+
+    @property
+    def last_run_id(self) -> str | None:
+        """The run most recently started or resumed through this manager."""
+        return self._last_run_id
 
     def progress(self, run_id: str | None = None) -> dict[str, Any]:
-        """Live progress of `run_id` (default: the active or last job), from memory when it is ours."""
-        if run_id is None or run_id == self._run_id:
-            return self._progress.snapshot()
-        return self.store.get(run_id).read_progress()
+        """Live progress of `run_id` (default: the last job): from memory when this process trains
+        it, else from the run's progress file (another process, or a finished run)."""
+        run_id = run_id or self._last_run_id
+        if run_id is None:
+            return {}
+        job = self._jobs.get(run_id)
+        if job is not None:
+            return job.progress.snapshot()
+        try:
+            return self.store.get(run_id).read_progress()
+        except RunNotFoundError:
+            return {}
+
+    # --- the scheduler -----------------------------------------------------------------------
+    def schedule(self) -> list[str]:
+        """Hands the oldest queued runs to free slots; returns the ids started now."""
+        if not self.drain_queue:
+            return []
+        started = []
+        with self._lock:
+            free = self.slots - len(self._alive())
+            if free <= 0:
+                return started
+            for summary in self.store.queue():
+                if free <= 0:
+                    break
+                run = self.store.claim(summary.run_id)
+                if run is None:
+                    continue
+                self._launch(run, summary.epochs or 1)
+                started.append(run.run_id)
+                free -= 1
+        return started
 
     # --- internals ---------------------------------------------------------------------------
-    def _busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def _alive_jobs(self) -> list[Job]:
+        return [job for job in self._jobs.values() if job.thread.is_alive() and not job.finished.is_set()]
 
-    def _refuse_if_busy(self) -> None:
-        if self._busy():
-            raise JobError(f"run {self._run_id} is training; stop it or wait for it to finish "
-                           "(one run at a time: one model already uses the whole machine)")
-        # Another process (the CLI, a second server) may be training into the same folder.
-        for summary in self.store.list():
-            if summary.state in ACTIVE_STATES:
-                raise JobError(f"run {summary.run_id} is {summary.state} in another process on "
-                               f"{self.store.root}; stop it there or wait for it to finish")
+    def _alive(self) -> list[str]:
+        return [job.run_id for job in sorted(self._alive_jobs(), key=lambda j: j.started)]
+
+    def _pending(self, run_id: str | None) -> bool:
+        if run_id is not None:
+            job = self._jobs.get(run_id)
+            if job is not None and job.thread.is_alive() and not job.finished.is_set():
+                return True
+            try:
+                return self.store.get(run_id).read_status().get("state") == "queued" and self.drain_queue
+            except (RunNotFoundError, OSError, ValueError):
+                return False
+        return bool(self._alive()) or (self.drain_queue and bool(self.store.queue()))
 
     def _launch(self, run: Run, target_epochs: int) -> None:
-        self._run_id = run.run_id
-        self._stop_event = threading.Event()
-        self._progress = Progress(state="queued", phase="starting TensorFlow", run_id=run.run_id,
-                                  epoch=0, epochs=target_epochs, batch=0, batches=0, error="")
-        # Marked active before the thread exists, so no viewer mistakes the queued run for a dead one.
+        """Starts the thread that trains `run` (already claimed: state `running`, our pid)."""
+        progress = Progress(state="running", phase="starting TensorFlow", run_id=run.run_id,
+                            epoch=0, epochs=target_epochs, batch=0, batches=0, error="")
+        stop_event = threading.Event()
+        # Marked active before the thread exists, so no viewer mistakes the run for a dead one.
         mark_active(run.run_id, True)
         try:
-            run.write_status(state="queued", epochs=target_epochs, error="", pid=os.getpid(),
-                             host=socket.gethostname())
-            self._thread = threading.Thread(
-                target=self._work, args=(run, target_epochs, self._stop_event, self._progress),
-                name=f"train-{run.run_id}", daemon=True)
-            self._thread.start()
+            run.write_status(epochs=target_epochs)
+            thread = threading.Thread(target=self._work, args=(run, target_epochs, stop_event, progress),
+                                      name=f"train-{run.run_id}", daemon=True)
+            self._jobs[run.run_id] = Job(run.run_id, thread, stop_event, progress)
+            thread.start()
         except (OSError, RuntimeError) as exc:   # a full disk, or no thread to be had
             mark_active(run.run_id, False)
-            self._progress.update(state="failed", phase="failed", error=str(exc))
+            self._jobs.pop(run.run_id, None)
+            progress.update(state="failed", phase="failed", error=str(exc))
+            try:
+                run.write_status(state="failed", error=f"could not start: {exc}", ended_at=time.time())
+            except OSError:
+                pass
             raise JobError(f"could not start run {run.run_id}: {exc}") from None
 
     def _work(self, run: Run, target_epochs: int, stop_event: threading.Event, progress: Progress) -> None:
         try:
             # Imported here: TensorFlow costs seconds to import and the dashboard must start fast.
             from core.train import train_run
-        except Exception as exc:  # noqa: BLE001 - a broken install must still mark the run
-            run.write_status(state="failed", error=f"could not import TensorFlow: {exc}")
+            train_run(run, target_epochs=target_epochs, stop_event=stop_event, progress=progress,
+                      data_dir=self.data_dir)
+        except BaseException as exc:  # noqa: BLE001 - whatever happens, the run and the slot are freed
             progress.update(state="failed", phase="failed", error=str(exc))
-            mark_active(run.run_id, False)
-            return
-        train_run(run, target_epochs=target_epochs, stop_event=stop_event, progress=progress,
-                  data_dir=self.data_dir)
+            try:
+                run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}"[:500], ended_at=time.time(),
+                                 if_state=TRAINING_STATES)
+            except OSError:
+                pass
+        finally:
+            if is_active_here(run.run_id):
+                mark_active(run.run_id, False)
+            job = self._jobs.get(run.run_id)
+            if job is not None:
+                job.finished.set()
+            # The slot is free: the next queued run starts now, not when someone looks.
+            try:
+                self.schedule()
+            except Exception:  # noqa: BLE001 - a damaged runs folder must not kill this thread loudly
+                pass

@@ -8,9 +8,8 @@ lives in one callback, `RunRecorder`, so the hot path costs a few dictionary upd
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
-import socket
 import threading
 import time
 import traceback
@@ -21,11 +20,12 @@ import numpy as np
 
 from core import data as data_mod
 from core.config import TrainConfig
+from core.errors import SelfExplainedError, UserInputError
 from core.progress import Progress
-from core.runs import CheckpointError, Run, mark_active
+from core.runs import Keepalive, Run, mark_active, trainer_identity
+from core.safe_io import disk_words
 
 PROGRESS_WRITE_SECONDS = 1.0     # progress.json at most this often: viewers poll about once a second
-HEARTBEAT_SECONDS = 10.0         # status.json heartbeat, for "is this run still alive" elsewhere
 PREDICT_BATCH = 256
 
 
@@ -84,7 +84,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.nan_at: tuple[str, int, str] | None = None   # (what became NaN, epoch, where)
         self.stopped_by_user = False
         self._first_step_of_fit = True
-        self._last_progress_write = self._last_heartbeat = 0.0
+        self._last_progress_write = 0.0
         self._epoch_seconds_seen: list[float] = []
 
     # --- per epoch ---------------------------------------------------------------------------
@@ -147,9 +147,6 @@ class RunRecorder(keras.callbacks.Callback):
         if wall - self._last_progress_write >= PROGRESS_WRITE_SECONDS:
             self._last_progress_write = wall
             self.run.write_progress(self.progress.snapshot())
-        if wall - self._last_heartbeat >= HEARTBEAT_SECONDS:
-            self._last_heartbeat = wall
-            self.run.write_status(epoch=self._epoch, state="stopping" if self.stopped_by_user else "running")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -180,11 +177,14 @@ class RunRecorder(keras.callbacks.Callback):
         self.progress.update(phase="saving checkpoint")
         previous_best = max((m["val_accuracy"] for m in self.run.read_metrics()
                              if m["val_accuracy"] == m["val_accuracy"]), default=-1.0)
-        save_checkpoint(self.model, self.run, best=row["val_accuracy"] != ""
-                        and row["val_accuracy"] > previous_best)
-        # Order matters for crash safety: checkpoint, then its epoch in status, then the CSV row.
-        # A crash between them redoes at most one epoch and never records one twice.
-        self.run.write_status(checkpoint_epoch=epoch + 1, epoch=epoch + 1)
+        best = row["val_accuracy"] != "" and row["val_accuracy"] > previous_best
+        # Order matters for crash safety: the checkpoint, then its epoch in status (with a copy of
+        # the row), then the CSV row. A crash between them redoes at most one epoch, never records
+        # one twice, and a row whose append failed (a full disk) is restored on resume.
+        with self.run.checkpoint_lock():
+            save_checkpoint(self.model, self.run, best=best)
+            self.run.write_status(checkpoint_epoch=epoch + 1, epoch=epoch + 1, checkpoint_row=row,
+                                  **({"best_epoch": epoch + 1} if best else {}))
         self.run.append_metrics(row)
         self.progress.update(phase=self.phase_name, last_epoch=row)
 
@@ -206,28 +206,9 @@ def save_checkpoint(model, run: Run, *, best: bool = False) -> None:
         CheckpointError: The file could not be written (a full disk, a read-only folder); the
             message names the file and the reason, and says the previous checkpoint is kept.
     """
-    last = run.last_checkpoint
-    _write_via_temporary(last, lambda tmp: model.save(tmp))
+    run.write_checkpoint(lambda tmp: model.save(tmp), "last")
     if best:
-        _write_via_temporary(run.best_checkpoint, lambda tmp: tmp.write_bytes(last.read_bytes()))
-
-
-def _write_via_temporary(target, write) -> None:
-    tmp = target.with_name(f".writing-{target.name}")   # keeps the .keras suffix model.save needs
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise CheckpointError(
-            f"could not save checkpoint {target.parent.name}/{target.name} of run {target.parents[1].name}: "
-            f"{reason}. The previous checkpoint is intact; free some space (or make the runs folder "
-            "writable) and resume the run.") from exc
-    finally:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
+        run.copy_checkpoint("last", "best")
 
 
 def _callbacks(config: TrainConfig, recorder: RunRecorder, steps: int, start_epoch: int):
@@ -296,38 +277,50 @@ def train_run(run: Run, *, target_epochs: int, stop_event: threading.Event, prog
     optimizer state, learning rate and epoch counter; metrics.csv is appended to.
     """
     mark_active(run.run_id, True)
+    trace = ""
     try:
-        run.write_status(state="running", epochs=target_epochs, error="", pid=os.getpid(),
-                         host=socket.gethostname(), ended_at=None)
-        outcome = _train(run, target_epochs, stop_event, progress, data_dir)
+        run.write_status(state="running", epochs=target_epochs, error="", ended_at=None, **trainer_identity())
+        with Keepalive(run, stop_event, on_stop_request=lambda: progress.update(state="stopping")):
+            outcome = _train(run, target_epochs, stop_event, progress, data_dir)
     except Exception as exc:  # noqa: BLE001 - any failure becomes the run's readable reason
         outcome = Outcome("failed", _readable(exc), _error_kind(exc))
-        run.write_status(traceback=traceback.format_exc(limit=20))
+        trace = traceback.format_exc(limit=20)
     try:
-        run.write_status(state=outcome.state, error=outcome.error, error_kind=outcome.error_kind,
-                         ended_at=time.time())
+        _record_outcome(run, outcome, trace)
     finally:
-        progress.update(state=outcome.state, phase=outcome.state, error=outcome.error)
-        try:
-            run.write_progress(progress.snapshot())
-        except OSError:
-            pass
+        # Whatever failed above (a full disk, a runs folder gone), this process must stop counting
+        # the run as its own: else it stays "running" here, and Start, Resume and Delete refuse it.
         mark_active(run.run_id, False)
+        progress.update(state=outcome.state, phase=outcome.state, error=outcome.error)
+        with contextlib.suppress(OSError):
+            run.write_progress(progress.snapshot())
+        with contextlib.suppress(OSError):
+            run.clear_stop_request()   # answered: a later resume must not stop at once
     return outcome
 
 
-_INPUT_ERRORS = ("DataError", "UnsafePickleError", "WeightsUnavailableError", "ConfigError")
-_SELF_EXPLAINED = _INPUT_ERRORS + ("CheckpointError",)   # their messages already say what to do
+def _record_outcome(run: Run, outcome: Outcome, trace: str) -> None:
+    """The final state in status.json. When even that write fails, the run reads as interrupted
+    (its trainer is gone, status still says running) and can be resumed: nothing else is lost."""
+    try:
+        run.write_status(state=outcome.state, error=outcome.error, error_kind=outcome.error_kind,
+                         ended_at=time.time(), **({"traceback": trace} if trace else {}))
+    except OSError as exc:
+        outcome.error = (f"{outcome.error} (and the final status could not be written: "
+                         f"{disk_words(exc)})").strip()
 
 
 def _error_kind(exc: Exception) -> str:
-    return "input" if type(exc).__name__ in _INPUT_ERRORS else "training"
+    return "input" if isinstance(exc, UserInputError) else "training"
 
 
 def _readable(exc: Exception) -> str:
     message = str(exc).strip() or type(exc).__name__
-    if type(exc).__name__ in _SELF_EXPLAINED:
+    if isinstance(exc, (UserInputError, SelfExplainedError)):
         return message
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return f"could not write to the run folder{where}: {disk_words(exc)}; free some space and resume the run"
     return f"{type(exc).__name__}: {message.splitlines()[0][:400]}"
 
 
@@ -342,9 +335,8 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
                             use_jit_compile)
 
     config = run.read_config()
-    status = run.read_status()
-    done = int(status.get("checkpoint_epoch", 0)) if run.last_checkpoint.exists() else 0
-    run.truncate_metrics_after(done)
+    done = run.checkpoint_epoch()
+    run.reconcile_metrics(done)
     progress.update(state="running", phase="loading data", epoch=done, epochs=target_epochs,
                     batch=0, batches=0, run_id=run.run_id, error="")
     try:
@@ -366,7 +358,7 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
         progress.update(phase="building model")
         with strategy.scope():
             if done:
-                model = load_checkpoint(run.last_checkpoint)
+                model = load_checkpoint(run.checkpoint("last"))
                 model.jit_compile = jit_compile   # this machine's choice, not the saving one's
             else:
                 model = build_model(config)
@@ -414,8 +406,8 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
                            f"training stopped. Start again with a lower learning_rate (now "
                            f"{current_learning_rate(model):g}); {kept}.")
         if recorder.stopped_by_user:
-            progress.update(phase="saving checkpoint")
-            save_checkpoint(model, run)
+            # The resume point stays the end of the last finished epoch: saving the partial epoch's
+            # weights would have resume train those batches a second time on top of them.
             return Outcome("stopped")
         if model.stop_training:   # early stopping ended the run before target_epochs
             run.write_status(early_stopped_at=done)
@@ -423,7 +415,7 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
     y_prob = predict_test_set(model, config, cifar, progress, replicas)
     accuracy = float(np.mean(np.argmax(y_prob, axis=1) == cifar.y_test))
     top5 = float(np.mean(np.any(np.argsort(y_prob, axis=1)[:, -5:] == cifar.y_test[:, None], axis=1)))
-    run.write_predictions(cifar.y_test, y_prob)
+    run.write_predictions(cifar.y_test, y_prob, epoch=done)
     run.write_status(test_accuracy=accuracy, test_top5_accuracy=top5, predictions_epoch=done,
                      test_images=len(cifar.y_test))
     return Outcome("completed")
@@ -437,12 +429,19 @@ def evaluate_checkpoint(run: Run, *, data_dir: str | None = None, which: str = "
     """
     from core.model import load_checkpoint
     config = run.read_config()
-    path = run.last_checkpoint if which == "last" else run.best_checkpoint
-    model = load_checkpoint(path)
+    # The checkpoint and the epoch it holds are read together, under the lock the trainer holds
+    # while it replaces them: the predictions are labelled with the weights they came from.
+    with run.checkpoint_lock():
+        path = run.checkpoint(which)
+        if path is None:
+            raise FileNotFoundError(f"run {run.run_id} has no {which} checkpoint")
+        model = load_checkpoint(path)
+        status = run.read_status()
+        epoch = int(status.get("checkpoint_epoch" if which == "last" else "best_epoch") or 0)
     cifar = data_mod.load_cifar10(data_dir)
     y_prob = predict_test_set(model, config, cifar, Progress())
     accuracy = float(np.mean(np.argmax(y_prob, axis=1) == cifar.y_test))
-    run.write_predictions(cifar.y_test, y_prob)
-    run.write_status(test_accuracy=accuracy, test_images=len(cifar.y_test),
-                     predictions_epoch=int(run.read_status().get("checkpoint_epoch", 0)))
+    # Never over newer predictions: the run may have finished (and predicted) meanwhile.
+    if run.write_predictions(cifar.y_test, y_prob, epoch=epoch):
+        run.write_status(test_accuracy=accuracy, test_images=len(cifar.y_test), predictions_epoch=epoch)
     return accuracy

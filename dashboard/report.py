@@ -217,6 +217,10 @@ def build_report(*, run_id: str, config: dict[str, Any], status: dict[str, Any],
     """
     generated = generated or datetime.now()
     label = run_legend_label(config, run_id)
+    # The run's name and author, as typed at Start (escaped like every other value here).
+    named = " — ".join(str(part) for part in (status.get("name"), status.get("author") and f"by {status['author']}")
+                       if part)
+    named = f"{named} · " if named else ""
     variant = str(config.get("variant", "?")).upper()
     charts = _Charts()
     loss = charts(curves_figure({label: metrics}, "loss"), "loss")
@@ -252,7 +256,7 @@ def build_report(*, run_id: str, config: dict[str, Any], status: dict[str, Any],
 <body>
 <main>
 <h1>EfficientNet-{_e(variant)} on CIFAR-10</h1>
-<p class="sub">Run <code>{_e(run_id)}</code> · {_e(label)} · report made {generated:%Y-%m-%d %H:%M}</p>
+<p class="sub">{_e(named)}Run <code>{_e(run_id)}</code> · {_e(label)} · report made {generated:%Y-%m-%d %H:%M}</p>
 {_cards(facts)}
 {caveat}
 <h2 id="settings">Settings</h2>

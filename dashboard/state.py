@@ -100,6 +100,30 @@ def keep_live_refresh_in_budget(fastest: float = 1.0) -> None:
         st.rerun()
 
 
+MY_RUNS_KEY = "my_runs"   # ids this browser session queued: it may cancel them without the token
+
+
+def remember_my_run(run_id: str) -> None:
+    st.session_state.setdefault(MY_RUNS_KEY, [])
+    if run_id not in st.session_state[MY_RUNS_KEY]:
+        st.session_state[MY_RUNS_KEY].append(run_id)
+    st.session_state[SELECTED_RUN_KEY] = run_id
+
+
+def my_runs() -> list[str]:
+    """Runs this browser session started or resumed, oldest first."""
+    return list(st.session_state.get(MY_RUNS_KEY) or [])
+
+
+def may_cancel(run_id: str) -> bool:
+    """With a control token set, its holder cancels any queued run; without one, a student only
+    the runs their own browser session queued."""
+    from dashboard import control
+    if control.configured_token() is not None:
+        return control.can_control()
+    return run_id in my_runs()
+
+
 def store() -> RunStore:
     return job_manager().store
 
@@ -112,11 +136,11 @@ def get_run(run_id: str) -> Run | None:
         return None
 
 
-def _mtime(run: Run, name: str) -> float:
-    try:
-        return run.file(name).stat().st_mtime_ns / 1e9
-    except OSError:
-        return 0.0
+def version(run_id: str, artifact: str) -> float:
+    """The run store's version stamp of one artifact of a run (0.0 when it or the run is absent):
+    the key of every cache of something derived from it."""
+    run = get_run(run_id)
+    return run.version(artifact) if run is not None else 0.0
 
 
 def run_summaries() -> list[RunSummary]:
@@ -131,8 +155,7 @@ def _metrics(root: str, run_id: str, mtime: float) -> pd.DataFrame:
 
 def metrics_version(run_id: str) -> float:
     """metrics.csv's modification time (0 when absent): changes exactly when an epoch is added."""
-    run = get_run(run_id)
-    return _mtime(run, "metrics.csv") if run is not None else 0.0
+    return version(run_id, "metrics")
 
 
 def training_labels():
@@ -150,7 +173,7 @@ def metrics_frame(run_id: str) -> pd.DataFrame:
     run = get_run(run_id)
     if run is None:
         return pd.DataFrame(columns=list(METRIC_COLUMNS))
-    return _metrics(str(store().root), run_id, _mtime(run, "metrics.csv"))
+    return _metrics(str(store().root), run_id, run.version("metrics"))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -159,14 +182,29 @@ def _predictions(root: str, run_id: str, mtime: float) -> tuple[np.ndarray, np.n
 
 
 def predictions(run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(y_true, y_prob) of a run's test-set predictions, or None when it has none (or they are damaged)."""
+    """(y_true, y_prob) of a run's test-set predictions, or None when it has none or they are
+    damaged (predictions_damage tells which)."""
     run = get_run(run_id)
     if run is None or not run.has_predictions():
         return None
     try:
-        return _predictions(str(store().root), run_id, _mtime(run, "predictions.npz"))
+        return _predictions(str(store().root), run_id, run.version("predictions"))
     except (OSError, ValueError, KeyError):
         return None
+
+
+def predictions_damage(run_id: str) -> str:
+    """Why a run's predictions file cannot be read; "" when it reads (or there is none)."""
+    run = get_run(run_id)
+    if run is None or not run.has_predictions():
+        return ""
+    try:
+        _predictions(str(store().root), run_id, run.version("predictions"))
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError, KeyError) as exc:
+        return str(exc) or type(exc).__name__
+    return ""
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -177,11 +215,11 @@ def _evaluation(root: str, run_id: str, mtime: float):
 
 
 def evaluation(run_id: str):
-    """core.evaluate.Evaluation of a run's predictions, computed once per predictions file."""
+    """core.evaluate.Evaluation of a run's predictions, computed once per predictions file; None
+    when it has none (or they are damaged)."""
     if predictions(run_id) is None:
         return None
-    run = get_run(run_id)
-    return _evaluation(str(store().root), run_id, _mtime(run, "predictions.npz"))
+    return _evaluation(str(store().root), run_id, version(run_id, "predictions"))
 
 
 def status(run_id: str) -> dict[str, Any]:
@@ -208,15 +246,18 @@ def _model(path: str, mtime: float):
     return load_checkpoint(path)
 
 
+def has_checkpoint(run_id: str, which: str = "last") -> bool:
+    run = get_run(run_id)
+    return run is not None and run.checkpoint(which) is not None
+
+
 def load_model(run_id: str, which: str = "last"):
     """A run's Keras model from its last (or best) checkpoint; reloaded when the file changes."""
     run = get_run(run_id)
-    if run is None:
+    path = run.checkpoint(which) if run is not None else None
+    if path is None:
         return None
-    path = run.last_checkpoint if which == "last" else run.best_checkpoint
-    if not path.exists():
-        return None
-    return _model(str(path), path.stat().st_mtime_ns / 1e9)
+    return _model(str(path), run.version(which))
 
 
 def select_run(run_ids: list[str], *, label: str = "Run", key: str = "run_picker",
@@ -246,15 +287,26 @@ def shown_text(text: str, limit: int = 80) -> str:
 
 
 def run_label(summary: RunSummary) -> str:
-    """"20261125-142301-b0-3f9a · B0 32px · completed · 53.1%" for pickers and legends."""
+    """"Ana — lr 3e-3 — by Ana · 20261125-142301-b0-3f9a · B0 32px · completed · 53.1%" for pickers
+    and legends. Plain text: where it goes into Markdown, pass it through markdown_text()."""
     config = summary.config or {}
-    parts = [summary.run_id]
+    parts = [summary.label] if summary.label else []
+    parts.append(summary.run_id)
     if summary.variant:
         parts.append(f"{summary.variant.upper()} {config.get('image_size', '?')}px")
     parts.append(summary.damaged and "damaged" or summary.state)
     if summary.test_accuracy is not None:
         parts.append(f"test {100 * summary.test_accuracy:.1f}%")
     return " · ".join(parts)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~$:])")
+
+
+def markdown_text(text: str) -> str:
+    """User text (a run's name) made inert inside Markdown: every special character escaped, so
+    it shows as typed and can never become a link, an image, emphasis or HTML."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
 def config_json(run_id: str) -> str | None:

@@ -27,10 +27,9 @@ def open_gallery(run_id: str, true_index: int, predicted_index: int) -> None:
 
 def evaluate_panel(run_id: str, run_state: str, has_predictions: bool) -> None:
     """"Evaluate now": predictions from the latest checkpoint of a running or stopped run."""
-    run = state.get_run(run_id)
-    if run is None:
+    if state.get_run(run_id) is None:
         return
-    if not run.last_checkpoint.exists():
+    if not state.has_checkpoint(run_id):
         st.warning("This run has no checkpoint yet, so there is nothing to evaluate: a checkpoint is "
                    "written at the end of every epoch. Wait for the first epoch to finish.")
         return
@@ -76,12 +75,11 @@ run_state = status.get("state", "unknown")
 if message := st.session_state.pop("evaluated_message", None):
     st.success(message)
 
-try:
-    evaluation = state.evaluation(run_id)
-except ValueError as exc:   # predictions.npz exists but does not hold valid predictions
-    st.error(f"This run's predictions are damaged ({exc}). Evaluate again to rewrite them.")
+if damage := state.predictions_damage(run_id):
+    st.error(f"This run's test-set predictions are damaged ({damage}). Evaluate again to rewrite them.")
     evaluate_panel(run_id, run_state, has_predictions=False)
     st.stop()
+evaluation = state.evaluation(run_id)
 
 if evaluation is None:
     st.info(f"Run {run_id} ({run_state}) has no test-set predictions yet. A finished run writes "

@@ -8,8 +8,8 @@ import time
 
 import streamlit as st
 
-from core.runs import ACTIVE_STATES
-from dashboard import state
+from core.runs import ACTIVE_STATES, TRAINING_STATES
+from dashboard import state, url_state
 from dashboard.charts import (batch_loss_figure, curves_figure, learning_rate_figure, run_legend_label,
                               throughput_figure)
 
@@ -29,10 +29,11 @@ if not summaries:
     st.stop()
 
 by_id = {s.run_id: s for s in summaries}
-active = state.job_manager().active_run_id
-from_url = [rid for rid in st.query_params.get(COMPARE_PARAM, "").split(",") if rid in by_id]
+# Runs in training anywhere (this server's slots, the CLI, another server): their batches are live.
+training = [s.run_id for s in summaries if s.state in TRAINING_STATES]
+from_url = url_state.run_ids_param(COMPARE_PARAM, list(by_id))   # unknown ids: refused, shown as text
 default = (st.session_state.pop(COMPARE_KEY, None) or from_url
-           or [rid for rid in (active, st.session_state.get(state.SELECTED_RUN_KEY)) if rid in by_id][:1]
+           or [rid for rid in (st.session_state.get(state.SELECTED_RUN_KEY), *training) if rid in by_id][:1]
            or [summaries[0].run_id])
 chosen = st.multiselect("Runs to show", list(by_id), default=[r for r in default if r in by_id],
                         format_func=lambda rid: state.run_label(by_id[rid]),
@@ -43,6 +44,7 @@ smoothing = st.slider("Smoothing", 0.0, 0.95, 0.0, 0.05,
 if not chosen:
     st.info("Choose at least one run.")
     st.stop()
+active = next((rid for rid in chosen if rid in training), None)   # the run whose batches are drawn
 
 
 # Building a Plotly figure costs tens of milliseconds of CPU (mostly copying its template), and
@@ -69,7 +71,13 @@ def batch_figure(run_id: str, epoch, second: int, _batch_losses: tuple):
 
 def _figures() -> dict:
     return epoch_figures(tuple((rid, state.metrics_version(rid)) for rid in chosen),
-                         tuple(run_legend_label(by_id[rid].config, rid) for rid in chosen), smoothing)
+                         tuple(_legend(rid) for rid in chosen), smoothing)
+
+
+def _legend(run_id: str) -> str:
+    """The run's name first (names cannot hold markup: core.runs.check_label), then its settings."""
+    name = by_id[run_id].name
+    return (f"{name} · " if name else "") + run_legend_label(by_id[run_id].config, run_id)
 
 
 def draw_loss_and_accuracy() -> None:
@@ -98,7 +106,7 @@ def draw_rate_and_throughput() -> None:
 
 def _live_snapshot() -> tuple:
     """What the epoch charts and the page's layout depend on: a change means redraw the page."""
-    return (state.job_manager().active_run_id,
+    return (tuple(state.job_manager().active_run_ids),
             tuple((state.metrics_version(rid), state.status(rid).get("state")) for rid in chosen))
 
 

@@ -39,16 +39,11 @@ def go(delta: int) -> None:
 
 summaries = [s for s in state.run_summaries() if not s.damaged]
 by_id = {s.run_id: s for s in summaries}
-wanted = st.query_params.get(state.RUN_QUERY_PARAM) or st.session_state.get(state.SELECTED_RUN_KEY)
 active = state.job_manager().active_run_id
-run_id = (wanted if wanted in by_id else None) or (active if active in by_id else None) or \
-    next((s.run_id for s in summaries if s.has_predictions), None) or (summaries[0].run_id if summaries else None)
-if run_id:
-    st.query_params[state.RUN_QUERY_PARAM] = run_id
-    st.session_state[state.SELECTED_RUN_KEY] = run_id
-summary = by_id.get(run_id)
-config = summary.config if summary else {}
-variant = str(config.get("variant", "b0")).upper()
+# Unless the URL or an earlier page names a run, the slides open on the one training now, else the
+# first with test predictions: state.select_run starts on the first of its list.
+opening = (active if active in by_id else None) or next((s.run_id for s in summaries if s.has_predictions), None)
+run_ids = sorted(by_id, key=lambda rid: rid != opening)
 
 index = slides.slide_number(st.query_params.get(nav.SLIDE_PARAM))
 st.query_params[nav.SLIDE_PARAM] = str(index + 1)
@@ -61,10 +56,25 @@ bar[2].button("Previous", key="slide_prev", shortcut="Left",
               on_click=go, args=(-1,), disabled=index == 0, width="stretch")
 bar[3].button("Next", key="slide_next", shortcut="Right",
               on_click=go, args=(1,), disabled=index == COUNT - 1, type="primary", width="stretch")
-if bar[4].button("Exit", key="slide_exit", icon=":material/close:", width="stretch",
-                 help="Leave presentation mode"):
+leave = bar[4].button("Exit", key="slide_exit", icon=":material/close:", width="stretch",
+                      help="Leave presentation mode")
+slide_area = st.container()   # the slide, drawn at the end once its run is chosen
+# The run picker: under the title slide; on the other slides in the sidebar, which is hidden here.
+picker = dict(label="Run shown on the slides", key="present_run",
+              labels={s.run_id: state.run_label(s) for s in summaries})
+if slide.key == "title":
+    with st.columns([2, 3])[0]:
+        run_id = state.select_run(run_ids, sidebar=False, **picker)
+    if run_id:
+        st.caption("Move between slides with ← and → (or the buttons). A link with ?present=1 opens this view.")
+else:
+    run_id = state.select_run(run_ids, sidebar=True, **picker)
+if leave:
     st.switch_page(nav.page_by_url_path(st.session_state.pop(nav.RETURN_KEY, None)),
                    query_params={state.RUN_QUERY_PARAM: run_id} if run_id else None)
+summary = by_id.get(run_id)
+config = summary.config if summary else {}
+variant = str(config.get("variant", "b0")).upper()
 
 
 def need_run() -> bool:
@@ -133,13 +143,10 @@ def title_slide() -> None:
     accuracy = summary.test_accuracy
     cols[3].metric("Test accuracy", "—" if accuracy is None else f"{100 * accuracy:.1f}%",
                    help="Share of the 10,000 test images it classifies correctly (10% is guessing)")
+    if summary.label:
+        st.text(f"Run: {summary.label}")          # a student's name: plain text, never Markdown
     if summary.state in ACTIVE_STATES:
         st.markdown(f"**Training right now** ({summary.state}): the curves slide updates live.")
-    left, _ = st.columns([2, 3])
-    with left:
-        state.select_run([s.run_id for s in summaries], label="Run shown on the slides", key="present_run",
-                         labels={s.run_id: state.run_label(s) for s in summaries}, sidebar=False)
-    st.caption("Move between slides with ← and → (or the buttons). A link with ?present=1 opens this view.")
 
 
 def history_slide() -> None:
@@ -199,7 +206,8 @@ def draw_curves(live: bool) -> None:
             chart(slides.projector(curves_figure(frames, metric, uirevision=run_id), slides.HALF_CHART_HEIGHT),
                   f"slide_{metric}")
     if live:
-        progress = state.job_manager().progress(run_id) if run_id == active else {}
+        # From memory when this server trains it, else from its progress file (the CLI, another server).
+        progress = state.job_manager().progress(run_id) if summary.state in ACTIVE_STATES else {}
         if progress:
             st.markdown(f"**Live:** {progress.get('phase', 'training')}, epoch {progress.get('epoch')} of "
                         f"{progress.get('epochs')}, batch {progress.get('batch')} of {progress.get('batches')}.")
@@ -288,4 +296,5 @@ def saliency_slide() -> None:
 RENDER = {"title": title_slide, "history": history_slide, "scaling": scaling_slide, "config": config_slide,
           "curves": curves_slide, "confusion": confusion_slide, "mistakes": mistakes_slide,
           "saliency": saliency_slide}
-RENDER[slide.key]()
+with slide_area:
+    RENDER[slide.key]()

@@ -7,7 +7,8 @@ import streamlit as st
 
 from core.config import TrainConfig, training_images
 from core.jobs import JobError
-from core.runs import RESUMABLE_STATES
+from core.runs import RESUMABLE_STATES, TRAINING_STATES
+from core.slots import slots_explained
 from dashboard import control, nav, state
 
 st.title("Runs")
@@ -18,10 +19,23 @@ if not summaries:
     st.stop()
 
 
+manager = state.job_manager()
+place = {s.run_id: i for i, s in enumerate(manager.store.queue(), start=1)}
+st.caption(f":material/memory: Training slots on this server: {slots_explained(manager.slots)}. "
+           f"{len(place)} run(s) waiting in line.")
+
+
+def _state(s) -> str:
+    if s.damaged:
+        return "damaged"
+    return f"queued #{place[s.run_id]}" if s.run_id in place else s.state
+
+
 def _row(s) -> dict:
     c = s.config or {}
     return {
-        "run": s.run_id, "state": "damaged" if s.damaged else s.state, "variant": (s.variant or "?").upper(),
+        "run": s.run_id, "name": s.name, "author": s.author, "state": _state(s),
+        "variant": (s.variant or "?").upper(),
         "test acc (%)": None if s.test_accuracy is None else round(100 * s.test_accuracy, 1),
         "best val acc (%)": None if s.best_val_accuracy is None else round(100 * s.best_val_accuracy, 1),
         "epochs": f"{s.epochs_done}/{s.epochs}", "image px": c.get("image_size"), "weights": c.get("weights"),
@@ -36,17 +50,19 @@ def _row(s) -> dict:
 
 table = pd.DataFrame([_row(s) for s in summaries])
 f1, f2, f3 = st.columns([2, 2, 3])
-states = f1.multiselect("State", sorted(table["state"].unique()), placeholder="all states")
+table["state filter"] = table["state"].str.replace(r" #\d+$", "", regex=True)
+states = f1.multiselect("State", sorted(table["state filter"].unique()), placeholder="all states")
 variants = f2.multiselect("Variant", sorted(table["variant"].unique()), placeholder="all variants")
-text = f3.text_input("Search", placeholder="run id, optimizer, error text ...")
+text = f3.text_input("Search", placeholder="name, author, run id, optimizer, error text ...")
 shown = table
 if states:
-    shown = shown[shown["state"].isin(states)]
+    shown = shown[shown["state filter"].isin(states)]
 if variants:
     shown = shown[shown["variant"].isin(variants)]
 if text:
     shown = shown[shown.apply(lambda row: text.lower() in " ".join(map(str, row.values)).lower(), axis=1)]
 
+shown = shown.drop(columns=["state filter"])
 selection = st.dataframe(
     shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs_table",
     column_config={
@@ -64,7 +80,7 @@ if not picked:
 
 by_id = {s.run_id: s for s in summaries}
 st.subheader(f"{len(picked)} selected")
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4, c5 = st.columns(5)
 if c1.button(":material/compare_arrows: Compare", width="stretch",
              help="Curves overlaid, settings side by side, per-class accuracy and confusion differences."):
     st.session_state[nav.COMPARE_KEY] = picked
@@ -80,7 +96,7 @@ with c2.popover(":material/replay: Resume", width="stretch",
             if not control.can_control():
                 raise JobError(control.LOCKED_HELP)
             state.job_manager().resume(first.run_id, int(target))
-            st.session_state[state.SELECTED_RUN_KEY] = first.run_id
+            state.remember_my_run(first.run_id)
             st.switch_page(nav.page("train"))
         except (JobError, ValueError) as exc:
             st.error(str(exc))
@@ -104,7 +120,23 @@ def confirm_delete(run_ids: list[str]) -> None:
         st.rerun()
 
 
-if c3.button(":material/delete: Delete", width="stretch", disabled=not can_act,
+training = [rid for rid in picked if by_id[rid].state in TRAINING_STATES]
+if c3.button(":material/stop: Stop", width="stretch", disabled=not training or not can_act,
+             help="Stops the selected training runs at their next batch, wherever they train (this server, "
+                  "another one, the command line)." if can_act else control.LOCKED_HELP):
+    if control.can_control():
+        stopped = [rid for rid in training if manager.stop(rid)]
+        st.session_state["runs_message"] = f"Stop requested for {len(stopped)} run(s): " + ", ".join(stopped)
+        st.rerun()
+queued = [rid for rid in picked if rid in place]
+cancellable = [rid for rid in queued if state.may_cancel(rid)]
+if c4.button(":material/cancel: Cancel", width="stretch", disabled=not cancellable,
+             help="Takes the selected queued runs out of the line (they stay listed as cancelled and can be "
+                  "resumed later). Without the control token you can cancel only the runs you queued."):
+    done = [rid for rid in queued if state.may_cancel(rid) and manager.cancel(rid)]
+    st.session_state["runs_message"] = f"Cancelled {len(done)} queued run(s)."
+    st.rerun()
+if c5.button(":material/delete: Delete", width="stretch", disabled=not can_act,
              help=None if can_act else control.LOCKED_HELP):
     confirm_delete(picked)
 if message := st.session_state.pop("runs_message", None):
@@ -112,12 +144,12 @@ if message := st.session_state.pop("runs_message", None):
 
 for run_id in picked:
     with st.container(border=True):
-        st.markdown(f"**{state.run_label(by_id[run_id])}**")
+        st.markdown(f"**{state.markdown_text(state.run_label(by_id[run_id]))}**")
         if by_id[run_id].damaged:
             st.warning(f"Damaged: {by_id[run_id].damaged}")
         d1, d2, _ = st.columns([1, 1, 3])
         config_text = state.config_json(run_id)
-        d1.download_button("config.json", config_text or "", file_name=f"{run_id}-config.json",
+        d1.download_button("Settings (JSON)", config_text or "", file_name=f"{run_id}-config.json",
                            mime="application/json", disabled=config_text is None, key=f"cfg_{run_id}")
-        d2.download_button("metrics.csv", state.metrics_csv(run_id), file_name=f"{run_id}-metrics.csv",
+        d2.download_button("Metrics (CSV)", state.metrics_csv(run_id), file_name=f"{run_id}-metrics.csv",
                            mime="text/csv", key=f"csv_{run_id}")

@@ -9,10 +9,12 @@ from core.config import ConfigError, TrainConfig, training_images
 from core.data import check_train_limit, data_status
 from core.estimate import detect_device, estimate_table
 from core.jobs import JobError
-from core.runs import RESUMABLE_STATES
+from core.queue import ordinal, queue_entries
+from core.runs import RESUMABLE_STATES, check_label
 from core.variants import get_variant
 from dashboard import control, state, train_form
 from dashboard.charts import epoch_time_figure, eta_text
+from dashboard.run_status import status_display, wait_text
 
 LIVE_REFRESH_SECONDS = 1.0
 LOADED_FILE_KEY = "settings_file_loaded"      # file id of the settings file last applied to the form
@@ -122,7 +124,10 @@ else:
         st.warning(note)
 
 
-# --- controls -----------------------------------------------------------------------------------
+# --- controls: start joins the queue; the run this session started gets the status panel -------
+RUN_NAME_KEY, RUN_AUTHOR_KEY = "run_name", "run_author"
+
+
 def start_training() -> None:
     # Checked here too: a disabled button is only a hint to the browser.
     if not control.can_control():
@@ -132,72 +137,122 @@ def start_training() -> None:
         st.session_state["train_error"] = f"Check the settings: {problem}"
         return
     try:
-        run_id = manager.start(config)
-        st.session_state[state.SELECTED_RUN_KEY] = run_id
-        st.toast(f"Started run {run_id}")
+        run_id = manager.start(config, name=st.session_state.get(RUN_NAME_KEY, ""),
+                               author=st.session_state.get(RUN_AUTHOR_KEY, ""))
     except JobError as exc:
         st.session_state["train_error"] = str(exc)
+        return
+    state.remember_my_run(run_id)
+    queued = state.status(run_id).get("state") == "queued"
+    st.toast(f"Run {run_id} is queued: it starts when a slot frees" if queued else f"Started run {run_id}")
 
 
-active_when_drawn = manager.active_run_id   # the buttons below are drawn for this
-busy = active_when_drawn is not None
-c1, c2, _ = st.columns([1, 1, 3])
+n1, n2 = st.columns(2)
+n1.text_input("Run name (optional)", key=RUN_NAME_KEY, max_chars=60, placeholder="Ana — lr 3e-3",
+              help="Shown wherever the run is listed, so you can find yours. Letters, digits, spaces "
+                   "and everyday punctuation, up to 60 characters.")
+n2.text_input("Your name (optional)", key=RUN_AUTHOR_KEY, max_chars=60, placeholder="Ana")
+label_problem = ""
+for field_name, key in (("name", RUN_NAME_KEY), ("author", RUN_AUTHOR_KEY)):
+    try:
+        check_label(field_name, st.session_state.get(key, ""))
+    except ValueError as exc:
+        label_problem = str(exc)
+if label_problem:
+    st.error(f"**Check the run name:** {label_problem}")
+
+c1, _ = st.columns([1, 4])
 c1.button(":material/play_arrow: Start training", type="primary", width="stretch", on_click=start_training,
-          disabled=bool(problem) or not data_ok or busy or not can_act,
-          help="Runs in the background: closing or refreshing this tab does not stop it."
-          if can_act else control.LOCKED_HELP)
-if c2.button(":material/stop: Stop", width="stretch", disabled=not busy or not can_act,
-             help="Stops at the next batch and saves a checkpoint you can resume."
-             if can_act else control.LOCKED_HELP):
-    if control.can_control():
-        manager.stop()
-if busy:
-    st.caption(f"Run `{manager.active_run_id}` is training; one run at a time (it already uses the whole "
-               "machine). Stop it or wait for it to finish before starting another.")
+          disabled=bool(problem) or bool(label_problem) or not data_ok or not can_act,
+          help="Joins the queue and trains when a slot frees, in the background: closing or refreshing "
+               "this tab does not stop it." if can_act else control.LOCKED_HELP)
 if error := st.session_state.pop("train_error", None):
     st.error(error)
 
 
+def shown_run_id() -> str | None:
+    """The run the panel follows: the last one this session started, else what trains here now."""
+    mine = state.my_runs()
+    return mine[-1] if mine else manager.active_run_id
+
+
+def run_actions(run_id: str, run_state: str, key_prefix: str = "panel") -> None:
+    """Stop (a training run, here or in any process) or Cancel (a queued one), for this run only."""
+    if run_state in ("running", "stopping"):
+        if st.button(":material/stop: Stop", key=f"{key_prefix}_stop_{run_id}", disabled=run_state == "stopping" or not can_act,
+                     help="Stops at the next batch; the last finished epoch's checkpoint is kept, and "
+                          "resuming redoes the unfinished epoch." if can_act else control.LOCKED_HELP):
+            if control.can_control():
+                manager.stop(run_id)
+                st.rerun()
+    elif run_state == "queued":
+        allowed = state.may_cancel(run_id)
+        if st.button(":material/cancel: Cancel", key=f"{key_prefix}_cancel_{run_id}", disabled=not allowed,
+                     help="Leaves the queue; the run stays listed (cancelled) and can be resumed later."
+                     if allowed else "Only the teacher (control token) or whoever queued it can cancel it."):
+            if state.may_cancel(run_id):
+                manager.cancel(run_id)
+                st.rerun()
+
+
 def status_panel() -> None:
     """The live part of the page: redrawn every second or so without rerunning the page, and the
-    whole page when a run starts or ends (here or in another tab), so Start, Stop and Resume match."""
-    if manager.active_run_id != active_when_drawn:
+    whole page when the set of training runs changes (here or in another tab)."""
+    if manager.active_run_ids != active_when_drawn:
         st.rerun()
     if busy:
         state.keep_live_refresh_in_budget(LIVE_REFRESH_SECONDS)
-    progress = manager.progress()
-    if not progress.get("run_id"):
+    entries = queue_entries(manager.store, manager.slots, manager.progress)
+    run_id = shown_run_id()
+    if run_id is None:
         st.info("No training in this session yet. Choose a preset or settings, then press Start.")
-        return
-    run_state = progress.get("state", "queued")
-    phase = progress.get("phase", run_state)
-    icon = {"completed": ":material/check_circle:", "failed": ":material/error:", "stopped": ":material/pause_circle:",
-            "stopping": ":material/hourglass_top:"}.get(run_state, ":material/directions_run:")
-    st.markdown(f"### {icon} {phase.capitalize()} — run `{progress['run_id']}`")
-    epoch, epochs = int(progress.get("epoch") or 0), int(progress.get("epochs") or 0)
-    batch, batches = int(progress.get("batch") or 0), int(progress.get("batches") or 0)
-    fraction = batch / batches if batches else 0.0
-    st.progress(min(1.0, fraction), text=f"epoch {epoch} of {epochs} · batch {batch} of {batches}")
-    k1, k2, k3, k4, k5 = st.columns(5)
-    k1.metric("State", run_state)
-    k2.metric("ETA", eta_text(progress.get("eta_seconds")) if run_state == "running" else "—")
-    ips = progress.get("images_per_second")
-    k3.metric("Images/s", f"{ips:.0f}" if isinstance(ips, float) and ips == ips else "—")
-    loss, accuracy = progress.get("loss"), progress.get("accuracy")
-    k4.metric("Loss", f"{loss:.4f}" if isinstance(loss, float) else "—")
-    k5.metric("Accuracy", f"{100 * accuracy:.1f}%" if isinstance(accuracy, float) and accuracy == accuracy else "—")
-    if phase == "compiling first step":
-        st.caption("TensorFlow traces the model before the first batch: 20 s or more on a CPU (B7: ~90 s).")
-    if progress.get("error"):
-        st.error(f"**The run {run_state}:** {progress['error']}")
-    if run_state == "completed":
-        summary = state.status(progress["run_id"])
-        if summary.get("test_accuracy") is not None:
-            st.success(f"Test accuracy {100 * summary['test_accuracy']:.1f}% on "
-                       f"{summary.get('test_images', 10_000):,} CIFAR-10 test images. "
+    else:
+        run_state = state.status(run_id).get("state", "unknown")
+        entry = next((e for e in entries if e.run_id == run_id), None)
+        shown = status_display(manager.progress(run_id), run_state, entry)
+        summary_label = entry.label if entry else ""
+        st.markdown(f"### {shown.icon} {shown.headline} — run `{run_id}`")
+        if summary_label:
+            st.text(summary_label)
+        st.progress(shown.fraction, text=shown.bar_text)
+        k1, k2, k3, k4, k5 = st.columns(5)
+        k1.metric("State", shown.state)
+        k2.metric("ETA", shown.eta)
+        k3.metric("Images/s", shown.images_per_second)
+        k4.metric("Loss", shown.loss)
+        k5.metric("Accuracy", shown.accuracy)
+        if shown.note:
+            st.caption(shown.note)
+        run_actions(run_id, run_state)
+        status = state.status(run_id)
+        if status.get("error") and run_state in ("failed", "stopped", "interrupted", "cancelled"):
+            st.error(f"**The run {run_state}:** {status['error']}")
+        if run_state == "completed" and status.get("test_accuracy") is not None:
+            st.success(f"Test accuracy {100 * status['test_accuracy']:.1f}% on "
+                       f"{status.get('test_images', 10_000):,} CIFAR-10 test images. "
                        "See the confusion matrix and mistakes under *Explore results*.")
+    queue_table(entries)
 
 
+def queue_table(entries) -> None:
+    """Everyone's runs in training and in line, one row each, with Stop or Cancel where this
+    session may use them (names are shown as plain text, never as Markdown)."""
+    if not entries:
+        return
+    waiting = sum(e.state == "queued" for e in entries)
+    st.markdown(f"**Training now and in line** · {manager.slots} at a time on this server · {waiting} waiting")
+    for e in entries:
+        c1, c2, c3, c4 = st.columns([1, 4, 2, 1], vertical_alignment="center")
+        c1.text("training" if e.place == 0 else ordinal(e.place))
+        c2.text(f"{e.run_id}  {e.label}".strip())
+        c3.text(f"{e.state} · {wait_text(e.run_seconds)} left" if e.place == 0
+                else f"starts in {wait_text(e.wait_seconds)}")
+        with c4:
+            run_actions(e.run_id, e.state, key_prefix="queue")
+
+
+active_when_drawn = manager.active_run_ids   # the panel redraws the page when this changes
+busy = bool(active_when_drawn) or bool(manager.store.queue())
 st.subheader("Status")
 # While a run trains, each redraw's CPU is taken from it: a crowd of viewers redraws less often.
 st.fragment(run_every=state.live_refresh_seconds(LIVE_REFRESH_SECONDS) if busy else LIVE_REFRESH_SECONDS)(status_panel)()
@@ -206,7 +261,8 @@ st.fragment(run_every=state.live_refresh_seconds(LIVE_REFRESH_SECONDS) if busy e
 st.subheader("Resume a run")
 resumable = [s for s in state.run_summaries() if s.state in RESUMABLE_STATES and not s.damaged]
 if not resumable:
-    st.caption("Stopped, interrupted, failed and finished runs appear here; they continue from their last checkpoint.")
+    st.caption("Stopped, interrupted, failed, cancelled and finished runs appear here; they continue from "
+               "their last checkpoint, through the queue.")
 else:
     labels = {s.run_id: state.run_label(s) + f" · {s.epochs_done}/{s.epochs} epochs" for s in resumable}
     r1, r2, r3 = st.columns([3, 1, 1])
@@ -215,13 +271,13 @@ else:
     target = r2.number_input("Total epochs", done + 1, 1000, value=done + 1, key="resume_epochs",
                              help="The total to reach, counting the epochs already done.")
     r3.write("")
-    if r3.button(":material/replay: Resume", width="stretch", disabled=busy or not can_act,
-                 help=None if can_act else control.LOCKED_HELP):
+    if r3.button(":material/replay: Resume", width="stretch", disabled=not can_act,
+                 help="Joins the queue like a new run." if can_act else control.LOCKED_HELP):
         try:
             if not control.can_control():
                 raise JobError(control.LOCKED_HELP)
             manager.resume(run_id, int(target))
-            st.session_state[state.SELECTED_RUN_KEY] = run_id
+            state.remember_my_run(run_id)
             st.rerun()
         except (JobError, ValueError) as exc:
             st.error(str(exc))

@@ -36,18 +36,18 @@ def _epochs(run) -> list[int]:
 def test_a_crash_mid_append_does_not_glue_the_next_epoch_to_the_fragment(tmp_path):
     run = RunStore(tmp_path / "runs").create(TrainConfig())
     run.append_metrics({"epoch": 1, **ROW})
-    with open(run.file("metrics.csv"), "a") as fh:
+    with open(run._file("metrics.csv"), "a") as fh:
         fh.write("2,1.9,0.2")                       # killed mid-write: no newline
     run.append_metrics({"epoch": 2, **ROW})          # the resumed run redoes epoch 2
     assert _epochs(run) == [1, 2]
-    assert run.file("metrics.csv").read_text().count("\n2,") == 1
+    assert run._file("metrics.csv").read_text().count("\n2,") == 1
 
 
 def test_garbled_metrics_and_predictions_are_reasons_not_crashes(tmp_path):
     run = RunStore(tmp_path / "runs").create(TrainConfig())
-    run.file("metrics.csv").write_bytes(b"\x00\xff\xfe" + os.urandom(500))
+    run._file("metrics.csv").write_bytes(b"\x00\xff\xfe" + os.urandom(500))
     assert run.read_metrics() == [] and run.summary().epochs_done == 0
-    run.file("predictions.npz").write_bytes(b"PK\x03\x04" + os.urandom(100))
+    run._file("predictions.npz").write_bytes(b"PK\x03\x04" + os.urandom(100))
     with pytest.raises(ValueError, match="predictions.npz is damaged"):
         run.read_predictions()
 
@@ -121,9 +121,9 @@ def test_checkpoint_write_failure_fails_readably_and_keeps_the_previous_one(tmp_
         f"could not save checkpoint checkpoints/last.keras of run {run_id}: No space left on device. "
         "The previous checkpoint is intact; free some space (or make the runs folder writable) and resume the run.")
     assert status["checkpoint_epoch"] == 1 and _epochs(run) == [1]       # no row for the failed epoch
-    assert sorted(p.name for p in run.last_checkpoint.parent.iterdir()) == ["best.keras", "last.keras"]
+    assert sorted(p.name for p in run.checkpoint("last").parent.iterdir()) == ["best.keras", "last.keras"]
     steps_per_epoch = manager.progress(run_id)["batches"]
-    assert int(load_checkpoint(run.last_checkpoint).optimizer.iterations) == steps_per_epoch   # epoch 1's
+    assert int(load_checkpoint(run.checkpoint("last")).optimizer.iterations) == steps_per_epoch   # epoch 1's
 
     # The disk has room again: the manager is usable and resume continues from epoch 1.
     monkeypatch.undo()

@@ -1,6 +1,6 @@
-"""The job manager with a real EfficientNet-B0 at 32×32 on fixture images: start, refuse a second
-start, stop at the next batch with a checkpoint, resume with optimizer state and epoch counter,
-and a failure that leaves the manager usable."""
+"""The job manager with a real EfficientNet-B0 at 32×32 on fixture images: start, queue and cancel
+a second start, stop at the next batch keeping the last epoch's checkpoint, resume with optimizer
+state and epoch counter, and a failure that leaves the manager usable."""
 
 import time
 
@@ -32,16 +32,21 @@ def test_failure_then_start_stop_resume(tmp_path, fixture_data_dir):
     assert failed["state"] == "failed"
     assert "EFFLAB_DATA_DIR" in failed["error"] and failed["error_kind"] == "input"
 
-    manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir)
+    manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir, slots=1)
     config = TrainConfig(epochs=40, batch_size=16, train_limit=200, val_fraction=0.2, seed=3)
-    run_id = manager.start(config)
+    run_id = manager.start(config, name="Ana — lr 1e-3", author="Ana")
     assert manager.active_run_id == run_id
 
-    # 2. A second start while one runs is refused, naming the run.
-    with pytest.raises(JobError, match=f"run {run_id} is training"):
-        manager.start(config)
+    # 2. A second start while one trains is not refused: it waits in line, then is cancelled.
+    second = manager.start(config)
+    assert manager.store.get(second).read_status()["state"] == "queued"
+    assert [s.run_id for s in manager.store.queue()] == [second]
+    assert manager.cancel(second)
+    assert manager.store.get(second).read_status()["state"] == "cancelled"
+    assert manager.store.queue() == []
 
-    # 3. Stop mid-epoch (after epoch 1 is on disk): ends at the next batch with a checkpoint.
+    # 3. Stop mid-epoch (after epoch 1 is on disk): ends at the next batch; the resume point stays
+    #    the end of the last finished epoch (the partial epoch's batches are not saved).
     run = manager.store.get(run_id)
     _wait_for(lambda: run.read_status().get("checkpoint_epoch", 0) >= 1, what="epoch 1")
     _wait_for(lambda: manager.progress(run_id).get("batch", 0) >= 2, what="a batch of the next epoch")
@@ -51,14 +56,14 @@ def test_failure_then_start_stop_resume(tmp_path, fixture_data_dir):
     assert status["state"] == "stopped", status
     done = status["checkpoint_epoch"]
     assert 1 <= done < 40
-    assert run.last_checkpoint.exists()
     assert [r["epoch"] for r in run.read_metrics()] == list(range(1, done + 1))
     assert not run.has_predictions()
 
     # 4. Resume to two more epochs: optimizer state and epoch counter carry on; no duplicate rows.
     from core.model import load_checkpoint
-    iterations_at_stop = int(load_checkpoint(run.last_checkpoint).optimizer.iterations)
-    assert iterations_at_stop > done * 10   # the stop checkpoint holds the partial epoch's steps too
+    iterations_at_stop = int(load_checkpoint(run.checkpoint("last")).optimizer.iterations)
+    steps_per_epoch = -(-200 // 16)   # train_limit 200 at batch 16: 13 steps, the last one short
+    assert iterations_at_stop == done * steps_per_epoch   # exactly the finished epochs' steps
     with pytest.raises(JobError, match="more than the"):
         manager.resume(run_id, epochs=done)
     manager.resume(run_id, epochs=done + 2)
@@ -66,19 +71,22 @@ def test_failure_then_start_stop_resume(tmp_path, fixture_data_dir):
     status = run.read_status()
     assert status["state"] == "completed", status
     assert [r["epoch"] for r in run.read_metrics()] == list(range(1, done + 3))
-    assert int(load_checkpoint(run.last_checkpoint).optimizer.iterations) > iterations_at_stop
+    assert int(load_checkpoint(run.checkpoint("last")).optimizer.iterations) == (done + 2) * steps_per_epoch
     y_true, y_prob = run.read_predictions()
     assert y_prob.shape == (100, 10) and status["test_accuracy"] is not None
 
-    # 5. A finished run resumes too, and the store lists all three runs.
-    assert {s.state for s in manager.store.list()} == {"failed", "completed"}
+    # 5. The store lists all three runs, each in its own state, and the names stay with the run.
+    by_id = {s.run_id: s for s in manager.store.list()}
+    assert {rid: s.state for rid, s in by_id.items()} == {failed_id: "failed", run_id: "completed",
+                                                          second: "cancelled"}
+    assert by_id[run_id].label == "Ana — lr 1e-3 — by Ana"
 
 
 def test_trained_run_has_every_file_of_the_contract(trained_run):
     names = {p.name for p in trained_run.path.iterdir()}
     assert {"config.json", "status.json", "metrics.csv", "progress.json", "predictions.npz",
             "checkpoints"} <= names
-    assert trained_run.last_checkpoint.exists() and trained_run.best_checkpoint.exists()
+    assert trained_run.checkpoint("last") is not None and trained_run.checkpoint("best") is not None
     row = trained_run.read_metrics()[0]
     assert row["epoch"] == 1 and row["images_per_second"] > 0 and 0 <= row["val_accuracy"] <= 1
     progress = trained_run.read_progress()

@@ -151,7 +151,7 @@ def test_presentation_without_runs(app, tmp_path):
 
 def test_presentation_of_a_run_without_predictions(app, trained_run, tmp_path):
     runs = _copy_run(trained_run, tmp_path / "runs")
-    RunStore(runs).get(trained_run.run_id).file(PREDICTIONS_FILE).unlink()
+    RunStore(runs).get(trained_run.run_id)._file(PREDICTIONS_FILE).unlink()
     at = app(PRESENT, runs_dir=runs, present="1", slide="6")
     assert any("no test-set predictions" in m.value for m in at.markdown)
 
@@ -272,7 +272,7 @@ def test_report_page_offers_html_and_csv(app, trained_run):
 
 def test_report_page_without_predictions(app, trained_run, tmp_path):
     runs = _copy_run(trained_run, tmp_path / "runs")
-    RunStore(runs).get(trained_run.run_id).file(PREDICTIONS_FILE).unlink()
+    RunStore(runs).get(trained_run.run_id)._file(PREDICTIONS_FILE).unlink()
     at = app(REPORT, runs_dir=runs)
     assert "No run has test-set predictions" in at.info[0].value
 
@@ -285,9 +285,9 @@ def two_runs(trained_run, tmp_path):
     other_id = trained_run.run_id[:16] + "b2-beef"
     _copy_run(trained_run, runs, other_id)
     other = RunStore(runs).get(other_id)
-    config = json.loads(other.file("config.json").read_text())
+    config = json.loads(other._file("config.json").read_text())
     config.update(variant="b2", learning_rate=0.0003, optimizer="sgd")
-    other.file("config.json").write_text(json.dumps(config))
+    other._file("config.json").write_text(json.dumps(config))
     y_true, y_prob = other.read_predictions()
     rng = np.random.default_rng(7)
     better = rng.dirichlet(np.full(10, 0.3), size=len(y_true))

@@ -96,7 +96,7 @@ def test_pair_button_opens_exactly_those_images(app, trained_run, run_eval):
 def test_evaluate_now_for_a_run_without_predictions(app, trained_run, tmp_path):
     runs = _copy_run(trained_run, tmp_path)
     run = RunStore(runs).get(trained_run.run_id)
-    run.file(PREDICTIONS_FILE).unlink()
+    run._file(PREDICTIONS_FILE).unlink()
     run.write_status(state="stopped")
     at = app(CONFUSION, runs_dir=runs)
     assert any("no test-set predictions" in i.value for i in at.info)
@@ -112,8 +112,8 @@ def test_evaluate_now_for_a_run_without_predictions(app, trained_run, tmp_path):
 def test_evaluate_now_refuses_without_a_checkpoint(app, trained_run, tmp_path):
     runs = _copy_run(trained_run, tmp_path)
     run = RunStore(runs).get(trained_run.run_id)
-    run.file(PREDICTIONS_FILE).unlink()
-    shutil.rmtree(run.last_checkpoint.parent)
+    run._file(PREDICTIONS_FILE).unlink()
+    shutil.rmtree(run.checkpoint("last").parent)
     at = app(CONFUSION, runs_dir=runs)
     assert any("no checkpoint yet" in w.value for w in at.warning)
     assert not [b for b in at.button if b.key == "evaluate_now"]
@@ -183,11 +183,35 @@ def test_detail_view_with_saliency(app, trained_run, run_eval):
     assert detail_captions[0].endswith("upscaling of the 32×32 original")
     assert detail_captions[1].startswith("What the model looked at for")
     assert any("Grad-CAM on block4a_expand_activation (4×4×240)" in c.value for c in at.caption)
-    at.radio(key="detail_method").set_value("SmoothGrad").run()
+    true_class = CLASS_NAMES[int(y_true[index])]
+    at.radio(key="detail_class").set_value(int(y_true[index])).run()     # evidence for the true class
     assert not at.exception
-    assert any(c.value.startswith("SmoothGrad:") for c in at.caption)
+    assert any(f"for “{true_class}”" in c for c in _captions(at))
     at.button(key="detail_close").click().run()
     assert "image" not in at.query_params and not at.subheader
+
+
+@pytest.mark.parametrize("param, value", [
+    ("image", "²"),                                  # str.isdigit() says yes, int() raises
+    ("image", "٣"),                                  # an Arabic-Indic 3: int() would accept it
+    ("image", "-1"), ("image", "99999999"), ("image", " 3"), ("image", "1e3"),
+    ("image", "[click](http://evil.example)"), ("image", "![x](http://evil.example/p.png)"),
+    ("true", "[click](http://evil.example)"), ("pred", "**dog**"), ("view", "everything"),
+])
+def test_bad_gallery_parameters_are_refused_as_text(app, trained_run, param, value):
+    at = app(MISTAKES, run=trained_run.run_id, **{param: value})
+    assert not at.exception
+    warnings = [w.value for w in at.warning if f"`{param}` must be" in w.value]
+    assert len(warnings) == 1, [w.value for w in at.warning]
+    assert "](" not in warnings[0] and "**" not in warnings[0]      # nothing but plain text came through
+    assert not [h for h in at.subheader if h.value.startswith("Test image #")]
+    assert not any("evil" in m.value for m in at.markdown)
+    assert at.radio(key="gallery_view").value == "mistakes" and at.selectbox(key="gallery_true").value == "any"
+
+
+def test_a_valid_image_parameter_still_opens_the_detail_view(app, trained_run):
+    at = app(MISTAKES, run=trained_run.run_id, image="0")
+    assert not at.warning and at.subheader[0].value.startswith("Test image #0: ")
 
 
 def test_inspect_button_opens_the_detail_view(app, trained_run):
@@ -209,7 +233,7 @@ def test_gallery_without_test_images_says_how_to_fix(app, trained_run, tmp_path)
 
 def test_gallery_for_a_run_without_predictions(app, trained_run, tmp_path):
     runs = _copy_run(trained_run, tmp_path)
-    RunStore(runs).get(trained_run.run_id).file(PREDICTIONS_FILE).unlink()
+    RunStore(runs).get(trained_run.run_id)._file(PREDICTIONS_FILE).unlink()
     at = app(MISTAKES, runs_dir=runs)
     assert "no test-set predictions" in at.info[0].value
 
@@ -334,3 +358,10 @@ def test_done_when_path_in_a_browser(trained_run, fixture_data_dir, run_eval, tm
         settle(page)
         assert page.get_by_text("AlexNet").count() >= 1 and not exceptions_shown(page)
         screenshot(page, "results-04-history")
+
+
+def test_url_numbers_are_ascii_digits_in_range():
+    from dashboard.url_state import parse_int
+    assert [parse_int(v, 0, 9_999) for v in ("0", "9999", "0042")] == [0, 9_999, 42]
+    for bad in ("²", "٣", "-1", "10000", "+1", " 1", "1 ", "1_000", "1e3", "", "0x10", "1" * 13, None):
+        assert parse_int(bad, 0, 9_999) is None, bad

@@ -65,10 +65,10 @@ def test_missing_data_is_explained_before_start(app, tmp_path):
     assert _button(at, "Start training").disabled
 
 
-def test_start_refuse_second_and_stop(app, tmp_path):
+def test_start_queue_a_second_cancel_it_and_stop(app, tmp_path):
     at = app(TRAIN)
     for key, value in {"cfg_train_limit": 200, "cfg_epochs": 30, "cfg_batch_size": 16,
-                       "cfg_val_fraction": 0.2}.items():
+                       "cfg_val_fraction": 0.2, "run_name": "Ana — lr 1e-3"}.items():
         at.session_state[key] = value
     at.run()
     _button(at, "Start training").click().run()
@@ -76,15 +76,25 @@ def test_start_refuse_second_and_stop(app, tmp_path):
     manager = _manager()
     run_id = manager.active_run_id
     assert run_id and (tmp_path / "runs" / run_id / "config.json").exists()
-    assert _button(at, "Start training").disabled
-    assert any(f"Run `{run_id}` is training" in c.value for c in at.caption)
+    assert not _button(at, "Start training").disabled          # a queue, not a refusal
 
-    # A second tab on the same server sees the same job and cannot start another.
+    # A second tab on the same server sees the training run and queues its own behind it.
     other = AppTest.from_file(APP, default_timeout=120)
     other.switch_page(TRAIN)
+    other.session_state["cfg_train_limit"] = 100
     other.run()
-    assert _button(other, "Start training").disabled
-    assert any(run_id in m.value for m in other.markdown)
+    rows = [t.value for t in other.text]
+    assert any(run_id in row and "Ana — lr 1e-3" in row for row in rows), rows
+    _button(other, "Start training").click().run()
+    assert not other.exception
+    queued_id = other.session_state["my_runs"][-1]
+    assert manager.store.get(queued_id).read_status()["state"] == "queued"
+    assert any("1st in line" in m.value for m in other.markdown)
+    # The first tab did not queue it: without a control token it may not cancel it ...
+    assert queued_id not in at.session_state["my_runs"]
+    # ... but its own session can.
+    _button(other, "Cancel").click().run()
+    assert manager.store.get(queued_id).read_status()["state"] == "cancelled"
 
     _wait(lambda: manager.progress(run_id).get("batch", 0) >= 2)
     _button(at, "Stop").click().run()

@@ -172,7 +172,7 @@ def test_history_param_count_matches_keras(head):
 def test_trained_checkpoint_maps(trained_run, fixture_data_dir):
     from core.data import load_cifar10
     from core.model import load_checkpoint
-    model = load_checkpoint(trained_run.last_checkpoint)
+    model = load_checkpoint(trained_run.checkpoint("last"))
     image = load_cifar10(fixture_data_dir, allow_download=False).x_test[0]
     predicted = int(np.argmax(model(saliency.prepare_image(image, (32, 32)), training=False)[0]))
     cam = saliency.grad_cam(model, image, predicted)

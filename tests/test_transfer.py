@@ -64,7 +64,7 @@ def test_two_phase_run_trains_head_then_fine_tunes(tmp_path, monkeypatch, weight
     assert run.read_status()["state"] == "completed", run.read_status()
     rates = [r["learning_rate"] for r in run.read_metrics()]
     assert rates == pytest.approx([1e-3, 1e-4])
-    model = load_checkpoint(run.last_checkpoint)
+    model = load_checkpoint(run.checkpoint("last"))
     _, base = _trainable_kinds(model)
     assert base and not any(isinstance(l, keras.layers.BatchNormalization) for l in base)
     # ImageNet features separate the fixture's colours at once: far above chance on its test set.

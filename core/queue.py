@@ -1,0 +1,74 @@
+"""The line of runs waiting to train, as people see it: place, who, and about how long to wait.
+
+The order is the run store's (oldest `queued_at` first); the wait is a rough sum: what the runs
+training now still need (their live ETA) plus the estimated length of each run ahead, spread over
+the slots. Estimates come from core/estimate.py (figures we measured, scaled by FLOPs), so they
+are labelled "about" wherever they are shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.estimate import FIRST_STEP_SECONDS, epoch_seconds
+from core.runs import TRAINING_STATES, RunStore, RunSummary
+
+CIFAR_TRAIN_IMAGES = 50_000
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One run in line or in training."""
+
+    run_id: str
+    state: str                 # "running" / "stopping", or "queued"
+    place: int                 # 0 while training; 1 = next to start
+    label: str                 # name and author, "" when none was given
+    wait_seconds: float        # until it starts (0 while training)
+    run_seconds: float         # how long it trains (remaining, while training)
+
+
+def estimated_run_seconds(summary: RunSummary) -> float:
+    """About how long a queued run trains: its epochs at the estimated speed, plus compiling."""
+    config = summary.config or {}
+    images = config.get("train_limit") or round(CIFAR_TRAIN_IMAGES * (1 - float(config.get("val_fraction", 0.1))))
+    try:
+        per_epoch = epoch_seconds(config.get("variant", "b0"), int(config.get("image_size", 32)), int(images))
+    except (KeyError, ValueError, TypeError):
+        per_epoch = 0.0
+    remaining_epochs = max(1, int(summary.epochs or config.get("epochs", 1)) - summary.epochs_done)
+    return FIRST_STEP_SECONDS + remaining_epochs * per_epoch
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 21st ..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def queue_entries(store: RunStore, slots: int, progress_of) -> list[QueueEntry]:
+    """Runs training now, then the queue in order, each with its estimated wait.
+
+    Args:
+        store: the run store.
+        slots: how many runs train at once.
+        progress_of: run_id -> live progress dict (for the ETA of runs in training).
+    """
+    summaries = store.list()
+    training = [s for s in summaries if s.state in TRAINING_STATES and not s.damaged]
+    queued = sorted((s for s in summaries if s.state == "queued" and not s.damaged),
+                    key=lambda s: (s.queued_at or 0.0, s.run_id))
+    entries, free_at = [], []
+    for s in sorted(training, key=lambda s: s.run_id):
+        eta = progress_of(s.run_id).get("eta_seconds")
+        remaining = float(eta) if isinstance(eta, (int, float)) and eta == eta else estimated_run_seconds(s)
+        entries.append(QueueEntry(s.run_id, s.state, 0, s.label, 0.0, remaining))
+        free_at.append(remaining)
+    # Each queued run takes the slot that frees first (a small simulation of the scheduler).
+    free_at = sorted(free_at + [0.0] * max(0, slots - len(free_at)))[:max(1, slots)] or [0.0]
+    for place, s in enumerate(queued, start=1):
+        start = min(free_at)
+        length = estimated_run_seconds(s)
+        free_at[free_at.index(start)] = start + length
+        entries.append(QueueEntry(s.run_id, "queued", place, s.label, start, length))
+    return entries
