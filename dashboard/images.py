@@ -1,4 +1,5 @@
-"""Pure Pillow/numpy helpers for the image pages: upscaling, captions, heat-map overlays, paging.
+"""Pure Pillow/numpy helpers for the image pages: upscaling, captions, heat-map overlays, paging
+(the pages' URL parameters live in dashboard/url_state.py).
 
 No Streamlit here, so every function is unit-tested on its pixels. CIFAR-10 images are 32×32:
 "nearest" keeps every source pixel a crisp square (what the model saw), "smooth" (Lanczos)
@@ -112,28 +113,3 @@ def grid_rows(n_items: int, columns: int) -> list[range]:
     if columns < 1:
         raise ValueError(f"columns must be at least 1, got {columns}")
     return [range(i, min(i + columns, n_items)) for i in range(0, max(0, n_items), columns)]
-
-
-# --- gallery links: the confusion page sends the user to the gallery with these URL parameters ---
-TRUE_PARAM = "true"          # true class name, e.g. ?true=cat
-PRED_PARAM = "pred"          # predicted class name, e.g. &pred=dog
-VIEW_PARAM = "view"          # "mistakes" (default) or "correct"
-IMAGE_PARAM = "image"        # test-set index of the image in the detail view
-VIEWS = ("mistakes", "correct")
-
-
-def gallery_query(run_id: str | None, true_name: str | None = None, predicted_name: str | None = None,
-                  view: str = "mistakes", run_param: str = "run") -> dict[str, str]:
-    """Query parameters that open the gallery on exactly these images (shareable as a URL)."""
-    if view not in VIEWS:
-        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
-    query = {}
-    if run_id:
-        query[run_param] = run_id
-    if true_name:
-        query[TRUE_PARAM] = true_name
-    if predicted_name and view == "mistakes":
-        query[PRED_PARAM] = predicted_name
-    if view != "mistakes":
-        query[VIEW_PARAM] = view
-    return query

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core.evaluate import compare_confusions
-from dashboard import state
+from dashboard import state, url_state
 from dashboard.charts import curves_figure
 from dashboard.nav import COMPARE_KEY, COMPARE_PARAM
 from dashboard.compare_charts import (confusion_difference_figure, differing_rows, highlight_differences,
@@ -28,7 +28,7 @@ if len(summaries) < 2:
     st.stop()
 
 by_id = {s.run_id: s for s in summaries}
-from_url = [rid for rid in st.query_params.get(COMPARE_PARAM, "").split(",") if rid in by_id]
+from_url = url_state.run_ids_param(COMPARE_PARAM, list(by_id))   # unknown ids: refused, shown as text
 default = (st.session_state.pop(COMPARE_KEY, None) or from_url
            or [s.run_id for s in summaries if s.has_predictions][:2] or [s.run_id for s in summaries[:2]])
 chosen = st.multiselect("Runs to compare", list(by_id), default=[r for r in default if r in by_id],

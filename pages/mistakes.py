@@ -14,21 +14,20 @@ import streamlit as st
 
 from core.data import CLASS_NAMES, DataError
 from core.evaluate import correct_examples, mistakes, top_k
-from dashboard import nav, state
-from dashboard.images import (IMAGE_PARAM, PER_PAGE_CHOICES, PRED_PARAM, TRUE_PARAM, VIEW_PARAM,
-                              caption, grid_rows, heat_image, overlay_heatmap, page_bounds,
+from dashboard import classroom, nav, state
+from dashboard.images import (PER_PAGE_CHOICES, caption, grid_rows, heat_image, overlay_heatmap, page_bounds,
                               page_count, upscale)
 from dashboard.result_charts import top5_figure
+from dashboard.url_state import (IMAGE_PARAM, PRED_PARAM, TRUE_PARAM, VIEW_PARAM, VIEWS, int_param, page_number,
+                                 set_param, to_url, url_backed)
 
 ANY = "any"
 COLUMNS = 6
 THUMB_SIZES = {"small": 80, "medium": 112, "large": 160}
 DETAIL_SIZE = 256
-SALIENCY_METHODS = {"Grad-CAM": "grad-cam", "SmoothGrad": "smoothgrad"}
 SORTS = {"confidence": "most confident mistakes first", "loss": "highest loss first"}
 
 
-# --- cached work: thumbnails and saliency maps ------------------------------------------------
 @st.cache_data(max_entries=4096, show_spinner=False)
 def thumbnail_png(pixels: bytes, shape: tuple[int, int, int], size: int, method: str) -> bytes:
     """PNG of one upscaled test image, keyed by its pixels (3 KB), size and method."""
@@ -38,46 +37,12 @@ def thumbnail_png(pixels: bytes, shape: tuple[int, int, int], size: int, method:
     return buffer.getvalue()
 
 
-@st.cache_data(max_entries=64, show_spinner="Computing the saliency map ...")
-def saliency_map(checkpoint: str, checkpoint_time: float, index: int, class_index: int, method: str,
-                 _model, _image: np.ndarray) -> tuple[np.ndarray, str, int]:
-    """(heat map, description, the checkpoint's own predicted class) for one test image.
-
-    Keyed by checkpoint file and time, image and class; the model and image are not hashed
-    (they are what those keys name)."""
-    from core.saliency import grad_cam, grad_cam_layer, input_size, prepare_image, smoothgrad
-    if method == "grad-cam" and grad_cam_layer(_model) is not None:
-        result = grad_cam(_model, _image, class_index)
-    else:
-        result = smoothgrad(_model, _image, class_index)
-    predicted = int(np.argmax(_model(prepare_image(_image, input_size(_model)), training=False)[0]))
-    return result.heatmap, result.description, predicted
-
-
-# --- URL <-> widget state ---------------------------------------------------------------------
-def url_backed(key: str, param: str, options: list[str], default: str) -> None:
-    """Seeds widget `key` from ?param= when the URL brings a new value (a link, a switch_page)."""
-    wanted = st.query_params.get(param)
-    seen_key = f"_url_{key}"
-    if key not in st.session_state or (wanted != st.session_state.get(seen_key) and wanted in options):
-        st.session_state[key] = wanted if wanted in options else default
-    st.session_state[seen_key] = wanted
-
-
-def to_url(key: str, param: str, value: str | None, default: str | None) -> None:
-    if value is None or value == default:
-        st.query_params.pop(param, None)
-    else:
-        st.query_params[param] = value
-    st.session_state[f"_url_{key}"] = st.query_params.get(param)
-
-
 def close_detail() -> None:
-    st.query_params.pop(IMAGE_PARAM, None)
+    set_param(IMAGE_PARAM, None)
 
 
 def open_detail(index: int) -> None:
-    st.query_params[IMAGE_PARAM] = str(index)
+    set_param(IMAGE_PARAM, str(index))
 
 
 # --- page ------------------------------------------------------------------------------------
@@ -110,11 +75,11 @@ if len(images) != len(y_true):
 
 # Filters, seeded from the URL.
 names = list(CLASS_NAMES)
-url_backed("gallery_view", VIEW_PARAM, ["mistakes", "correct"], "mistakes")
+url_backed("gallery_view", VIEW_PARAM, list(VIEWS), "mistakes")
 url_backed("gallery_true", TRUE_PARAM, [ANY, *names], ANY)
 url_backed("gallery_pred", PRED_PARAM, [ANY, *names], ANY)
 row1 = st.columns([2, 2, 2, 3])
-view = row1[0].radio("Show", ["mistakes", "correct"], key="gallery_view", horizontal=True,
+view = row1[0].radio("Show", list(VIEWS), key="gallery_view", horizontal=True,
                      format_func=lambda v: {"mistakes": "mistakes", "correct": "correct (contrast)"}[v])
 if view == "correct" and st.session_state["gallery_true"] == ANY:
     st.session_state["gallery_true"] = names[int(np.bincount(y_true, minlength=len(names)).argmax())]
@@ -146,47 +111,34 @@ else:
     frame = correct_examples(y_true, y_prob, true_class=true_index, sort=sort)
 
 pages = page_count(len(frame), per_page)
-filters = (run_id, view, true_name, pred_name, sort, per_page)
-if st.session_state.get("_gallery_filters") != filters:   # new filters start on page 1
-    st.session_state["_gallery_filters"] = filters
-    st.session_state["gallery_page"] = 1
-elif st.session_state.get("gallery_page", 1) > pages:
-    st.session_state["gallery_page"] = pages
+page_number("gallery_page", (run_id, view, true_name, pred_name, sort, per_page), pages)
 page = row2[3].number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1, key="gallery_page")
 
 
 # Detail view of one image, when the URL names one.
 def saliency_panel(index: int, image: np.ndarray, predicted: int, true: int) -> None:
-    """Saliency controls and the overlay, from the run's latest checkpoint."""
-    controls = st.columns(2)
-    method_label = controls[0].radio("Saliency", list(SALIENCY_METHODS), key="detail_method")
-    explain_class = controls[1].radio(
+    """What the run's latest checkpoint looked at (the Try-image page's saliency, one cache for both)."""
+    explain_class = st.radio(
         "Evidence for", [predicted, true] if predicted != true else [predicted], key="detail_class",
         format_func=lambda c: f"{names[c]} ({'predicted' if c == predicted else 'true'})")
     alpha = st.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="detail_alpha")
-    run = state.get_run(run_id)
     try:
-        model = state.load_model(run_id)
-        if model is None or run is None:
-            st.info("This run has no checkpoint, so there is no model to explain.")
-            return
-        heat, description, model_pred = saliency_map(
-            str(run.last_checkpoint), run.last_checkpoint.stat().st_mtime_ns / 1e9, index,
-            int(explain_class), SALIENCY_METHODS[method_label], model, image)
+        answer = classroom.ask_model(run_id, image, int(explain_class))
     except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is a message, never a traceback
         st.error(f"The saliency map could not be computed: {type(exc).__name__}: {exc}")
         return
-    if not heat.any():
-        st.info("Grad-CAM found no region arguing for this class; SmoothGrad shows which pixels "
-                "move its score instead.")
-    st.image(overlay_heatmap(image, heat, alpha, DETAIL_SIZE, method), output_format="PNG",
+    if answer is None:
+        st.info("This run has no checkpoint, so there is no model to explain.")
+        return
+    st.image(overlay_heatmap(image, answer.heatmap, alpha, DETAIL_SIZE, method), output_format="PNG",
              caption=f"What the model looked at for “{names[int(explain_class)]}”")
-    st.image(heat_image(heat, 96), width=96, output_format="PNG",
+    st.image(heat_image(answer.heatmap, 96), width=96, output_format="PNG",
              caption="Heat alone (yellow = most)")
+    model_pred = int(np.argmax(answer.probabilities))
     changed = ("" if model_pred == predicted else
                f", which now predicts {names[model_pred]} for this image (the stored predictions "
                "came from an earlier checkpoint)")
-    st.caption(f"{description}. Model: the run's latest checkpoint{changed}.")
+    st.caption(f"{answer.description}. Model: the run's latest checkpoint{changed}.")
 
 
 def detail_view(index: int) -> None:
@@ -211,12 +163,9 @@ def detail_view(index: int) -> None:
             saliency_panel(index, image, predicted, true)
 
 
-wanted_image = st.query_params.get(IMAGE_PARAM)
+wanted_image = int_param(IMAGE_PARAM, 0, len(images) - 1)    # refused with a warning unless in range
 if wanted_image is not None:
-    if wanted_image.isdigit() and int(wanted_image) < len(images):
-        detail_view(int(wanted_image))
-    else:
-        st.warning(f"There is no test image #{wanted_image}.")
+    detail_view(wanted_image)
 
 # The gallery.
 what = "misclassified" if view == "mistakes" else "correctly classified"

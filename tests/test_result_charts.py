@@ -12,7 +12,7 @@ from core.evaluate import evaluate, top_k
 from core.history import ARCHITECTURES, compound_scaling, history_frame
 from core.runs import RunSummary
 from core.variants import VARIANTS
-from dashboard import images, result_charts as rc
+from dashboard import images, result_charts as rc, url_state
 from dashboard.style import OKABE_ITO, SEQUENTIAL_SCALE
 
 CAT, DOG = CLASS_NAMES.index("cat"), CLASS_NAMES.index("dog")
@@ -275,8 +275,8 @@ def test_grid_rows():
 
 
 def test_gallery_query():
-    assert images.gallery_query("r1", "cat", "dog") == {"run": "r1", "true": "cat", "pred": "dog"}
-    assert images.gallery_query("r1", "cat", "cat", view="correct") == {"run": "r1", "true": "cat",
+    assert url_state.gallery_query("r1", "cat", "dog") == {"run": "r1", "true": "cat", "pred": "dog"}
+    assert url_state.gallery_query("r1", "cat", "cat", view="correct") == {"run": "r1", "true": "cat",
                                                                          "view": "correct"}
     with pytest.raises(ValueError, match="view"):
-        images.gallery_query("r1", view="all")
+        url_state.gallery_query("r1", view="all")
