@@ -96,7 +96,7 @@ def test_pair_button_opens_exactly_those_images(app, trained_run, run_eval):
 def test_evaluate_now_for_a_run_without_predictions(app, trained_run, tmp_path):
     runs = _copy_run(trained_run, tmp_path)
     run = RunStore(runs).get(trained_run.run_id)
-    run.file(PREDICTIONS_FILE).unlink()
+    run._file(PREDICTIONS_FILE).unlink()
     run.write_status(state="stopped")
     at = app(CONFUSION, runs_dir=runs)
     assert any("no test-set predictions" in i.value for i in at.info)
@@ -112,8 +112,8 @@ def test_evaluate_now_for_a_run_without_predictions(app, trained_run, tmp_path):
 def test_evaluate_now_refuses_without_a_checkpoint(app, trained_run, tmp_path):
     runs = _copy_run(trained_run, tmp_path)
     run = RunStore(runs).get(trained_run.run_id)
-    run.file(PREDICTIONS_FILE).unlink()
-    shutil.rmtree(run.last_checkpoint.parent)
+    run._file(PREDICTIONS_FILE).unlink()
+    shutil.rmtree(run.checkpoint("last").parent)
     at = app(CONFUSION, runs_dir=runs)
     assert any("no checkpoint yet" in w.value for w in at.warning)
     assert not [b for b in at.button if b.key == "evaluate_now"]
@@ -233,7 +233,7 @@ def test_gallery_without_test_images_says_how_to_fix(app, trained_run, tmp_path)
 
 def test_gallery_for_a_run_without_predictions(app, trained_run, tmp_path):
     runs = _copy_run(trained_run, tmp_path)
-    RunStore(runs).get(trained_run.run_id).file(PREDICTIONS_FILE).unlink()
+    RunStore(runs).get(trained_run.run_id)._file(PREDICTIONS_FILE).unlink()
     at = app(MISTAKES, runs_dir=runs)
     assert "no test-set predictions" in at.info[0].value
 
