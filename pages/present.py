@@ -143,6 +143,8 @@ def title_slide() -> None:
     accuracy = summary.test_accuracy
     cols[3].metric("Test accuracy", "—" if accuracy is None else f"{100 * accuracy:.1f}%",
                    help="Share of the 10,000 test images it classifies correctly (10% is guessing)")
+    if summary.label:
+        st.text(f"Run: {summary.label}")          # a student's name: plain text, never Markdown
     if summary.state in ACTIVE_STATES:
         st.markdown(f"**Training right now** ({summary.state}): the curves slide updates live.")
 
@@ -204,7 +206,8 @@ def draw_curves(live: bool) -> None:
             chart(slides.projector(curves_figure(frames, metric, uirevision=run_id), slides.HALF_CHART_HEIGHT),
                   f"slide_{metric}")
     if live:
-        progress = state.job_manager().progress(run_id) if run_id == active else {}
+        # From memory when this server trains it, else from its progress file (the CLI, another server).
+        progress = state.job_manager().progress(run_id) if summary.state in ACTIVE_STATES else {}
         if progress:
             st.markdown(f"**Live:** {progress.get('phase', 'training')}, epoch {progress.get('epoch')} of "
                         f"{progress.get('epochs')}, batch {progress.get('batch')} of {progress.get('batches')}.")
