@@ -14,6 +14,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from core.config import TrainConfig, training_images
 from core.variants import VARIANTS
 
 CHART_HEIGHT = 580           # px: fits a 720 px tall screen under the title bar
@@ -121,7 +122,7 @@ def config_facts(config: dict[str, Any]) -> list[tuple[str, str]]:
               ("Schedule", str(c.get("lr_schedule", "constant"))),
               ("Batch size", str(c.get("batch_size", "?"))), ("Epochs", str(c.get("epochs", "?"))),
               ("Training images", f"{int(c['train_limit']):,}" if c.get("train_limit") else
-               f"all {round(50_000 * (1 - float(c.get('val_fraction', 0.1)))):,}")]
+               f"all {training_images(0, float(c.get('val_fraction', TrainConfig.val_fraction))):,}")]
     augment = [name for name, on in (("flips", c.get("augment_flip")),
                                      ("shifts", int(c.get("augment_crop_padding") or 0) > 0)) if on]
     facts.append(("Augmentation", " + ".join(augment) if augment else "none"))
