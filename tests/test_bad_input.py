@@ -122,6 +122,20 @@ def test_cli_more_bad_input(tmp_path, capsys, given, field, text):
     _assert_one_line(err, field, text)
 
 
+def test_cli_missing_weights_file_is_refused_when_the_run_starts(tmp_path, capsys, fixture_data_dir):
+    """Issue 13 #3: a config naming a weights file is read anywhere; `train` refuses it (exit 2, one
+    line) when the file is not there, before a run folder is made (JobManager.start calls
+    core.config.check_startable)."""
+    gone = tmp_path / "efficientnetb0_notop.h5"
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"weights": str(gone), "epochs": 1}))
+    code, err = _run_cli(capsys, ["--runs-dir", str(tmp_path / "runs"), "--data-dir", fixture_data_dir,
+                                  "train", "--config", str(path)])
+    assert code == 2
+    _assert_one_line(err, "weights", f"the path of an existing weights file; got {str(gone)!r}")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_cli_unreadable_config_files(tmp_path, capsys):
     binary = tmp_path / "model.keras"
     binary.write_bytes(b"PK\x03\x04\xff\xfe\x00garbage")
