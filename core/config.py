@@ -82,7 +82,7 @@ class Setting:
     `form_choices` the subset the dashboard offers (the rest need the command line); `path_allowed`
     also accepts a file path. `only_when` = (field, values): the setting has an effect only while
     that field holds one of them (the form greys it out otherwise). `step` and `format` are hints
-    for the number box.
+    for the number box; `slider` draws a short whole-number range as a slider instead.
     """
 
     label: str
@@ -99,6 +99,7 @@ class Setting:
     only_when: tuple[str, tuple[Any, ...]] | None = None
     step: float | None = None
     format: str | None = None
+    slider: bool = False
 
     def range_text(self) -> str:
         """"a number in (0, 10]" for messages and help texts."""
@@ -169,7 +170,7 @@ class TrainConfig:
                                       only_when=("freeze_base", (True,)))
     fine_tune_from_block: int = setting(1, "Unfreeze from block", "Unfreeze blocks N..7 and the top convolution: "
                                         "1 opens the whole base; 6 opens only blocks 6–7.", "model", low=1, high=7,
-                                        only_when=("freeze_base", (True,)))
+                                        slider=True, only_when=("freeze_base", (True,)))
     fine_tune_learning_rate: float = setting(1e-4, "Fine-tuning learning rate", "Usually 10× lower than the "
                                              "head's rate (Keras fine-tuning guide).", "model", low=0.0, high=10.0,
                                              low_open=True, format="%.1e", only_when=("freeze_base", (True,)))

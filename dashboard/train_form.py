@@ -1,7 +1,7 @@
 """The training form: one widget per TrainConfig field, generated from its declaration, plus presets.
 
 Each widget is drawn from the field's `Setting` (core/config.py): a toggle for a bool, a selectbox
-for choices, a number box bounded exactly by the declared bounds. Labels, help texts, groups, steps
+for choices, a number box (or a slider) bounded exactly by the declared bounds. Labels, help texts, groups, steps
 and formats come from there too, so a new setting appears here without an edit, and the form can
 show every value the settings accept (and no number the settings refuse at its bounds).
 
@@ -207,8 +207,8 @@ def setting_widget(name: str, container, extra_help: str = "") -> None:
     else:
         low, high = widget_range(name)
         step = None if s.step is None else (int(s.step) if kind == "int" else float(s.step))
-        container.number_input(s.label, low, high, step=step, format=s.format, key=key, help=help_text,
-                               disabled=disabled)
+        draw = container.slider if s.slider else container.number_input
+        draw(s.label, low, high, step=step, format=s.format, key=key, help=help_text, disabled=disabled)
 
 
 def group_widgets(group: str, extra_help: Mapping[str, str] | None = None) -> None:

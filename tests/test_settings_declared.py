@@ -99,7 +99,7 @@ def train_page(app_factory, tmp_path):
 
 def _widgets_by_key(at) -> dict:
     found = {}
-    for kind in ("number_input", "selectbox", "toggle", "button_group"):
+    for kind in ("number_input", "slider", "selectbox", "toggle", "button_group"):
         for widget in getattr(at, kind):
             if (widget.key or "").startswith("cfg_"):
                 found[widget.key[4:]] = (kind, widget)
@@ -129,7 +129,7 @@ def test_every_field_has_a_widget_that_agrees_with_the_declaration(train_page):
                 assert options == [s.choice_labels.get(c, c) for c in drawn] + \
                     (["a weights file on this machine"] if s.path_allowed else []), name
         else:
-            assert kind == "number_input", name
+            assert kind == ("slider" if s.slider else "number_input"), name
             low = math.nextafter(s.low, math.inf) if s.low_open else s.low
             low = s.special if s.special is not None and s.special < low else low
             assert (widget.min, widget.max) == (low, s.high), name
