@@ -300,20 +300,28 @@ _FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in fields(TrainConfig)}
 
 
 def check_startable(config: TrainConfig) -> None:
-    """Raises ConfigError when `config` cannot start on this machine: a weights path that is not
-    an existing file. Call it when a run starts (and before offering Start), never when a config
-    is read: a run copied elsewhere, or whose weights file moved, is still a readable run.
+    """Checks what only starting needs: the weights file, when `weights` is a path, exists here.
 
-    It tells whether a path exists on this machine, so the dashboard asks it only for viewers
-    holding the control token.
+    Call it when a run starts (and before offering Start), never when a config is read: a run
+    copied elsewhere, or whose weights file moved, is still a readable run. It tells whether a
+    path exists on this machine, so the dashboard asks it only for sessions holding the control
+    token.
+
+    Raises:
+        ConfigError: field "weights", when the path is not an existing file.
     """
     if config.weights not in WEIGHTS_CHOICES and not os.path.isfile(config.weights):
         raise ConfigError("weights", "none, imagenet, or the path of an existing weights file", config.weights)
 
 
 def training_images(train_limit: int, val_fraction: float, y_train: Any = None) -> int:
-    """How many images a run with these settings trains on: `train_limit`, or all that the
-    validation split leaves of `y_train` (the training labels; default: CIFAR-10's 5,000 per class)."""
+    """How many images a run with these settings trains on (core.data's split decides).
+
+    Args:
+        train_limit: The setting; 0 means every image the validation split leaves.
+        val_fraction: The share of each class held out for validation.
+        y_train: The training labels; default CIFAR-10's (5,000 per class).
+    """
     import numpy as np
 
     from core.data import training_images_after_split
