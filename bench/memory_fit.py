@@ -15,7 +15,8 @@ model's shapes: `--count` prints that table).
 
 Usage (keep it short: the machine is shared):
     python bench/memory_fit.py --count            # activations per input pixel, B0..B7 (~1 min)
-    python bench/memory_fit.py                    # the default points and the fit (~3 min on 2 cores)
+    python bench/memory_fit.py                    # the default points and the fit (5 min of CPU; 16 min
+                                                  # wall on the shared, busy 2 cores of 2026-11-30)
     python bench/memory_fit.py --point b0 64 32   # one point: variant, image_size, batch_size
 """
 
