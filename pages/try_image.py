@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.data import CLASS_NAMES, DataError
 from core.evaluate import top_k
-from core.predict_image import CIFAR_SIDE, MAX_PIXELS, ImageRejected, read_photo
+from core.predict_image import CIFAR_SIDE, MAX_DECODED_BYTES, MAX_PIXELS, ImageRejected, read_photo
 from dashboard import classroom, nav, state
 from dashboard.images import overlay_heatmap, upscale
 from dashboard.result_charts import top5_figure
@@ -51,8 +51,9 @@ truth: int | None = None
 if source == "upload":
     upload = st.file_uploader(
         "Your photo (PNG or JPEG)", type=["png", "jpg", "jpeg"], key="try_upload",
-        help=f"PNG or JPEG, up to {max_mb} MB and {MAX_PIXELS / 1e6:.0f} megapixels. Put the object in "
-             "the middle: the model sees the centre square.")
+        help=f"PNG or JPEG, up to {max_mb} MB and {MAX_PIXELS / 1e6:.0f} megapixels (a PNG: up to "
+             f"{MAX_DECODED_BYTES // 4 / 1e6:.0f} megapixels in colour, as it cannot be decoded smaller). "
+             "Put the object in the middle: the model sees the centre square.")
     if upload is None:
         st.info("Drop a photo here: a cat, a dog, a car, a ship ... The object should fill the middle of "
                 "the picture, as in CIFAR-10's photos.")
