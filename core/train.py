@@ -223,7 +223,9 @@ def _callbacks(config: TrainConfig, recorder: RunRecorder, steps: int, start_epo
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=config.early_stopping_patience,
             start_from_epoch=start_epoch, verbose=0))
-    return callbacks
+    from core.tensorboard_log import tensorboard_callback   # after the recorder: it reads its metrics row
+    board = tensorboard_callback(recorder.run, steps)
+    return callbacks + ([board] if board is not None else [])
 
 
 class CosineSchedule(keras.callbacks.Callback):
@@ -416,6 +418,8 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
     accuracy = float(np.mean(np.argmax(y_prob, axis=1) == cifar.y_test))
     top5 = float(np.mean(np.any(np.argsort(y_prob, axis=1)[:, -5:] == cifar.y_test[:, None], axis=1)))
     run.write_predictions(cifar.y_test, y_prob, epoch=done)
+    from core.tensorboard_log import log_confusion_matrix
+    log_confusion_matrix(run, cifar.y_test, y_prob, step=done)
     run.write_status(test_accuracy=accuracy, test_top5_accuracy=top5, predictions_epoch=done,
                      test_images=len(cifar.y_test))
     return Outcome("completed")
