@@ -64,7 +64,19 @@ class JobManager:
         """Creates a run for `config`; it joins the queue and trains when a slot frees. Returns its id.
 
         With queue=False (the CLI) the run is claimed and trained by this process at once.
+
+        Raises:
+            JobError: a weights file that is not there, a config whose estimated peak memory exceeds
+                what is free (checked now, before anything is allocated: training runs in this
+                process, and running out of memory would take it down), a bad name, a full disk.
         """
+        from core.config import ConfigError, check_startable
+        from core.memory import check_fits
+        try:
+            check_startable(config)
+            check_fits(config)
+        except ConfigError as exc:
+            raise JobError(str(exc)) from None
         try:
             if queue:
                 run = self.store.create(config, name=name, author=author)

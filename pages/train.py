@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.config import ConfigError, TrainConfig, training_images
 from core.data import check_train_limit, data_status
+from core.memory import check_fits
 from core.estimate import detect_device, estimate_table
 from core.jobs import JobError
 from core.queue import ordinal, queue_entries
@@ -117,6 +118,11 @@ if config is not None:   # what only starting checks (a weights file), told only
     config = None if problem else config
     if weights_note:
         st.caption(f":material/lock: {weights_note}")
+if config is not None:   # training runs in this server: a config that cannot fit would take it down
+    try:
+        check_fits(config)
+    except ConfigError as exc:
+        config, problem = None, str(exc)
 if problem:
     st.error(f"**Check the settings:** {problem}")
 else:

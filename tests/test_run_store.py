@@ -290,3 +290,25 @@ def test_a_row_whose_append_failed_is_restored_on_resume(store):
     assert run.read_metrics()[1]["loss"] == 0.5
     run.reconcile_metrics(2)                              # idempotent: never twice
     assert [r["epoch"] for r in run.read_metrics()] == [1, 2]
+
+
+def test_every_atomic_write_is_fsynced_with_its_folder(store, monkeypatch):
+    """A rename is durable only once its directory is: status, predictions and checkpoints fsync
+    the file and then the folder (a power cut must not lose what a crash would not)."""
+    import stat as stat_mod
+    run = store.create(TrainConfig())
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        mode = os.fstat(fd).st_mode
+        synced.append("dir" if stat_mod.S_ISDIR(mode) else "file")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    for write in (lambda: run.write_status(epoch=1),
+                  lambda: run.write_predictions(np.arange(10), np.eye(10)),
+                  lambda: run.write_checkpoint(lambda tmp: tmp.write_bytes(b"w"), "last")):
+        synced.clear()
+        write()
+        assert "file" in synced and synced[-1] == "dir", synced

@@ -1,0 +1,58 @@
+"""The Train page's status panel values and the queue's waits, as pure functions: every field
+formatted, NaN and missing values shown as "—", places said as people say them."""
+
+from __future__ import annotations
+
+import math
+
+from core.config import TrainConfig
+from core.queue import QueueEntry, estimated_run_seconds, ordinal, queue_entries
+from core.runs import RunStore, mark_active
+from dashboard.run_status import status_display, wait_text
+
+
+def test_a_running_run_shows_its_numbers_and_unknowns_as_dashes():
+    shown = status_display({"phase": "training head (base frozen)", "epoch": 2, "epochs": 3, "batch": 40,
+                            "batches": 80, "eta_seconds": 125.4, "images_per_second": 301.7,
+                            "loss": 1.23456, "accuracy": 0.4567}, "running")
+    assert shown.headline == "Training head (base frozen)" and shown.icon == ":material/directions_run:"
+    assert shown.fraction == 0.5 and shown.bar_text == "epoch 2 of 3 · batch 40 of 80"
+    assert (shown.eta, shown.images_per_second, shown.loss, shown.accuracy) == ("2:05", "302", "1.2346", "45.7%")
+    blank = status_display({"loss": math.nan, "accuracy": None, "images_per_second": math.inf}, "running")
+    assert (blank.loss, blank.accuracy, blank.images_per_second, blank.fraction) == ("—", "—", "—", 0.0)
+    compiling = status_display({"phase": "compiling first step"}, "running")
+    assert "20 s or more" in compiling.note
+    assert status_display({"phase": "stopped"}, "stopped").eta == "—"
+
+
+def test_a_queued_run_says_its_place_and_wait():
+    entry = QueueEntry("20261130-101010-b0-aaaa", "queued", 3, "Ana", 12 * 60, 300)
+    shown = status_display({}, "queued", entry)
+    assert shown.headline == "3rd in line, about 12 min" and shown.icon == ":material/schedule:"
+    assert status_display({}, "queued", QueueEntry("x", "queued", 1, "", 0, 60)).headline == "1st in line, starts next"
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101)] == \
+        ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st"]
+    assert (wait_text(20), wait_text(12 * 60), wait_text(65 * 60)) == ("under a minute", "about 12 min", "about 1 h 05 min")
+
+
+def test_queue_waits_add_up_over_the_slots(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    training = store.claim(store.create(TrainConfig(epochs=2, train_limit=3000)).run_id)
+    mark_active(training.run_id, True)          # as the trainer thread marks it
+    queued = [store.create(TrainConfig(epochs=1, train_limit=3000), name=f"s{i}") for i in range(3)]
+    progress = {training.run_id: {"eta_seconds": 100.0}}
+    entries = queue_entries(store, 1, lambda rid: progress.get(rid, {}))
+    assert [(e.run_id, e.place) for e in entries] == [(training.run_id, 0)] + [(q.run_id, i) for i, q in enumerate(queued, 1)]
+    one_run = estimated_run_seconds(store.queue()[0])
+    waits = [e.wait_seconds for e in entries[1:]]
+    assert waits == [100.0, 100.0 + one_run, 100.0 + 2 * one_run]   # one slot: one after another
+    # Two slots, one busy for 100 s more: each queued run takes the slot that frees first.
+    two = queue_entries(store, 2, lambda rid: progress.get(rid, {}))
+    free, expected = [0.0, 100.0], []
+    for _ in queued:
+        start = min(free)
+        expected.append(start)
+        free[free.index(start)] = start + one_run
+    assert [e.wait_seconds for e in two[1:]] == expected and expected[0] == 0.0
+    assert entries[1].label == "s0"
+    mark_active(training.run_id, False)
