@@ -32,6 +32,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 from core.config import MAX_BATCH_SIZE, ConfigError, TrainConfig
@@ -53,6 +54,8 @@ GPU_CONTEXT_BYTES = 600 * 2 ** 20            # CUDA context and cuDNN workspaces
 PREDICT_BATCH = 256                          # core.train.PREDICT_BATCH (a test checks they agree)
 USABLE_FRACTION = 0.9                        # leave a tenth of what is free to everything else
 MEMINFO = "/proc/meminfo"
+GPU_QUERY_SECONDS = 5.0
+_gpu_query: list = [-GPU_QUERY_SECONDS, None]  # (when, free bytes) of the last nvidia-smi query
 
 
 @dataclass(frozen=True)
@@ -124,15 +127,21 @@ def host_available_bytes(meminfo: str = MEMINFO) -> int | None:
 
 
 def gpu_free_bytes() -> int | None:
-    """Free memory of the emptiest-but-fullest GPU (the smallest free figure), from nvidia-smi."""
-    if not shutil.which("nvidia-smi"):
-        return None
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10).stdout.split()
-        return min(int(float(value)) for value in out) * 2 ** 20 if out else None
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
+    """Free memory of the fullest GPU (the smallest free figure), from nvidia-smi; remembered for
+    GPU_QUERY_SECONDS, as the Train form asks on every rerun and nvidia-smi takes ~0.1 s."""
+    now = time.monotonic()
+    if now - _gpu_query[0] < GPU_QUERY_SECONDS:
+        return _gpu_query[1]
+    free = None
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=10).stdout.split()
+            free = min(int(float(value)) for value in out) * 2 ** 20 if out else None
+        except (OSError, subprocess.SubprocessError, ValueError):
+            free = None
+    _gpu_query[:] = [now, free]
+    return free
 
 
 def _largest(fits, high: int) -> int:
