@@ -1,6 +1,7 @@
 """Command line: the same engine as the dashboard, without a browser.
 
-    python -m core train [--config FILE] [--variant b0] [--epochs 4] ... (a flag per TrainConfig field)
+    python -m core train [--preset NAME] [--config FILE] [--variant b0] [--epochs 4] ... (a flag per TrainConfig field)
+    python -m core presets              (the presets, with the figures measured for them)
     python -m core resume RUN_ID [--epochs N]
     python -m core runs
     python -m core stop RUN_ID          (a run training anywhere on the same runs folder)
@@ -16,6 +17,7 @@ dashboard or `python -m core stop`): the last finished epoch's checkpoint is kep
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from core.config import ConfigError, TrainConfig, declaration, declared_fields
 from core.jobs import JobError, JobManager
+from core.presets import PRESET_NAMES, PRESETS, get_preset
 from core.progress import format_clock
 from core.runs import RunNotFoundError
 
@@ -48,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="start a new run")
+    train.add_argument("--preset", help=f"start from a preset ({', '.join(PRESET_NAMES)}; see `python -m core "
+                       "presets`); --config and flags override it")
     train.add_argument("--config", help="a JSON file of settings; flags override it")
     train.add_argument("--name", default="", help="a name for the run, shown wherever it is listed")
     train.add_argument("--author", default="", help="who started it")
@@ -71,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--epochs", default=None, help="total epochs to reach (default: the run's target)")
 
     commands.add_parser("runs", help="list runs (queued ones with their place in line)")
+    commands.add_parser("presets", help="list the presets with the figures measured for them")
     stop = commands.add_parser("stop", help="stop a run training anywhere on this runs folder")
     stop.add_argument("run_id")
     cancel = commands.add_parser("cancel", help="take a queued run out of the dashboard's queue")
@@ -81,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", choices=("last", "best"), default=None,
                           help="predict again from this checkpoint (default: use predictions.npz, "
                                "or the last checkpoint when there are none)")
-    for p in (train, resume, evaluate, stop, cancel, commands.choices["runs"]):
+    for p in (train, resume, evaluate, stop, cancel, commands.choices["runs"], commands.choices["presets"]):
         p.add_argument("--runs-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -103,10 +109,14 @@ def _typed(name: str, text: str):
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values: dict = {}
+    """The preset's settings (if any), then the --config file's, then the flags'."""
+    values: dict = dict(get_preset(args.preset).settings) if getattr(args, "preset", None) else {}
     if args.config:
         try:
-            values = TrainConfig.from_json(Path(args.config).read_text(encoding="utf-8")).to_dict()
+            text = Path(args.config).read_text(encoding="utf-8")
+            from_file = TrainConfig.from_json(text).to_dict()
+            # Only the settings the file names override a preset (it validated above, so it parses).
+            values.update({name: from_file[name] for name in json.loads(text)})
         except OSError as exc:
             raise InputError(f"--config: cannot read {args.config}: {exc.strerror}") from None
         except UnicodeDecodeError:
@@ -251,6 +261,24 @@ def cmd_cancel(args, manager: JobManager) -> int:
     return EXIT_OK
 
 
+def _as_flag(name: str, value) -> str:
+    if isinstance(value, bool):
+        return _flag(name) if value else "--no-" + name.replace("_", "-")
+    return f"{_flag(name)} {value:g}" if isinstance(value, float) else f"{_flag(name)} {value}"
+
+
+def cmd_presets(args, manager: JobManager) -> int:
+    """Each preset: its name, what it does, the figure measured for it and the settings it sets."""
+    for preset in PRESETS:
+        print(f"{preset.name}\n  {preset.description}\n  measured: {preset.figure_text()}")
+        for older in preset.measured[1:]:
+            print(f"  also measured: {older.text()}")
+        print("  settings: " + " ".join(_as_flag(k, v) for k, v in preset.settings.items()) + "\n")
+    print("train one with: python -m core train --preset NAME [flags that override it]; "
+          "every figure we have: docs/RECIPES.md")
+    return EXIT_OK
+
+
 def cmd_evaluate(args, manager: JobManager) -> int:
     from core.evaluate import evaluate
     run = manager.store.get(args.run_id)
@@ -275,7 +303,7 @@ def cmd_evaluate(args, manager: JobManager) -> int:
 
 
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "runs": cmd_runs, "evaluate": cmd_evaluate,
-            "stop": cmd_stop, "cancel": cmd_cancel}
+            "stop": cmd_stop, "cancel": cmd_cancel, "presets": cmd_presets}
 
 
 def main(argv: list[str] | None = None) -> int:

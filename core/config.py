@@ -174,6 +174,12 @@ class TrainConfig:
     fine_tune_learning_rate: float = setting(1e-4, "Fine-tuning learning rate", "Usually 10× lower than the "
                                              "head's rate (Keras fine-tuning guide).", "model", low=0.0, high=10.0,
                                              low_open=True, format="%.1e", only_when=("freeze_base", (True,)))
+    bn_momentum: float = setting(0.99, "BatchNorm momentum (base)", "How slowly the base's BatchNorm moving "
+                                 "statistics (used at validation and test) follow the training batches. Keras' "
+                                 "EfficientNet uses 0.99: from scratch its statistics are still wrong after a few "
+                                 "hundred steps and validation sits at chance; 0.9 catches up in tens of steps. No "
+                                 "effect while BatchNorm is frozen (a frozen base, fine-tuning).", "model",
+                                 low=0.0, high=0.999, step=0.01)
     # --- optimisation
     optimizer: str = setting("adam", "Optimizer", "The update rule.", "optimisation", choices=OPTIMIZERS)
     learning_rate: float = setting(1e-3, "Learning rate", "The step size (of the head's phase when the base is "

@@ -50,6 +50,7 @@ def build_model(config: TrainConfig) -> keras.Model:
                 f"without its top ({type(exc).__name__}: {str(exc)[:160]}). Give a Keras weights file "
                 "of the same variant saved without the top, or use 'imagenet' or 'none'.") from exc
         raise
+    _set_batchnorm_momentum(base, config.bn_momentum)
     x = base.output
     if config.head == "gap":
         x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
@@ -65,6 +66,15 @@ def build_model(config: TrainConfig) -> keras.Model:
     if config.freeze_base:
         set_base_trainable(model, False)
     return model
+
+
+def _set_batchnorm_momentum(base: keras.Model, momentum: float) -> None:
+    # Keras' EfficientNet builds every BatchNormalization with momentum 0.99: from scratch, a few
+    # hundred steps leave the moving statistics far from the batches' and validation at chance.
+    # Read at call time and saved in each layer's config, so it holds for fit and checkpoints.
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)
 
 
 def _input_pipeline(inputs, config: TrainConfig):

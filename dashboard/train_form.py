@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import streamlit as st
 
-from core.config import (ConfigError, TrainConfig, check_startable, declaration, declared_fields, field_type,
-                         training_images)
+from core.config import ConfigError, TrainConfig, check_startable, declaration, declared_fields, field_type
+from core.presets import RECIPES_DOC, Preset, dashboard_presets
 from core.variants import VARIANT_NAMES
 from core.weights import imagenet_weights_obtainable
 
@@ -34,21 +33,6 @@ WEIGHTS_NOT_CHECKED = ("The weights file is looked for when a run starts; only s
                        "token can start one.")
 
 
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    label: str
-    expectation: str
-    settings: dict
-
-
-def _notebook_replica() -> dict:
-    return dict(variant="b2", image_size=32, weights="imagenet", head="seed", optimizer="sgd",
-                learning_rate=0.001, momentum=0.9, batch_size=100, epochs=4, lr_schedule="plateau",
-                plateau_factor=0.5, plateau_patience=1, augment_flip=False, augment_crop_padding=0,
-                freeze_base=False, fine_tune_at_epoch=0, train_limit=0)
-
-
 @st.cache_data(ttl=300, show_spinner=False)
 def _imagenet_b0_obtainable() -> bool:
     # Cached: behind a firewall that drops packets the reachability probe waits for its timeout,
@@ -57,41 +41,14 @@ def _imagenet_b0_obtainable() -> bool:
 
 
 def presets() -> list[Preset]:
-    """The one-click presets; Quick demo adapts to whether ImageNet weights can be had here."""
-    all_images = training_images(0, TrainConfig().val_fraction)
-    if _imagenet_b0_obtainable():
-        quick = Preset("quick", ":material/bolt: Quick demo",
-                       "B0 at 32 px from ImageNet weights: 2 epochs training the head on a frozen base, "
-                       f"then 1 epoch fine-tuning with BatchNorm frozen, all {all_images:,} training images. "
-                       "Plain Keras reached 76.6% test accuracy this way in under 4 minutes on a 2-core CPU.",
-                       dict(variant="b0", image_size=32, weights="imagenet", head="gap", freeze_base=True,
-                            fine_tune_at_epoch=2, fine_tune_from_block=1, fine_tune_learning_rate=1e-4,
-                            optimizer="adam", learning_rate=1e-3, batch_size=128, epochs=3,
-                            lr_schedule="constant", train_limit=0, augment_flip=True, augment_crop_padding=4))
-    else:
-        quick = Preset("quick", ":material/bolt: Quick demo",
-                       "ImageNet weights are not available on this machine, so this trains B0 from scratch "
-                       "on 5,000 images for 3 epochs (a few minutes on a laptop CPU). Expect roughly "
-                       "20–30% test accuracy: at 32 px an EfficientNet from scratch learns slowly.",
-                       dict(variant="b0", image_size=32, weights="none", head="gap", freeze_base=False,
-                            fine_tune_at_epoch=0, optimizer="adam", learning_rate=1e-3, batch_size=128,
-                            epochs=3, lr_schedule="constant", train_limit=5000, augment_flip=True,
-                            augment_crop_padding=4))
-    return [
-        quick,
-        Preset("notebook", ":material/menu_book: Notebook replica",
-               "The original student notebook: B2 at 32 px, ImageNet weights, Flatten + Dense "
-               "1024-512-256-128 head, SGD lr 0.001 momentum 0.9, batch 100, 4 epochs, plateau schedule on "
-               "val_accuracy. It reached 53%. Without ImageNet weights this recipe stays at chance (10%), "
-               "as we measured.", _notebook_replica()),
-        Preset("transfer", ":material/school: Transfer learning (GPU)",
-               "EfficientNet at its ImageNet resolution (224 px): head on a frozen base for 2 epochs, then "
-               "fine-tuning with BatchNorm frozen. Around 10 images/s on a CPU — a GPU job.",
-               dict(variant="b0", image_size=224, weights="imagenet", head="gap", freeze_base=True,
-                    fine_tune_at_epoch=2, fine_tune_from_block=1, fine_tune_learning_rate=1e-4,
-                    optimizer="adam", learning_rate=1e-3, batch_size=64, epochs=5, lr_schedule="constant",
-                    train_limit=0, augment_flip=True, augment_crop_padding=4)),
-    ]
+    """The one-click presets (core/presets.py); the Quick demo becomes the from-scratch recipe
+    where ImageNet weights can be neither found nor downloaded, and says what that reaches."""
+    return dashboard_presets(_imagenet_b0_obtainable())
+
+
+def what_we_tried() -> str:
+    """docs/RECIPES.md, the measured table behind the presets, as Markdown (the Train page links it)."""
+    return RECIPES_DOC.read_text(encoding="utf-8")
 
 
 # --- what each widget offers, from the declarations -----------------------------------------------

@@ -35,7 +35,8 @@ else:
 
 # --- presets ------------------------------------------------------------------------------------
 st.subheader("Presets")
-preset_columns = st.columns(3)
+st.expander(":material/science: What we tried (every recipe measured)").markdown(train_form.what_we_tried())
+preset_columns = st.columns(len(train_form.presets()))
 for column, preset in zip(preset_columns, train_form.presets()):
     with column:
         st.button(preset.label, key=f"preset_{preset.name}", width="stretch",

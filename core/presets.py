@@ -1,0 +1,201 @@
+"""Presets: named recipes as data, each with the figure measured for it (or "not yet measured").
+
+A preset is a set of TrainConfig values plus what it is for and what it reached, on which
+machine, on which date and through what (this engine, or a plain Keras script). The CLI
+(`python -m core train --preset NAME`, `python -m core presets`) and the Train page read this
+table; bench/recipes.py measures a preset through the engine and docs/RECIPES.md keeps every
+figure, losers included. A figure is only ever a measurement: a preset nobody has measured says so.
+
+How the recipes map onto TrainConfig: "head N epochs, then fine-tune" is `freeze_base=True`,
+`fine_tune_at_epoch=N` (BatchNorm stays frozen while fine-tuning, core.model.unfreeze). The
+engine's cosine schedule spans the whole run from `learning_rate` (it overrides the fine-tuning
+rate), so a fine-tuning phase "cosine from 3e-4" over the second of two epochs is a cosine that
+peaks at 6e-4: it passes 3e-4 where fine-tuning begins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from core.config import ConfigError, TrainConfig
+
+# The machines figures were measured on (DESIGN.md names them; bench/recipes.py prints its own).
+THIS_MACHINE_BUSY = ("the lab's 2-core CPU (no GPU), shared with five other engineers' builds and tests "
+                     "while measured: minutes are inflated, accuracy is not")
+FIRST_MACHINE = "the first 2-core CPU of DESIGN.md, no GPU"
+FASTER_MACHINE = "a faster 2-core AMD EPYC CPU with AVX-512 (about 1.5x the first), no GPU"
+NOT_MEASURED = "not yet measured"
+RECIPES_DOC = Path(__file__).resolve().parents[1] / "docs" / "RECIPES.md"   # every figure, losers included
+# The plain Keras script behind DESIGN.md's 64 and 96 px figures set its rates per phase.
+PLAIN_RATES = "its head epoch ran at a constant 1e-3 and its fine-tuning epoch on a cosine from 3e-4"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured outcome of a recipe on real CIFAR-10 (10,000 test images).
+
+    Attributes:
+        test_accuracy: Top-1 on the test set, 0..1.
+        minutes: Wall minutes of the whole run: data, compile, training, validation, test prediction.
+        date: When (YYYY-MM-DD), or "" where the source did not record it.
+        machine: Which machine, in words, and how busy it was.
+        through: "this engine" (the CLI or dashboard) or "plain Keras" (a script of its own).
+        mirror_accuracy: Test accuracy averaging each image's prediction with its mirror's, if measured.
+        note: How the measured run differed from the preset, if it did.
+    """
+
+    test_accuracy: float
+    minutes: float
+    date: str
+    machine: str
+    through: str
+    mirror_accuracy: float | None = None
+    note: str = ""
+
+    def text(self) -> str:
+        """"89.6% test accuracy (90.4% with the mirror) in 5.0 min (plain Keras, <machine>, <date>); <note>"."""
+        mirror = f" ({100 * self.mirror_accuracy:.1f}% with the mirror)" if self.mirror_accuracy else ""
+        when = f", {self.date}" if self.date else ""
+        note = f"; {self.note}" if self.note else ""
+        return (f"{100 * self.test_accuracy:.1f}% test accuracy{mirror} in {self.minutes:.1f} min "
+                f"({self.through}, {self.machine}{when}){note}")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named recipe.
+
+    Attributes:
+        name: What the CLI takes (`--preset quick-demo`).
+        label: What the Train page's button says.
+        description: What it does and what to expect, in a sentence or three.
+        settings: TrainConfig values; everything else keeps its default.
+        measured: Figures measured for exactly these settings, most relevant first; empty: none yet.
+    """
+
+    name: str
+    label: str
+    description: str
+    settings: Mapping[str, object]
+    measured: tuple[Measurement, ...] = field(default=())
+
+    def config(self, **overrides: object) -> TrainConfig:
+        """The validated TrainConfig of this preset, with `overrides` on top."""
+        return TrainConfig.from_dict({**self.settings, **overrides})
+
+    @property
+    def needs_imagenet(self) -> bool:
+        return self.settings.get("weights") == "imagenet"
+
+    def figure_text(self) -> str:
+        """The first measured figure in words, or "not yet measured"."""
+        return self.measured[0].text() if self.measured else NOT_MEASURED
+
+    @property
+    def expectation(self) -> str:
+        """The description followed by the figure measured for it: what the Train page shows."""
+        return f"{self.description} Measured: {self.figure_text()}."
+
+
+def _settings(**values: object) -> Mapping[str, object]:
+    TrainConfig.from_dict(dict(values))     # a preset that does not validate fails at import, in tests
+    return MappingProxyType(values)
+
+
+_IMAGENET_TWO_PHASES = dict(
+    variant="b0", weights="imagenet", head="gap", freeze_base=True, fine_tune_at_epoch=1,
+    fine_tune_from_block=1, optimizer="adam", learning_rate=6e-4, fine_tune_learning_rate=3e-4,
+    lr_schedule="cosine", warmup_epochs=0, epochs=2, batch_size=128, label_smoothing=0.1,
+    augment_flip=True, augment_crop_padding=4, train_limit=0, val_fraction=0.0)
+
+QUICK_DEMO = Preset(
+    "quick-demo", ":material/bolt: Quick demo",
+    "B0 from ImageNet weights at 64 px: 1 epoch training the head on the frozen base, then 1 epoch "
+    "fine-tuning with BatchNorm frozen (cosine through 3e-4, label smoothing 0.1), flip and translate "
+    "inside the model, all 50,000 training images (no validation split).",
+    _settings(image_size=64, **_IMAGENET_TWO_PHASES),
+    measured=(
+        Measurement(0.896, 5.0, "", FASTER_MACHINE, "plain Keras", mirror_accuracy=0.904, note=PLAIN_RATES),
+    ))
+
+BEST_CPU = Preset(
+    "best-cpu", ":material/trophy: Best on a laptop",
+    "The Quick demo's recipe at 96 px: the most accuracy per minute we have measured on a CPU, "
+    "about twice the Quick demo's time.",
+    _settings(image_size=96, **_IMAGENET_TWO_PHASES),
+    measured=(
+        Measurement(0.932, 10.4, "", FASTER_MACHINE, "plain Keras", mirror_accuracy=0.935, note=PLAIN_RATES),
+    ))
+
+FROM_SCRATCH = Preset(
+    "from-scratch", ":material/psychiatry: From scratch",
+    "For when ImageNet weights cannot be had: B0 at 32 px from random weights, AdamW 3e-3 with 1 warm-up "
+    "epoch and cosine decay, BatchNorm momentum 0.9 (Keras' 0.99 leaves validation at chance for the "
+    "first hundreds of steps), label smoothing 0.1, 5 epochs. Expect about 40-45%: at 32 px the "
+    "network ends on a 1x1 feature map.",
+    _settings(variant="b0", weights="none", image_size=32, head="gap", freeze_base=False,
+              fine_tune_at_epoch=0, optimizer="adamw", learning_rate=3e-3, weight_decay=0.05,
+              lr_schedule="cosine", warmup_epochs=1, epochs=5, batch_size=128, bn_momentum=0.9,
+              label_smoothing=0.1, augment_flip=True, augment_crop_padding=4, train_limit=0,
+              val_fraction=0.1),
+    measured=(
+        Measurement(0.438, 15.6, "", FIRST_MACHINE, "plain Keras",
+                    note="45,000 training images, the same recipe; its weight decay was not recorded"),
+    ))
+
+NOTEBOOK = Preset(
+    "notebook", ":material/menu_book: Notebook replica",
+    "The original student notebook: B2 at 32 px, ImageNet weights, Flatten + Dense 1024-512-256-128 "
+    "head, SGD 1e-3 momentum 0.9, batch 100, 4 epochs, plateau schedule on val_accuracy. The notebook "
+    "itself reported 53.3% after 4 epochs on a GPU; without ImageNet weights this recipe stays at "
+    "chance (10.7% in 13 min, plain Keras, as we measured).",
+    _settings(variant="b2", image_size=32, weights="imagenet", head="seed", optimizer="sgd",
+              learning_rate=0.001, momentum=0.9, batch_size=100, epochs=4, lr_schedule="plateau",
+              plateau_factor=0.5, plateau_patience=1, augment_flip=False, augment_crop_padding=0,
+              freeze_base=False, fine_tune_at_epoch=0, train_limit=0))
+
+TRANSFER_GPU = Preset(
+    "transfer-gpu", ":material/school: Transfer learning (GPU)",
+    "EfficientNet at its ImageNet resolution (224 px): head on a frozen base for 2 epochs, then "
+    "fine-tuning with BatchNorm frozen. Around 10 images/s on a CPU: a GPU job.",
+    _settings(variant="b0", image_size=224, weights="imagenet", head="gap", freeze_base=True,
+              fine_tune_at_epoch=2, fine_tune_from_block=1, fine_tune_learning_rate=1e-4,
+              optimizer="adam", learning_rate=1e-3, batch_size=64, epochs=5, lr_schedule="constant",
+              train_limit=0, augment_flip=True, augment_crop_padding=4))
+
+PRESETS: tuple[Preset, ...] = (QUICK_DEMO, BEST_CPU, FROM_SCRATCH, NOTEBOOK, TRANSFER_GPU)
+PRESET_NAMES: tuple[str, ...] = tuple(p.name for p in PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`.
+
+    Raises:
+        ConfigError: No preset has that name; the message lists the names there are.
+    """
+    for preset in PRESETS:
+        if preset.name == name:
+            return preset
+    raise ConfigError("preset", f"one of {', '.join(PRESET_NAMES)}", name)
+
+
+def quick_demo(imagenet_available: bool) -> Preset:
+    """The Quick demo for this machine: the ImageNet recipe, or, when ImageNet weights can be neither
+    found nor downloaded, the from-scratch recipe under the Quick demo's name, saying what it reaches."""
+    if imagenet_available:
+        return QUICK_DEMO
+    return Preset(
+        QUICK_DEMO.name, QUICK_DEMO.label,
+        "ImageNet weights are not available on this machine, so the Quick demo trains from scratch "
+        "(the From scratch recipe): " + FROM_SCRATCH.description.split(": ", 1)[1],
+        FROM_SCRATCH.settings, FROM_SCRATCH.measured)
+
+
+def dashboard_presets(imagenet_available: bool) -> list[Preset]:
+    """The Train page's presets, in order. The Quick demo adapts to `imagenet_available`; when it
+    has become the from-scratch recipe, From scratch is not offered twice."""
+    quick = quick_demo(imagenet_available)
+    return [quick, *(p for p in PRESETS if p is not QUICK_DEMO and p.settings is not quick.settings)]

@@ -1,0 +1,132 @@
+"""Presets (core/presets.py): valid settings, honest figures, the CLI's --preset and `presets`, the
+from-scratch BatchNorm momentum, and bench/recipes.py --smoke so the benchmark cannot rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.__main__ import build_parser, config_from_args, main
+from core.config import ConfigError, TrainConfig
+from core.presets import (FROM_SCRATCH, NOT_MEASURED, PRESET_NAMES, PRESETS, QUICK_DEMO, RECIPES_DOC,
+                          dashboard_presets, get_preset, quick_demo)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_preset_validates_and_says_what_it_reached():
+    assert {"quick-demo", "best-cpu", "from-scratch", "notebook"} <= set(PRESET_NAMES)
+    assert len(set(PRESET_NAMES)) == len(PRESETS)
+    for preset in PRESETS:
+        config = preset.config()
+        assert all(getattr(config, name) == value for name, value in preset.settings.items()), preset.name
+        assert preset.description.endswith(".") and preset.label, preset.name
+        if preset.measured:
+            for m in preset.measured:
+                assert 0 < m.test_accuracy <= 1 and m.minutes > 0 and m.machine and m.through, preset.name
+            assert preset.figure_text().startswith(f"{100 * preset.measured[0].test_accuracy:.1f}% test accuracy")
+        else:
+            assert preset.figure_text() == NOT_MEASURED
+        assert preset.expectation.endswith(f"Measured: {preset.figure_text()}.")
+
+
+def test_quick_demo_is_the_two_phase_imagenet_recipe_at_64_px():
+    c = QUICK_DEMO.config()
+    assert (c.variant, c.weights, c.image_size, c.epochs) == ("b0", "imagenet", 64, 2)
+    assert c.freeze_base and c.fine_tune_at_epoch == 1 and c.has_fine_tune_phase_within(c.epochs)
+    assert (c.lr_schedule, c.label_smoothing, c.train_limit, c.val_fraction) == ("cosine", 0.1, 0, 0.0)
+    # The engine's cosine spans both epochs from learning_rate: fine-tuning begins at 3e-4.
+    from core.train import cosine_rate
+    assert cosine_rate(c, 1.0) == pytest.approx(3e-4, rel=0.01)
+    assert get_preset("best-cpu").config().image_size == 96
+
+
+def test_an_unknown_preset_names_the_allowed_ones():
+    with pytest.raises(ConfigError) as caught:
+        get_preset("fastest")
+    assert caught.value.field == "preset"
+    assert all(name in str(caught.value) for name in PRESET_NAMES) and "'fastest'" in str(caught.value)
+
+
+def test_without_imagenet_weights_the_quick_demo_trains_from_scratch_and_says_so():
+    offline = dashboard_presets(imagenet_available=False)
+    quick = offline[0]
+    assert quick.name == "quick-demo" and "Quick demo" in quick.label
+    assert quick.config().weights == "none" and quick.settings == FROM_SCRATCH.settings
+    assert "not available" in quick.expectation and FROM_SCRATCH.figure_text() in quick.expectation
+    assert not any(p.name == "from-scratch" for p in offline)     # not offered twice
+    online = dashboard_presets(imagenet_available=True)
+    assert online[0] is QUICK_DEMO and quick_demo(True).config().weights == "imagenet"
+    assert [p.name for p in online] == list(PRESET_NAMES)
+
+
+def _parsed(*argv: str):
+    return config_from_args(build_parser().parse_args(["train", *argv]))
+
+
+def test_cli_preset_then_config_file_then_flags(tmp_path):
+    assert _parsed("--preset", "best-cpu") == get_preset("best-cpu").config()
+    settings = tmp_path / "mine.json"
+    settings.write_text(json.dumps({"image_size": 96, "epochs": 3}))
+    config = _parsed("--preset", "quick-demo", "--config", str(settings), "--epochs", "4")
+    # The file overrides only what it names; the flag overrides the file.
+    assert (config.image_size, config.epochs, config.weights, config.label_smoothing) == (96, 4, "imagenet", 0.1)
+    assert _parsed("--config", str(settings)) == TrainConfig(image_size=96, epochs=3)   # no preset: defaults
+
+
+def test_cli_unknown_preset_is_one_line_exit_2(tmp_path, capsys):
+    code = main(["--runs-dir", str(tmp_path), "train", "--preset", "nope"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("error: preset:") and all(name in err for name in PRESET_NAMES)
+    assert not any(tmp_path.iterdir())      # nothing was created
+
+
+def test_cli_presets_lists_each_with_its_figure(tmp_path, capsys):
+    assert main(["--runs-dir", str(tmp_path), "presets"]) == 0
+    out = capsys.readouterr().out
+    for preset in PRESETS:
+        assert f"{preset.name}\n" in out and preset.figure_text() in out
+    assert "--image-size 64" in out and "--freeze-base" in out and "--no-augment-flip" in out
+
+
+def test_recipes_doc_exists_and_quotes_the_presets_figures():
+    text = RECIPES_DOC.read_text(encoding="utf-8")
+    for preset in PRESETS:
+        for m in preset.measured:
+            assert f"{100 * m.test_accuracy:.1f}%" in text, preset.name
+
+
+def test_bn_momentum_sets_every_batchnorm_layer_of_the_base():
+    import keras
+
+    from core.model import build_model
+
+    def momenta(config):
+        return {layer.momentum for layer in build_model(config).layers
+                if isinstance(layer, keras.layers.BatchNormalization)}
+
+    assert momenta(TrainConfig()) == {0.99}                        # Keras' own: today's behaviour
+    assert momenta(TrainConfig(bn_momentum=0.9)) == {0.9}
+    with pytest.raises(ConfigError, match="bn_momentum"):
+        TrainConfig(bn_momentum=1.0)
+
+
+@pytest.mark.slow
+def test_bench_recipes_smoke_trains_through_the_engine(tmp_path, fixture_data_dir):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "recipes.py"), "--recipe", "from-scratch",
+                           "--smoke", "--data-dir", fixture_data_dir, "--runs-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (result["recipe"], result["state"], result["smoke"]) == ("from-scratch", "completed", True)
+    assert 0 <= result["test_accuracy"] <= 1 and 0 <= result["mirror_test_accuracy"] <= 1
+    assert result["minutes"] > 0 and result["machine"]["cores"] >= 1 and result["machine"]["cpu"] is not None
+    assert result["training_images"] == 200 and result["settings"]["bn_momentum"] == 0.9
+    assert Path(result["run"]).parent == tmp_path
