@@ -20,13 +20,25 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed-runtime
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-run: $(VENV)/.installed-runtime
+# An NVIDIA GPU on Linux (`nvidia-smi -L` lists one) gets TensorFlow's CUDA build at the pinned
+# version, with the CUDA libraries as pip packages; EFFLAB_CPU_ONLY=1 opts out. Without a GPU
+# nothing changes. A stamp of its own, so a GPU added later is picked up by the next make.
+TF_VERSION := $(shell sed -n 's/^tensorflow==//p' requirements.txt)
+HAS_GPU := $(shell [ "$$(uname -s)" = Linux ] && [ "$(EFFLAB_CPU_ONLY)" != 1 ] \
+                   && nvidia-smi -L 2>/dev/null | grep -q '^GPU ' && echo yes)
+RUNTIME := $(VENV)/.installed-runtime $(if $(HAS_GPU),$(VENV)/.installed-gpu)
+
+$(VENV)/.installed-gpu: requirements.txt $(VENV)/.installed-runtime
+	$(PY) -m pip install --quiet "tensorflow[and-cuda]==$(TF_VERSION)"
+	touch $@
+
+run: $(RUNTIME)
 	$(PY) -m streamlit run dashboard/app.py --server.port $(PORT)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(RUNTIME)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-runtime
+bench: $(RUNTIME)
 	$(PY) bench/train_throughput.py
 
 clean-venv:

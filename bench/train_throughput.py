@@ -33,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 from core import data as data_mod  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.jobs import JobManager  # noqa: E402
-from core.model import build_model, compile_model  # noqa: E402
+from core.model import build_model, compile_model, host_preprocessing  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -53,15 +53,14 @@ class EpochTimer(keras.callbacks.Callback):
 def plain_keras(config: TrainConfig, cifar, epochs: int) -> dict:
     split = data_mod.split_train_val(cifar.x_train, cifar.y_train, val_fraction=config.val_fraction,
                                      seed=config.seed, train_limit=config.train_limit)
-    train_ds = data_mod.make_dataset(split.x_train, split.y_train, image_size=config.image_size,
-                                     batch_size=config.batch_size, training=True,
-                                     augment_flip=config.augment_flip,
-                                     crop_padding=config.augment_crop_padding, seed=config.seed)
-    val_ds = data_mod.make_dataset(split.x_val, split.y_val, image_size=config.image_size,
-                                   batch_size=256, training=False)
     keras.utils.set_random_seed(config.seed)
     model = build_model(config)
     compile_model(model, config, config.learning_rate)
+    host = host_preprocessing(model, config)   # {}: the model augments and resizes itself, as in the engine
+    train_ds = data_mod.make_dataset(split.x_train, split.y_train, batch_size=config.batch_size,
+                                     training=True, seed=config.seed, **host)
+    val_ds = data_mod.make_dataset(split.x_val, split.y_val, image_size=host.get("image_size"),
+                                   batch_size=256, training=False)
     timer = EpochTimer()
     model.fit(train_ds, epochs=epochs, callbacks=[timer], shuffle=False, verbose=0)
     steady = statistics.median(timer.seconds[1:])

@@ -187,9 +187,11 @@ def grad_cam(model, image: np.ndarray, class_index: int, layer_name: str | None 
     sub, dense = _score_model(model, layer_name)
     with tf.GradientTape() as tape:
         features, score = sub(x, training=False)
-        features = tf.cast(features, tf.float32)
         target = _class_scores(score, dense)[:, class_index]
-    grads = tape.gradient(target, features)
+    # The gradient is taken at the layer's own output: under mixed precision that is float16, and a
+    # float32 copy made here would lie off the path to the score (its gradient would be None).
+    grads = tf.cast(tape.gradient(target, features), tf.float32)
+    features = tf.cast(features, tf.float32)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)           # (1, 1, 1, C)
     cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[..., None]  # (1, h, w, 1)
     cam = tf.image.resize(cam, size, method="bilinear")[0, ..., 0].numpy()
