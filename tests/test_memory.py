@@ -132,3 +132,10 @@ def test_no_tensorflow_is_imported():
             "memory.budget(TrainConfig()); print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_b0_at_600_px_with_batch_128_is_refused_on_a_laptop():
+    """The issue's second example: 8 GB free, as on a laptop."""
+    with pytest.raises(ConfigError, match=r"at most (\d+) for B0 at 600 px") as caught:
+        memory.check_fits(_config("b0", 600, 128), 8 * GIB, device="cpu")
+    assert 1 <= int(re.search(r"at most (\d+)", str(caught.value)).group(1)) < 128
