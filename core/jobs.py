@@ -114,6 +114,12 @@ class JobManager:
             if target <= done:
                 raise JobError(f"epochs: expected more than the {done} epochs run {run_id} has done "
                                f"(a total, not a number to add); got {target}")
+            if done == 0:   # no checkpoint: the model is built again, from its weights file
+                from core.config import ConfigError, check_startable
+                try:
+                    check_startable(run.read_config())
+                except (ConfigError, OSError) as exc:
+                    raise JobError(str(exc)) from None
             self.store.enqueue(run, target)
             self._last_run_id = run_id
             if not queue:

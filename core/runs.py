@@ -52,8 +52,6 @@ LAST_CHECKPOINT = "last.keras"
 BEST_CHECKPOINT = "best.keras"
 STOP_REQUEST_FILE = "stop-request"      # present while a stop is asked for; any trainer polls it
 TENSORBOARD_DIR = "tensorboard"
-QUEUE_LOCK_FILE = ".queue.lock"         # in the runs folder: claims of queued runs take it
-CHECKPOINT_LOCK_FILE = ".lock"          # in checkpoints/: a checkpoint and its epoch change together
 # Artifacts a caller may ask a version stamp of (for its caches), and where each lives.
 ARTIFACTS = {"config": CONFIG_FILE, "status": STATUS_FILE, "metrics": METRICS_FILE,
              "progress": PROGRESS_FILE, "predictions": PREDICTIONS_FILE,
@@ -388,7 +386,7 @@ class Run:
         (an evaluation), across processes: predictions are never labelled with the wrong epoch."""
         folder = self.path / CHECKPOINT_DIR
         folder.mkdir(exist_ok=True)
-        with _flock(folder / CHECKPOINT_LOCK_FILE):
+        with _flock(folder):
             yield
 
     def write_checkpoint(self, save: Callable[[Path], None], which: str = "last") -> None:
@@ -518,15 +516,46 @@ def _label(value: Any) -> str:
         return ""
 
 
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+class _FileLock:
+    """An exclusive lock on a folder across processes (flock of the folder itself: no lock file
+    to litter the run store) and threads (an RLock), re-entrant in the thread that holds it: flock
+    alone would block a thread that takes it twice through two opens."""
+
+    def __init__(self, path: Path):
+        self.path, self.thread_lock, self.depth, self.fd = path, threading.RLock(), 0, -1
+
+    def __enter__(self) -> None:
+        self.thread_lock.acquire()
+        if self.depth == 0:
+            try:
+                self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+            except BaseException:
+                if self.fd >= 0:
+                    os.close(self.fd)
+                    self.fd = -1
+                self.thread_lock.release()
+                raise
+        self.depth += 1
+
+    def __exit__(self, *exc_info) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
+        self.thread_lock.release()
+
+
+_FILE_LOCKS: dict[str, _FileLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _flock(path: Path) -> _FileLock:
+    """The process's one lock object for `path` (so nesting in a thread is recognised)."""
+    key = os.path.abspath(path)
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, _FileLock(Path(key)))
 
 
 class RunStore:
@@ -607,7 +636,7 @@ class RunStore:
     def queue_lock(self) -> Iterator[None]:
         """Across processes: only one claim (or cancel) of a queued run at a time."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with _flock(self.root / QUEUE_LOCK_FILE):
+        with _flock(self.root):
             yield
 
     def enqueue(self, run: Run, epochs: int) -> None:

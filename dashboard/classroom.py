@@ -44,26 +44,28 @@ class Answer:
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def _answer(checkpoint: str, checkpoint_time: float, pixels: bytes, shape: tuple[int, ...],
-            class_index: int | None, _model) -> Answer:
+            class_index: int | None, method: str, _model) -> Answer:
     from core.predict_image import predict
     from core.saliency import explain, input_size
     image = np.frombuffer(pixels, dtype=np.uint8).reshape(shape)
     probabilities = predict(_model, image)
     target = int(np.argmax(probabilities)) if class_index is None else int(class_index)
-    saliency = explain(_model, image, target)
+    saliency = explain(_model, image, target, method)
     return Answer(probabilities, saliency.heatmap, saliency.method, saliency.description,
                   input_size(_model)[0])
 
 
-def ask_model(run_id: str, image: np.ndarray, class_index: int | None = None) -> Answer | None:
+def ask_model(run_id: str, image: np.ndarray, class_index: int | None = None,
+              method: str = "auto") -> Answer | None:
     """The run's latest checkpoint on one uint8 32×32 image: probabilities, and a saliency map
-    for `class_index` (default: the predicted class). None when the run has no checkpoint."""
+    (core.saliency.explain's `method`) for `class_index` (default: the predicted class). None when
+    the run has no checkpoint."""
     key = checkpoint_key(run_id)
     model = state.load_model(run_id) if key else None
     if model is None:
         return None
     pixels = np.ascontiguousarray(image, dtype=np.uint8)
-    return _answer(key[0], key[1], pixels.tobytes(), pixels.shape, class_index, model)
+    return _answer(key[0], key[1], pixels.tobytes(), pixels.shape, class_index, method, model)
 
 
 # --- the shareable report ---------------------------------------------------------------------------

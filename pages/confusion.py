@@ -27,7 +27,8 @@ def open_gallery(run_id: str, true_index: int, predicted_index: int) -> None:
 
 def evaluate_panel(run_id: str, run_state: str, has_predictions: bool) -> None:
     """"Evaluate now": predictions from the latest checkpoint of a running or stopped run."""
-    if state.get_run(run_id) is None:
+    run = state.get_run(run_id)
+    if run is None:
         return
     if not state.has_checkpoint(run_id):
         st.warning("This run has no checkpoint yet, so there is nothing to evaluate: a checkpoint is "

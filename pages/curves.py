@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.runs import ACTIVE_STATES, TRAINING_STATES
 from dashboard import state, url_state
+from dashboard.nav import COMPARE_KEY, COMPARE_PARAM
 from dashboard.charts import (batch_loss_figure, curves_figure, learning_rate_figure, run_legend_label,
                               throughput_figure)
 
@@ -19,8 +20,6 @@ from dashboard.charts import (batch_loss_figure, curves_figure, learning_rate_fi
 # stat() and redraws the whole page then, instead of every viewer redrawing them on a timer.
 LIVE_REFRESH_SECONDS = 3.0      # the running epoch's batches; slower with a crowd (state.live_refresh_seconds)
 DRAWN_VERSIONS_KEY = "curves_drawn_versions"
-COMPARE_KEY = "compare_runs"     # set by the Runs page's "Compare" button
-COMPARE_PARAM = "runs"           # ?runs=id1,id2 opens the page with those runs
 
 st.title("Live curves")
 summaries = [s for s in state.run_summaries() if not s.damaged]

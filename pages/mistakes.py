@@ -21,6 +21,8 @@ from dashboard.result_charts import top5_figure
 from dashboard.url_state import (IMAGE_PARAM, PRED_PARAM, TRUE_PARAM, VIEW_PARAM, VIEWS, int_param, page_number,
                                  set_param, to_url, url_backed)
 
+SALIENCY_METHODS = {"Grad-CAM": "grad-cam", "SmoothGrad": "smoothgrad"}   # label -> core.saliency method
+
 ANY = "any"
 COLUMNS = 6
 THUMB_SIZES = {"small": 80, "medium": 112, "large": 160}
@@ -118,12 +120,14 @@ page = row2[3].number_input(f"Page (of {pages})", min_value=1, max_value=pages, 
 # Detail view of one image, when the URL names one.
 def saliency_panel(index: int, image: np.ndarray, predicted: int, true: int) -> None:
     """What the run's latest checkpoint looked at (the Try-image page's saliency, one cache for both)."""
-    explain_class = st.radio(
+    controls = st.columns(2)
+    method_label = controls[0].radio("Saliency", list(SALIENCY_METHODS), key="detail_method")
+    explain_class = controls[1].radio(
         "Evidence for", [predicted, true] if predicted != true else [predicted], key="detail_class",
         format_func=lambda c: f"{names[c]} ({'predicted' if c == predicted else 'true'})")
     alpha = st.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="detail_alpha")
     try:
-        answer = classroom.ask_model(run_id, image, int(explain_class))
+        answer = classroom.ask_model(run_id, image, int(explain_class), SALIENCY_METHODS[method_label])
     except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is a message, never a traceback
         st.error(f"The saliency map could not be computed: {type(exc).__name__}: {exc}")
         return

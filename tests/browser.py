@@ -16,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
+TRAINING_IMAGES = re.compile(r"^Training images")   # its label says how many "all" is
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -99,9 +100,11 @@ def exceptions_shown(page) -> list[str]:
     return [e.inner_text()[:500] for e in page.locator('[data-testid="stException"]').all()]
 
 
-def set_number(page, label: str, value: int) -> None:
-    """Types a value into the number input with this label and commits it, as a user does."""
-    box = page.get_by_label(label, exact=True)
+def set_number(page, label, value: int) -> None:
+    """Types a value into the number input with this label (text, or a compiled pattern) and
+    commits it, as a user does."""
+    box = page.get_by_role("spinbutton", name=label, exact=True) if isinstance(label, str) \
+        else page.get_by_role("spinbutton", name=label)
     box.fill(str(value))
     box.press("Enter")
     settle(page, 0.5)
@@ -114,7 +117,7 @@ def start_training_from_the_ui(page, url: str, *, images: int, epochs: int, batc
     settle(page)
     page.get_by_text("Data, augmentation and hardware").click()
     settle(page, 0.5)
-    set_number(page, "Training images (0 = all 45,000)", images)
+    set_number(page, TRAINING_IMAGES, images)
     set_number(page, "Epochs", epochs)
     if batch is not None:
         set_number(page, "Batch size (per device)", batch)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, exceptions_shown, free_port, screenshot, set_number, settle,
+from browser import (TRAINING_IMAGES, CHROMIUM, CHROMIUM_ARGS, ROOT, exceptions_shown, free_port, screenshot, set_number, settle,
                      streamlit_server)
 from conftest import read_status_file, wait_mid_epoch
 from core.config import TrainConfig
@@ -35,14 +35,12 @@ def _queue_a_run(page, url: str, runs: Path, *, name: str, images: int = 100, ep
     settle(page)
     page.get_by_text("Data, augmentation and hardware").click()
     settle(page, 0.5)
-    images_box = page.get_by_label(re.compile(r"^Training images")).first
-    images_box.fill(str(images))
-    images_box.press("Enter")
-    settle(page, 0.5)
+    set_number(page, TRAINING_IMAGES, images)
     set_number(page, "Epochs", epochs)
     set_number(page, "Batch size (per device)", 16)
-    page.get_by_label("Run name (optional)").fill(name)
-    page.get_by_label("Run name (optional)").press("Enter")
+    name_box = page.get_by_role("textbox", name="Run name (optional)")
+    name_box.fill(name)
+    name_box.press("Enter")
     settle(page, 0.5)
     before = _run_ids(runs)
     page.get_by_role("button", name=re.compile("Start training")).click()

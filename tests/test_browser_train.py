@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from browser import chromium_page, exceptions_shown, screenshot, set_number, settle, streamlit_server
+from browser import TRAINING_IMAGES, chromium_page, exceptions_shown, screenshot, set_number, settle, streamlit_server
 from conftest import WEIGHTS_DIR
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,7 @@ def test_quick_demo_trains_and_shows_up_everywhere(tmp_path, fixture_data_dir):
         settle(page)
         page.get_by_text("Data, augmentation and hardware").click()
         settle(page, 0.5)
-        set_number(page, "Training images (0 = all 45,000)", 200)
+        set_number(page, TRAINING_IMAGES, 200)
         set_number(page, "Epochs", 1)
         screenshot(page, "01-train-form-quick-demo")
         assert not exceptions_shown(page)

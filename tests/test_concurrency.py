@@ -141,7 +141,7 @@ def test_simultaneous_starts_queue_every_run_and_train_one_at_a_time(tmp_path, f
     for t in threads:
         t.join()
     assert len(set(started)) == presses
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")) == sorted(started)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir() ) == sorted(started)
     assert len(manager.active_run_ids) == 1
     training = manager.active_run_id
     queued = [s.run_id for s in manager.store.queue()]

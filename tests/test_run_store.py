@@ -114,7 +114,7 @@ def test_a_failed_checkpoint_write_keeps_the_old_one_and_says_why(store):
     with pytest.raises(runs_mod.CheckpointError, match="the disk is full.*previous checkpoint is intact"):
         run.write_checkpoint(full_disk, "last")
     assert run.checkpoint("last").read_bytes() == b"epoch 1"
-    assert [p.name for p in (run.path / "checkpoints").iterdir() if p.name != ".lock"] == ["last.keras"]
+    assert [p.name for p in (run.path / "checkpoints").iterdir()] == ["last.keras"]
 
 
 def test_predictions_are_never_replaced_by_older_ones(store):
@@ -312,3 +312,15 @@ def test_every_atomic_write_is_fsynced_with_its_folder(store, monkeypatch):
         synced.clear()
         write()
         assert "file" in synced and synced[-1] == "dir", synced
+
+
+def test_the_queue_lock_nests_in_one_thread_and_excludes_others(store):
+    """Create-then-claim (the CLI's start) takes the lock twice in one thread: it must not block
+    itself; another thread still waits for it."""
+    entered = threading.Event()
+    with store.queue_lock():
+        with store.queue_lock():           # would deadlock with a plain flock per open
+            other = threading.Thread(target=lambda: (store.queue_lock().__enter__(), entered.set()), daemon=True)
+            other.start()
+            assert not entered.wait(0.3)
+    assert entered.wait(5)
