@@ -1,5 +1,6 @@
 """Shareable report: a finished run as one self-contained HTML file (settings, interactive curves,
-confusion matrix, per-class table, top mistakes with their images) and a per-class CSV.
+confusion matrix, per-class table, top mistakes with their images), a per-class CSV, and the
+trained model to take home with the code that uses it.
 
 The HTML is built by dashboard/report.py and cached per run files, so the download button
 serves the same bytes until the run changes.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import classroom, nav, state
+from dashboard import classroom, nav, state, take_home
 from dashboard.report import MISTAKES_SHOWN, csv_filename, per_class_frame, report_filename
 
 st.title("Shareable report")
@@ -54,6 +55,16 @@ buttons[1].download_button("Download per-class metrics (CSV)", data=csv, file_na
                            mime="text/csv", icon=":material/table_view:", key="download_csv",
                            on_click="ignore", width="stretch")
 st.caption("Precision, recall and F1 in the CSV are fractions (0–1); recall is the class's accuracy.")
+
+st.subheader("Take the model home", anchor=False)
+home = st.columns([2, 3])
+which = home[0].radio("Checkpoint", list(take_home.CHECKPOINTS), format_func=take_home.CHECKPOINTS.get,
+                      horizontal=True, key="report_model_which",
+                      help="The last epoch's weights, or those of the epoch with the best validation accuracy.")
+if take_home.model_download_button(run_id, which=which, key="download_model", container=home[0],
+                                   label="Download the trained model (.keras)", width="stretch"):
+    with home[1]:
+        take_home.snippet_block(run_id, which)
 
 st.subheader("Per class", anchor=False)
 table = per_class_frame(evaluation).set_index("class")

@@ -9,7 +9,7 @@ from core.config import TrainConfig, training_images
 from core.jobs import JobError
 from core.runs import RESUMABLE_STATES, TRAINING_STATES
 from core.slots import slots_explained
-from dashboard import control, nav, state
+from dashboard import control, nav, state, take_home
 
 st.title("Runs")
 can_act = control.token_widget()
@@ -147,9 +147,12 @@ for run_id in picked:
         st.markdown(f"**{state.markdown_text(state.run_label(by_id[run_id]))}**")
         if by_id[run_id].damaged:
             st.warning(f"Damaged: {by_id[run_id].damaged}")
-        d1, d2, _ = st.columns([1, 1, 3])
+        d1, d2, d3, d4, _ = st.columns([1, 1, 1, 1, 1])
         config_text = state.config_json(run_id)
         d1.download_button("Settings (JSON)", config_text or "", file_name=f"{run_id}-config.json",
                            mime="application/json", disabled=config_text is None, key=f"cfg_{run_id}")
         d2.download_button("Metrics (CSV)", state.metrics_csv(run_id), file_name=f"{run_id}-metrics.csv",
                            mime="text/csv", key=f"csv_{run_id}")
+        if take_home.model_download_button(run_id, key=f"model_{run_id}", container=d3):
+            with d4.popover("Use it at home", icon=":material/code:"):
+                take_home.snippet_block(run_id)

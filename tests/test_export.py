@@ -89,3 +89,41 @@ def test_download_name_says_which_checkpoint():
     assert download_name("20261125-142301-b0-3f9a", "best") == "efficientnet-lab-20261125-142301-b0-3f9a-best.keras"
     with pytest.raises(ValueError, match="which: expected 'last' or 'best'; got 'first'"):
         download_name("x", "first")
+
+
+# --- the pages that offer it ------------------------------------------------------------------------
+@pytest.fixture
+def app(app_factory, trained_run):
+    return app_factory(trained_run.path.parent)
+
+
+def _downloads(at) -> dict[str, object]:
+    return {b.label: b for b in at.get("download_button")}
+
+
+def test_report_page_offers_the_model_and_the_snippet(app, trained_run):
+    at = app("../pages/report.py", run=trained_run.run_id)
+    button = _downloads(at)["Download the trained model (.keras)"]
+    assert not button.disabled
+    assert at.code[0].value == snippet(download_name(trained_run.run_id, "last")).strip()
+    at.radio(key="report_model_which").set_value("best").run()
+    assert not at.exception
+    assert at.code[0].value == snippet(download_name(trained_run.run_id, "best")).strip()
+
+
+def test_runs_page_offers_the_model_of_a_selected_run(app, trained_run, tmp_path):
+    import shutil
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_run.path, runs / trained_run.run_id)
+    at = app("../pages/runs.py", runs_dir=runs)
+    at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not _downloads(at)["Model (.keras)"].disabled
+    assert snippet(download_name(trained_run.run_id)).strip() in [c.value for c in at.code]
+    # Without a checkpoint the button stays, disabled, and says why.
+    for checkpoint in (runs / trained_run.run_id / "checkpoints").glob("*.keras"):
+        checkpoint.unlink()
+    at.run()
+    button = _downloads(at)["Model (.keras)"]
+    assert button.disabled and "no last epoch checkpoint yet" in button.help
