@@ -167,3 +167,69 @@ def pair_changes(a, b, label_a: str, label_b: str,
         return frame
     order = np.lexsort((frame.index.to_numpy(), -frame["change"].abs().to_numpy()))
     return frame.iloc[order].reset_index(drop=True)
+
+
+# --- the sentence on top of the page -------------------------------------------------------------
+MINUS = "\u2212"
+SETTINGS_NAMED = 2          # more differing settings than this are counted, not listed
+
+
+def setting_changes(config_a: Mapping | None, config_b: Mapping | None, label_a: str, label_b: str) -> list[str]:
+    """What b does differently from a, in words: "B2 instead of B0" for the variant, then
+    "learning_rate 0.0003 instead of 0.001" for each other setting that differs (config order)."""
+    a, b = dict(config_a or {}), dict(config_b or {})
+    keys = list(a) + [k for k in b if k not in a]
+    changes = []
+    for key in keys:
+        va, vb = _text(a.get(key)), _text(b.get(key))
+        if va == vb:
+            continue
+        if key == "variant":
+            changes.insert(0, f"{vb.upper()} instead of {va.upper()}")
+        else:
+            changes.append(f"{key} {vb} instead of {va}")
+    return changes
+
+
+def _signed(value: float, digits: int) -> str:
+    return f"{value:+.{digits}f}".replace("-", MINUS)
+
+
+def change_sentence(label_a: str, label_b: str, config_a: Mapping | None, config_b: Mapping | None,
+                    accuracy_a: float | None, accuracy_b: float | None, confusion_a=None, confusion_b=None,
+                    class_names: Sequence[str] = CLASS_NAMES) -> str:
+    """One plain sentence: what run b changed against run a, and what it did.
+
+    "B2 instead of B0, same settings: +6.1 points; cat↔dog confusions −40". Accuracies are
+    test-set fractions (None when a run has none); the confusion part names the pair of classes
+    whose confusions (either way round) changed most, and is left out when the two confusion
+    matrices are missing or count different numbers of test images.
+    """
+    changes = setting_changes(config_a, config_b, label_a, label_b)
+    variant_changed = _text((config_a or {}).get("variant")) != _text((config_b or {}).get("variant"))
+    if not changes:
+        what = f"{label_b} repeats {label_a} with the same settings"
+    else:
+        named = changes[:SETTINGS_NAMED + variant_changed]
+        rest = len(changes) - len(named)
+        if rest:
+            named.append(f"{rest} more setting{'s' if rest > 1 else ''}")
+        what = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+        if variant_changed and len(changes) == 1:
+            what += ", same settings"
+        elif not variant_changed:
+            what = f"{label_b} with {what}"
+    results = []
+    if accuracy_a is None or accuracy_b is None:
+        missing = [label for label, acc in ((label_a, accuracy_a), (label_b, accuracy_b)) if acc is None]
+        results.append(f"no test accuracy for {' and '.join(missing)} yet")
+    else:
+        results.append(f"{_signed(100 * (accuracy_b - accuracy_a), 1)} points")
+    if confusion_a is not None and confusion_b is not None:
+        a, b = _check_pair(confusion_a, confusion_b)
+        if a.sum() == b.sum():
+            pairs = pair_changes(a, b, label_a, label_b, class_names)
+            if not pairs.empty:
+                top = pairs.iloc[0]
+                results.append(f"{top['first']}\u2194{top['second']} confusions {_signed(int(top['change']), 0)}")
+    return f"{what}: {'; '.join(results)}"
