@@ -54,8 +54,12 @@ def status_display(progress: dict, state: str, entry: QueueEntry | None = None) 
     ips = _number(progress.get("images_per_second"))
     note = ""
     if state == "queued":
-        wait = wait_text(entry.wait_seconds) if entry and entry.wait_seconds else "starts next"
-        headline = f"{ordinal(entry.place)} in line, {wait}" if entry else "Queued"
+        if entry is None:
+            headline = "Queued"
+        elif entry.wait_seconds < 60:
+            headline = f"{ordinal(entry.place)} in line, starts " + ("in under a minute" if entry.wait_seconds else "next")
+        else:
+            headline = f"{ordinal(entry.place)} in line, {wait_text(entry.wait_seconds)}"
         note = "It starts by itself when a training slot frees; closing this tab does not lose its place."
         return StatusDisplay(state, headline, ICONS["queued"], 0.0, "waiting for a training slot", "—",
                              "—", "—", "—", note)

@@ -92,11 +92,16 @@ def _two_students(tmp_path, fixture_data_dir, slots: int, tag: str) -> tuple[dic
     return a, b
 
 
-def test_two_students_one_slot_in_order_two_slots_together(tmp_path, fixture_data_dir):
+@pytest.mark.timeout(1500)
+def test_two_students_with_one_slot_train_in_order(tmp_path, fixture_data_dir):
     a, b = _two_students(tmp_path, fixture_data_dir, slots=1, tag="1slot")
     assert a["ended_at"] <= b["claimed_at"]               # one slot: the second began when the first ended
+
+
+@pytest.mark.timeout(1500)
+def test_two_students_with_two_slots_train_side_by_side(tmp_path, fixture_data_dir):
     a, b = _two_students(tmp_path, fixture_data_dir, slots=2, tag="2slots")
-    assert b["claimed_at"] < a["ended_at"] and a["claimed_at"] < b["ended_at"]   # two slots: side by side
+    assert b["claimed_at"] < a["ended_at"] and a["claimed_at"] < b["ended_at"]   # their status files overlap
 
 
 def _server(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
@@ -121,6 +126,7 @@ def _open(page, url: str) -> None:
     settle(page)
 
 
+@pytest.mark.timeout(1800)
 def test_the_queue_survives_a_killed_server(tmp_path, fixture_data_dir):
     """SIGKILL with one run training and two queued: after a restart the training run reads as
     interrupted (not requeued: the teacher decides), and the two queued runs train and complete."""
@@ -165,6 +171,7 @@ def test_the_queue_survives_a_killed_server(tmp_path, fixture_data_dir):
         server.wait(30)
 
 
+@pytest.mark.timeout(1500)
 def test_the_teacher_stops_a_command_line_run_from_the_dashboard(tmp_path, fixture_data_dir):
     from playwright.sync_api import sync_playwright
     runs = tmp_path / "runs"

@@ -29,7 +29,7 @@ def test_a_queued_run_says_its_place_and_wait():
     entry = QueueEntry("20261130-101010-b0-aaaa", "queued", 3, "Ana", 12 * 60, 300)
     shown = status_display({}, "queued", entry)
     assert shown.headline == "3rd in line, about 12 min" and shown.icon == ":material/schedule:"
-    assert status_display({}, "queued", QueueEntry("x", "queued", 1, "", 0, 60)).headline == "1st in line, starts next"
+    assert status_display({}, "queued", QueueEntry("x", "queued", 1, "", 20, 60)).headline == "1st in line, starts in under a minute"
     assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101)] == \
         ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st"]
     assert (wait_text(20), wait_text(12 * 60), wait_text(65 * 60)) == ("under a minute", "about 12 min", "about 1 h 05 min")
