@@ -60,7 +60,13 @@ class JobManager:
             self.schedule()   # a restarted server picks up the queue it left
 
     # --- commands ----------------------------------------------------------------------------
-    def start(self, config: TrainConfig, *, name: str = "", author: str = "", queue: bool = True) -> str:
+    def find_learning_rate(self, config: TrainConfig, *, name: str = "", author: str = "") -> str:
+        """Queues a learning-rate range test on `config` (core/lr_find.py): it uses the machine like
+        a run, so it waits for a slot like one. Its result: store.get(id).read_lr_finding()."""
+        return self.start(config, name=name, author=author, kind="lr_find")
+
+    def start(self, config: TrainConfig, *, name: str = "", author: str = "", queue: bool = True,
+              kind: str = "train") -> str:
         """Creates a run for `config`; it joins the queue and trains when a slot frees. Returns its id.
 
         With queue=False (the CLI) the run is claimed and trained by this process at once.
@@ -79,10 +85,10 @@ class JobManager:
             raise JobError(str(exc)) from None
         try:
             if queue:
-                run = self.store.create(config, name=name, author=author)
+                run = self.store.create(config, name=name, author=author, kind=kind)
             else:
                 with self.store.queue_lock():   # nobody may claim it between create and claim
-                    run = self.store.create(config, name=name, author=author)
+                    run = self.store.create(config, name=name, author=author, kind=kind)
                     run = self.store.claim(run.run_id) or run
         except ValueError as exc:
             raise JobError(str(exc)) from None
@@ -274,9 +280,9 @@ class JobManager:
     def _work(self, run: Run, target_epochs: int, stop_event: threading.Event, progress: Progress) -> None:
         try:
             # Imported here: TensorFlow costs seconds to import and the dashboard must start fast.
-            from core.train import train_run
-            train_run(run, target_epochs=target_epochs, stop_event=stop_event, progress=progress,
-                      data_dir=self.data_dir)
+            from core.train import lr_find_run, train_run
+            work = lr_find_run if run.read_status().get("kind") == "lr_find" else train_run
+            work(run, target_epochs=target_epochs, stop_event=stop_event, progress=progress, data_dir=self.data_dir)
         except BaseException as exc:  # noqa: BLE001 - whatever happens, the run and the slot are freed
             progress.update(state="failed", phase="failed", error=str(exc))
             try:

@@ -28,9 +28,20 @@ class QueueEntry:
     run_seconds: float         # how long it trains (remaining, while training)
 
 
+LR_FIND_LABEL = "learning-rate finder"
+
+
 def estimated_run_seconds(summary: RunSummary) -> float:
-    """About how long a queued run trains: its epochs at the estimated speed, plus compiling."""
+    """About how long a queued run trains: its epochs at the estimated speed, plus compiling (a
+    learning-rate finder job: its hundred-odd batches)."""
     config = summary.config or {}
+    if summary.kind == "lr_find":
+        from core.lr_find import STEPS
+        try:
+            rate = epoch_seconds(config.get("variant", "b0"), int(config.get("image_size", 32)), 1)
+        except (KeyError, ValueError, TypeError):
+            rate = 0.0
+        return FIRST_STEP_SECONDS + STEPS * int(config.get("batch_size", 128)) * rate
     images = config.get("train_limit") or round(CIFAR_TRAIN_IMAGES * (1 - float(config.get("val_fraction", 0.1))))
     try:
         per_epoch = epoch_seconds(config.get("variant", "b0"), int(config.get("image_size", 32)), int(images))
@@ -54,7 +65,7 @@ def queue_entries(store: RunStore, slots: int, progress_of) -> list[QueueEntry]:
         slots: how many runs train at once.
         progress_of: run_id -> live progress dict (for the ETA of runs in training).
     """
-    summaries = store.list()
+    summaries = store.list(kinds=None)
     training = [s for s in summaries if s.state in TRAINING_STATES and not s.damaged]
     queued = sorted((s for s in summaries if s.state == "queued" and not s.damaged),
                     key=lambda s: (s.queued_at or 0.0, s.run_id))
@@ -62,7 +73,7 @@ def queue_entries(store: RunStore, slots: int, progress_of) -> list[QueueEntry]:
     for s in sorted(training, key=lambda s: s.run_id):
         eta = progress_of(s.run_id).get("eta_seconds")
         remaining = float(eta) if isinstance(eta, (int, float)) and eta == eta else estimated_run_seconds(s)
-        entries.append(QueueEntry(s.run_id, s.state, 0, s.label, 0.0, remaining))
+        entries.append(QueueEntry(s.run_id, s.state, 0, _label(s), 0.0, remaining))
         free_at.append(remaining)
     # Each queued run takes the slot that frees first (a small simulation of the scheduler).
     free_at = sorted(free_at + [0.0] * max(0, slots - len(free_at)))[:max(1, slots)] or [0.0]
@@ -70,5 +81,11 @@ def queue_entries(store: RunStore, slots: int, progress_of) -> list[QueueEntry]:
         start = min(free_at)
         length = estimated_run_seconds(s)
         free_at[free_at.index(start)] = start + length
-        entries.append(QueueEntry(s.run_id, "queued", place, s.label, start, length))
+        entries.append(QueueEntry(s.run_id, "queued", place, _label(s), start, length))
     return entries
+
+
+def _label(summary: RunSummary) -> str:
+    if summary.kind == "lr_find":
+        return " — ".join(part for part in (LR_FIND_LABEL, summary.label) if part)
+    return summary.label

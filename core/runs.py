@@ -52,10 +52,15 @@ LAST_CHECKPOINT = "last.keras"
 BEST_CHECKPOINT = "best.keras"
 STOP_REQUEST_FILE = "stop-request"      # present while a stop is asked for; any trainer polls it
 TENSORBOARD_DIR = "tensorboard"
+LR_FINDING_FILE = "lr_find.json"        # a learning-rate finder job's curve and suggestion
 # Artifacts a caller may ask a version stamp of (for its caches), and where each lives.
 ARTIFACTS = {"config": CONFIG_FILE, "status": STATUS_FILE, "metrics": METRICS_FILE,
              "progress": PROGRESS_FILE, "predictions": PREDICTIONS_FILE,
-             "last": f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT}", "best": f"{CHECKPOINT_DIR}/{BEST_CHECKPOINT}"}
+             "last": f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT}", "best": f"{CHECKPOINT_DIR}/{BEST_CHECKPOINT}",
+             "lr_find": LR_FINDING_FILE}
+# What a folder in the store holds: a training run, or a learning-rate finder job. Both go through
+# the queue (they use the same machine); only training runs are listed as runs.
+KINDS = ("train", "lr_find")
 CHECKPOINTS = ("last", "best")
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
                   "epoch_seconds", "images_per_second")
@@ -177,6 +182,7 @@ class RunSummary:
     name: str = ""
     author: str = ""
     queued_at: float | None = None
+    kind: str = "train"
 
     @property
     def label(self) -> str:
@@ -379,6 +385,17 @@ class Run:
         except (OSError, ValueError):
             return {}
 
+    # --- a learning-rate finder job's result -------------------------------------------------
+    def write_lr_finding(self, finding: dict[str, Any]) -> None:
+        safe_io.atomic_write_text(self._file(LR_FINDING_FILE), json.dumps(finding))
+
+    def read_lr_finding(self) -> dict[str, Any] | None:
+        """The finder's {"rates", "losses", "smoothed", "suggestion", ...}; None when absent or damaged."""
+        try:
+            return _read_json(self._file(LR_FINDING_FILE))
+        except (OSError, ValueError):
+            return None
+
     # --- checkpoints -------------------------------------------------------------------------
     @contextlib.contextmanager
     def checkpoint_lock(self) -> Iterator[None]:
@@ -476,7 +493,8 @@ class Run:
                              test_accuracy=_number(test_accuracy) if test_accuracy is not None else None,
                              has_predictions=self.has_predictions(),
                              name=_label(status.get("name")), author=_label(status.get("author")),
-                             queued_at=_number(status.get("queued_at")) or None)
+                             queued_at=_number(status.get("queued_at")) or None,
+                             kind=status.get("kind") if status.get("kind") in KINDS else "train")
         try:
             config = self.read_config()
             summary.config, summary.variant = config.to_dict(), config.variant
@@ -564,13 +582,16 @@ class RunStore:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_runs_dir()
 
-    def create(self, config: TrainConfig, *, name: str = "", author: str = "") -> Run:
+    def create(self, config: TrainConfig, *, name: str = "", author: str = "", kind: str = "train") -> Run:
         """A new run folder with config.json and a queued status; the id sorts by start time.
+        `kind` "lr_find" makes it a learning-rate finder job (queued like a run, listed apart).
 
         Raises:
             ValueError: a name or author that is not allowed (the message names the field).
         """
         name, author = check_label("name", name), check_label("author", author)
+        if kind not in KINDS:
+            raise ValueError(f"kind: expected one of {', '.join(KINDS)}; got {kind!r}")
         self.root.mkdir(parents=True, exist_ok=True)
         while True:
             run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{config.variant}-{secrets.token_hex(2)}"
@@ -584,7 +605,7 @@ class RunStore:
         run = Run(path)
         safe_io.atomic_write_text(run._file(CONFIG_FILE), config.to_json())
         now = time.time()
-        run.write_status(state="queued", epoch=0, epochs=config.epochs, error="", name=name, author=author,
+        run.write_status(state="queued", kind=kind, epoch=0, epochs=config.epochs, error="", name=name, author=author,
                          started=f"{datetime.now():%Y-%m-%d %H:%M:%S}", started_at=now, queued_at=now,
                          **trainer_identity())
         return run
@@ -610,9 +631,11 @@ class RunStore:
         return sorted((p.name for p in self.root.iterdir()
                        if is_run_id(p.name) and p.is_dir() and not p.is_symlink()), reverse=True)
 
-    def list(self) -> list[RunSummary]:
-        """Every run, newest first; damaged ones carry their reason."""
-        return [Run(self.root / rid).summary() for rid in self.run_ids()]
+    def list(self, kinds: tuple[str, ...] | None = ("train",)) -> list[RunSummary]:
+        """Every run, newest first; damaged ones carry their reason. `kinds=None`: learning-rate
+        finder jobs too (the queue shows them; result pages and the run table do not)."""
+        summaries = [Run(self.root / rid).summary() for rid in self.run_ids()]
+        return summaries if kinds is None else [s for s in summaries if s.kind in kinds or s.damaged]
 
     def delete(self, run_id: str) -> None:
         """Removes a run folder; refuses one that is queued or still training."""
@@ -629,7 +652,7 @@ class RunStore:
     # --- the queue ---------------------------------------------------------------------------
     def queue(self) -> list[RunSummary]:
         """Queued runs in the order they train: oldest `queued_at` first."""
-        queued = [s for s in self.list() if s.state == "queued" and not s.damaged]
+        queued = [s for s in self.list(kinds=None) if s.state == "queued" and not s.damaged]
         return sorted(queued, key=lambda s: (s.queued_at or 0.0, s.run_id))
 
     @contextlib.contextmanager

@@ -278,12 +278,37 @@ def train_run(run: Run, *, target_epochs: int, stop_event: threading.Event, prog
     Resume is implicit: when the run has a last checkpoint, training continues from it with its
     optimizer state, learning rate and epoch counter; metrics.csv is appended to.
     """
+    return _as_job(run, progress, stop_event, {"epochs": target_epochs},
+                   lambda: _train(run, target_epochs, stop_event, progress, data_dir))
+
+
+def lr_find_run(run: Run, *, target_epochs: int, stop_event: threading.Event, progress: Progress,
+                data_dir: str | None = None) -> Outcome:
+    """A learning-rate finder job from the queue: the range test on the job's config, its curve
+    and suggestion saved in the job's folder (`target_epochs` is unused). Never raises."""
+    from core.lr_find import find_learning_rate
+
+    def find() -> Outcome:
+        progress.update(state="running", phase="loading data", run_id=run.run_id, error="")
+        finding = find_learning_rate(run.read_config(), data_dir, progress, stop_event)
+        run.write_lr_finding({"rates": finding.rates.tolist(), "losses": finding.losses.tolist(),
+                              "smoothed": finding.smoothed.tolist(), "suggestion": finding.suggestion,
+                              "steepest": finding.steepest, "minimum_rate": finding.minimum_rate,
+                              "ended": finding.ended, "method": finding.method})
+        return Outcome("stopped" if finding.ended == "stopped" else "completed")
+
+    return _as_job(run, progress, stop_event, {}, find)
+
+
+def _as_job(run: Run, progress: Progress, stop_event: threading.Event, status: dict, work) -> Outcome:
+    """Runs `work` (-> Outcome) as this process's job on `run`: marked ours, kept alive (heartbeat,
+    stop requests from other processes), and whatever fails, recorded and released."""
     mark_active(run.run_id, True)
     trace = ""
     try:
-        run.write_status(state="running", epochs=target_epochs, error="", ended_at=None, **trainer_identity())
+        run.write_status(state="running", error="", ended_at=None, **status, **trainer_identity())
         with Keepalive(run, stop_event, on_stop_request=lambda: progress.update(state="stopping")):
-            outcome = _train(run, target_epochs, stop_event, progress, data_dir)
+            outcome = work()
     except Exception as exc:  # noqa: BLE001 - any failure becomes the run's readable reason
         outcome = Outcome("failed", _readable(exc), _error_kind(exc))
         trace = traceback.format_exc(limit=20)

@@ -13,7 +13,7 @@ from core.jobs import JobError
 from core.queue import ordinal, queue_entries
 from core.runs import RESUMABLE_STATES, check_label
 from core.variants import get_variant
-from dashboard import control, state, train_form
+from dashboard import control, lr_panel, state, train_form
 from dashboard.charts import epoch_time_figure, eta_text
 from dashboard.run_status import status_display, wait_text
 
@@ -168,13 +168,16 @@ for field_name, key in (("name", RUN_NAME_KEY), ("author", RUN_AUTHOR_KEY)):
 if label_problem:
     st.error(f"**Check the run name:** {label_problem}")
 
-c1, _ = st.columns([1, 4])
+c1, c2, _ = st.columns([1, 1, 3])
 c1.button(":material/play_arrow: Start training", type="primary", width="stretch", on_click=start_training,
           disabled=bool(problem) or bool(label_problem) or not data_ok or not can_act,
           help="Joins the queue and trains when a slot frees, in the background: closing or refreshing "
                "this tab does not stop it." if can_act else control.LOCKED_HELP)
+with c2:
+    lr_panel.find_button(manager, config, disabled=bool(problem) or not data_ok or not can_act)
 if error := st.session_state.pop("train_error", None):
     st.error(error)
+lr_panel.finder_fragment(manager)
 
 
 def shown_run_id() -> str | None:
