@@ -138,7 +138,9 @@ def run_recipe(args: argparse.Namespace) -> dict:
               "error": status.get("error") or None, "test_accuracy": status.get("test_accuracy"),
               "mirror_test_accuracy": None, "minutes": round(minutes, 2),
               "import_seconds": round(import_seconds, 1), "training_images": images,
-              "epochs": config.epochs, "run": str(run.path), "settings": config.to_dict()}
+              "epochs": config.epochs, "epoch_seconds": [m["epoch_seconds"] for m in run.read_metrics()],
+              "images_per_second": [m["images_per_second"] for m in run.read_metrics()],
+              "run": str(run.path), "settings": config.to_dict()}
     if status.get("state") == "completed" and not args.no_mirror:
         accuracy, seconds = mirror_accuracy(run, config, args.data_dir)
         result.update(mirror_test_accuracy=round(accuracy, 4), mirror_seconds=round(seconds, 1))

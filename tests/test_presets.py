@@ -130,3 +130,14 @@ def test_bench_recipes_smoke_trains_through_the_engine(tmp_path, fixture_data_di
     assert result["minutes"] > 0 and result["machine"]["cores"] >= 1 and result["machine"]["cpu"] is not None
     assert result["training_images"] == 200 and result["settings"]["bn_momentum"] == 0.9
     assert Path(result["run"]).parent == tmp_path
+
+
+def test_train_page_offers_the_presets_and_what_we_tried(app_factory, tmp_path):
+    at = app_factory(tmp_path / "runs")("../pages/train.py")
+    from dashboard.train_form import presets
+    labels = [b.label for b in at.button]
+    assert all(p.label in labels for p in presets())
+    assert all(p.expectation in [c.value for c in at.caption] for p in presets())
+    tried = next(e for e in at.expander if "What we tried" in e.label)
+    shown = tried.markdown[0].value
+    assert "# Recipes: accuracy per minute" in shown and "| 64 px (the `quick-demo` preset's recipe) |" in shown
