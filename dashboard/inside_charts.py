@@ -17,8 +17,9 @@ from core.data import CLASS_NAMES
 from core.inside import Stage, StageSize
 from dashboard.style import BASE_FONT_SIZE, OKABE_ITO, SEQUENTIAL_SCALE, style_figure
 
-GRID_COLUMNS = 4
-TILE_HEIGHT = 150           # px per row of small heat maps
+GRID_COLUMNS = 8            # the eight most active channels in one row: the page's full width
+TILE_HEIGHT = 110           # px per row of small heat maps
+TEXT_UP_TO = 2              # maps this small (or smaller) show their values as numbers too
 RUN_COLOUR, NATIVE_COLOUR = OKABE_ITO[3], OKABE_ITO[0]
 
 
@@ -26,29 +27,36 @@ def channel_grid_figure(stage: Stage, columns: int = GRID_COLUMNS) -> go.Figure:
     """The stage's most active channels as a grid of small heat maps, one colour scale for all.
 
     Row 0 of a map is drawn at the top, as in the image. A 1×1 map is one coloured square: the
-    point of the lesson at 32 px.
+    point of the lesson at 32 px. Tiles carry no tick labels (the hover names row and column):
+    at this size they would only crowd the titles.
     """
     if not stage.is_map:
         raise ValueError(f"stage {stage.key!r} is a vector, not a feature map")
     count = len(stage.top_channels)
     rows = max(1, math.ceil(count / columns))
-    fig = make_subplots(rows=rows, cols=columns, horizontal_spacing=0.03, vertical_spacing=0.12,
+    fig = make_subplots(rows=rows, cols=columns, horizontal_spacing=0.02, vertical_spacing=0.18,
                         subplot_titles=[f"channel {c}" for c in stage.top_channels],
                         x_title="map column (position left → right)", y_title="map row")
     low, high = float(stage.maps.min()), float(stage.maps.max())
+    high = high if high > low else low + 1e-6          # one value everywhere: still a valid scale
+    # Maps of a few pixels (1×1 from block 6 at 32 px) say more as numbers than as colours.
+    numbers = dict(texttemplate="%{z:.2f}", textfont=dict(size=BASE_FONT_SIZE - 2)) \
+        if max(stage.shape[:2]) <= TEXT_UP_TO else {}
     for i, (channel, values) in enumerate(zip(stage.top_channels, stage.maps)):
         fig.add_trace(go.Heatmap(
-            z=values, zmin=low, zmax=high, coloraxis="coloraxis", name=f"channel {channel}",
+            z=values, coloraxis="coloraxis", name=f"channel {channel}", **numbers,
             hovertemplate=f"channel {channel}<br>row %{{y}}, column %{{x}}<br>activation %{{z:.3f}}<extra></extra>",
         ), row=i // columns + 1, col=i % columns + 1)
-    height, width = stage.shape[:2]
     style_figure(fig, title=f"{stage.title}: {stage.caption} — the {count} most active",
                  x_title="", y_title="", height=110 + TILE_HEIGHT * rows, legend=False)
-    fig.update_layout(coloraxis=dict(colorscale=SEQUENTIAL_SCALE, colorbar=dict(title="activation")),
-                      margin=dict(l=70, r=30, t=90, b=60))
+    # One scale for all tiles, set on the shared colour axis (it ignores the traces' zmin/zmax).
+    fig.update_layout(coloraxis=dict(colorscale=SEQUENTIAL_SCALE, cmin=low, cmax=high,
+                                     colorbar=dict(title="activation", nticks=3, tickformat=".2g",
+                                                   len=1.15, thickness=14)),
+                      margin=dict(l=80, r=30, t=90, b=60))
     # Squares stay square, and the image's top row is on top.
-    fig.update_xaxes(showticklabels=height > 1, constrain="domain", title=None)
-    fig.update_yaxes(showticklabels=width > 1, autorange="reversed", constrain="domain", title=None)
+    fig.update_xaxes(showticklabels=False, constrain="domain", title=None, showgrid=False)
+    fig.update_yaxes(showticklabels=False, autorange="reversed", constrain="domain", title=None, showgrid=False)
     for i in range(1, count + 1):
         fig.update_yaxes(scaleanchor=f"x{'' if i == 1 else i}", row=(i - 1) // columns + 1,
                          col=(i - 1) % columns + 1)
@@ -105,5 +113,8 @@ def map_sizes_figure(run_sizes: Sequence[StageSize], native_sizes: Sequence[Stag
                  f"{native_side} px", x_title="stage", y_title="map side (px, log scale)", height=400)
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1,
                                                    xanchor="right"))
-    fig.update_yaxes(type="log", range=[-0.2, math.log10(max(s.side for s in native_sizes) * 3)])
+    # Map sides are halvings of the input: powers of two read better than Plotly's 1-2-5 log ticks.
+    top = max(s.side for s in [*run_sizes, *native_sizes])
+    ticks = [2 ** k for k in range(int(math.log2(top)) + 2)]
+    fig.update_yaxes(type="log", range=[-0.2, math.log10(top * 3)], tickvals=ticks, ticktext=[str(t) for t in ticks])
     return fig

@@ -150,6 +150,10 @@ def test_channel_grid_has_one_heat_map_per_channel_and_titled_axes(inside):
     assert "map row" in texts and any(t.startswith("map column") for t in texts)
     assert [f"channel {c}" for c in stage.top_channels] == texts[:6]
     assert fig.layout.coloraxis.colorbar.title.text == "activation"
+    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (stage.maps.min(), stage.maps.max())
+    assert heatmaps[0].texttemplate is None                        # 16×16: colours only
+    one = channel_grid_figure(inside.stage("block6"))
+    assert one.data[0].texttemplate == "%{z:.2f}"                   # 1×1: the value as a number too
     with pytest.raises(ValueError, match="'pooled' is a vector"):
         channel_grid_figure(inside.stage("pooled"))
 
