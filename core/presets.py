@@ -125,8 +125,8 @@ QUICK_DEMO = Preset(
 
 BEST_CPU = Preset(
     "best-cpu", ":material/trophy: Best on a laptop",
-    "The Quick demo's recipe at 96 px: the most accuracy per minute we have measured on a CPU, "
-    "about twice the Quick demo's time.",
+    "The Quick demo's recipe at 96 px: the highest accuracy we have measured on a CPU, for about "
+    "twice the Quick demo's time.",
     _settings(image_size=96, **_IMAGENET_TWO_PHASES),
     measured=(
         Measurement(0.932, 10.4, "", FASTER_MACHINE, "plain Keras", mirror_accuracy=0.935, note=PLAIN_RATES),
