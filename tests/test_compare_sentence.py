@@ -4,7 +4,6 @@ matrices (checked against the pair counts by hand), and on the page with two rea
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from core.evaluate import evaluate
 from core.runs import RunStore
