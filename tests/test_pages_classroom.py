@@ -263,7 +263,8 @@ def test_report_page_offers_html_and_csv(app, trained_run):
     y_true, y_prob = trained_run.read_predictions()
     at = app(REPORT, run=trained_run.run_id)
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Download the HTML report", "Download per-class metrics (CSV)"]
+    assert labels == ["Download the HTML report", "Download per-class metrics (CSV)",
+                      "Download the trained model (.keras)"]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Top-1 test accuracy"] == f"{100 * evaluate(y_true, y_prob).top1_accuracy:.1f}%"
     assert float(metrics["Report size"].split()[0]) < 8
