@@ -17,7 +17,9 @@ import pytest
 
 from cifar_fixture import fixture_arrays
 
-pytestmark = pytest.mark.slow
+# XLA compiles every B0 step function under JAX, slowly on a CPU (minutes on these 2 shared cores),
+# and float16 is emulated: both runs take longer than the suite's 15-minute default on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "bench/device_check.py"
@@ -49,7 +51,7 @@ def _smoke(subset: str, weights_dir: str | None, *, backend: str) -> list[dict]:
     if weights_dir:
         args += ["--weights", str(Path(weights_dir) / "efficientnetb0_notop.h5")]
     command = [sys.executable, *(["-c", WITHOUT_TENSORFLOW] if backend == "jax" else []), *args]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=2300)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert lines and lines[-1]["figure"] == "done", result.stdout[-2000:]
