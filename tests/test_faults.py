@@ -118,7 +118,7 @@ def test_checkpoint_write_failure_fails_readably_and_keeps_the_previous_one(tmp_
     status = run.read_status()
     assert status["state"] == "failed", status
     assert status["error"] == (
-        f"could not save checkpoint checkpoints/last.keras of run {run_id}: No space left on device. "
+        f"could not save checkpoint checkpoints/last.keras of run {run_id}: the disk is full. "
         "The previous checkpoint is intact; free some space (or make the runs folder writable) and resume the run.")
     assert status["checkpoint_epoch"] == 1 and _epochs(run) == [1]       # no row for the failed epoch
     assert sorted(p.name for p in run.checkpoint("last").parent.iterdir()) == ["best.keras", "last.keras"]
@@ -267,7 +267,9 @@ def test_corrupt_checkpoint_on_the_result_pages_is_a_message(app, damaged_runs):
 @pytest.mark.slow
 def test_damaged_predictions_are_rewritten_by_evaluate_now(app, damaged_runs):
     at = app("confusion", runs_dir=damaged_runs, run="20200101-000008-b0-0008")
-    assert any("has no test-set predictions yet" in i.value for i in at.info)
+    # Damaged is told apart from missing (it used to read as "no predictions yet").
+    assert any("predictions are damaged" in e.value for e in at.error), [e.value for e in at.error]
+    assert not any("has no test-set predictions yet" in i.value for i in at.info)
     next(b for b in at.button if b.label == "Evaluate now").click().run()
     assert not at.exception
     assert any(s.value.startswith("Evaluated: test accuracy") for s in at.success)
