@@ -140,4 +140,4 @@ def test_train_page_offers_the_presets_and_what_we_tried(app_factory, tmp_path):
     assert all(p.expectation in [c.value for c in at.caption] for p in presets())
     tried = next(e for e in at.expander if "What we tried" in e.label)
     shown = tried.markdown[0].value
-    assert "# Recipes: accuracy per minute" in shown and "| 64 px (the `quick-demo` preset's recipe) |" in shown
+    assert "# Recipes: accuracy per minute" in shown and "| 96 px (the `best-cpu` preset's recipe) |" in shown
