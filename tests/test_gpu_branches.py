@@ -1,0 +1,128 @@
+"""The GPU-only branches, forced on this CPU: mixed precision and XLA (jit_compile).
+
+Each is a full cycle on fixture images through the job manager: train, stop mid-epoch,
+resume, predictions, try-your-own-image and saliency, all finite; the checkpoint really is what
+the setting asks for (float16 compute with float32 outputs and loss scaling in the optimizer; XLA
+kept on, which Keras silently drops when one layer cannot be compiled). The mixed-precision
+policy is per thread in Keras 3: a model a page builds or loads in another thread meanwhile stays
+float32. Kept to two small cycles at 40 px (resized inside the model, like 64 px would be, at
+40% of the cost): float16 arithmetic is emulated on a CPU (B0 at 64 px trained at about 2 s an
+image here) and XLA made it 4.7x slower.
+"""
+
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import keras
+import numpy as np
+import pytest
+
+from core.config import TrainConfig
+from core.jobs import JobManager
+from core.model import build_model, compile_model, load_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_for(predicate, timeout=600, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _train_stop_resume(tmp_path, data_dir, config, while_training=lambda: None):
+    """Epoch 1 (with `while_training` called during it), a stop early in epoch 2, then resume to 2."""
+    manager = JobManager(runs_dir=tmp_path / "runs", data_dir=data_dir)
+    run_id = manager.start(config)
+    run = manager.store.get(run_id)
+    _wait_for(lambda: manager.progress(run_id).get("batch", 0) >= 1, what="a batch of epoch 1")
+    while_training()
+    _wait_for(lambda: run.read_status().get("checkpoint_epoch", 0) >= 1, what="epoch 1")
+    assert manager.stop(run_id)    # lands at the next batch: epoch 2 is cut short
+    assert manager.wait(300)
+    assert run.read_status()["state"] == "stopped", run.read_status()
+    manager.resume(run_id, epochs=2)
+    assert manager.wait(900)
+    status = run.read_status()
+    assert status["state"] == "completed", status
+    assert [row["epoch"] for row in run.read_metrics()] == [1, 2]
+    return run
+
+
+def _check_outputs(run, data_dir):
+    from core.data import load_cifar10
+    from core.predict_image import predict
+    from core.saliency import explain
+    _, y_prob = run.read_predictions()
+    assert y_prob.shape == (100, 10) and np.isfinite(y_prob).all()
+    assert np.allclose(y_prob.astype(np.float64).sum(axis=1), 1.0, atol=1e-2)   # float16 on disk
+    model = load_checkpoint(run.checkpoint("last"))
+    assert model.outputs[0].dtype == "float32"
+    image = load_cifar10(data_dir, allow_download=False).x_test[0]
+    probabilities = predict(model, image)
+    assert np.isfinite(probabilities).all() and abs(probabilities.sum() - 1) < 1e-4
+    heat = explain(model, image, int(np.argmax(probabilities))).heatmap
+    assert heat.shape == (32, 32) and np.isfinite(heat).all()
+    return model
+
+
+def _loaded_as_the_trainer_loads_it(run, policy):
+    """The checkpoint loaded in a thread of its own under `policy`, as the training thread resumes it
+    (Keras 3's dtype policy is per thread)."""
+    def load():
+        keras.mixed_precision.set_global_policy(policy)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = load_checkpoint(run.checkpoint("last"))
+        return model, [str(w.message) for w in caught]
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(load).result()
+
+
+SMALL = dict(image_size=40, epochs=2, batch_size=8, train_limit=32, val_fraction=0.2)
+STEPS = 32 // 8
+
+
+def test_mixed_precision_cycle_on_the_cpu(tmp_path, fixture_data_dir):
+    config = TrainConfig(**SMALL, mixed_precision="on", jit_compile="off", seed=5)
+    seen = {}
+
+    def meanwhile():   # what a page does in the server's thread while the run trains
+        seen["policy"] = keras.mixed_precision.global_policy().name
+        page_model = build_model(TrainConfig(image_size=32))
+        seen["built"] = page_model.get_layer("stem_conv").compute_dtype
+        path = tmp_path / "float32.keras"
+        compile_model(page_model, TrainConfig(), 1e-3)
+        page_model.save(path)
+        seen["loaded"] = load_checkpoint(path).get_layer("stem_conv").compute_dtype
+
+    run = _train_stop_resume(tmp_path, fixture_data_dir, config, meanwhile)
+    assert seen == {"policy": "float32", "built": "float32", "loaded": "float32"}
+    model = _check_outputs(run, fixture_data_dir)
+    assert model.get_layer("stem_conv").compute_dtype == "float16"        # mixed precision was on
+    assert model.get_layer("stem_conv").variable_dtype == "float32"
+    assert model.get_layer("prep_resize").compute_dtype == "float16"      # the resize, on the device
+    assert keras.mixed_precision.global_policy().name == "float32"        # this thread untouched
+    trained, warned = _loaded_as_the_trainer_loads_it(run, "mixed_float16")
+    assert isinstance(trained.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert not [w for w in warned if "Skipping variable loading" in w], warned   # its whole state
+    # Dynamic loss scaling skips each step whose float16 gradients overflowed and halves the scale
+    # (from 2**15; it doubles only after 2,000 good steps); the inner optimizer counts the applied
+    # steps. Both halves of that bookkeeping agree across the stop and resume: the state survived.
+    applied = int(trained.optimizer.iterations)
+    assert 0 < applied <= 2 * STEPS
+    assert float(trained.optimizer.dynamic_scale) == 2.0 ** (15 - (2 * STEPS - applied))
+
+
+def test_xla_cycle_on_the_cpu(tmp_path, fixture_data_dir):
+    config = TrainConfig(**SMALL, mixed_precision="off", jit_compile="on", seed=6)
+    run = _train_stop_resume(tmp_path, fixture_data_dir, config)
+    model = _check_outputs(run, fixture_data_dir)
+    assert model.jit_compile is True            # compiled with XLA, and no layer made Keras drop it
+    assert model.get_layer("stem_conv").compute_dtype == "float32"
+    assert not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert int(model.optimizer.iterations) == 2 * STEPS
