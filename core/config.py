@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from core.errors import UserInputError
 from core.variants import VARIANT_NAMES
 
 GROUPS = ("model", "optimisation", "schedule", "data", "hardware")
@@ -63,7 +64,7 @@ def _shown(given: Any) -> str:
     return text
 
 
-class ConfigError(ValueError):
+class ConfigError(UserInputError, ValueError):
     """A setting is invalid; `field` names it and the message says what is allowed."""
 
     def __init__(self, field: str, allowed: str, given: Any, hint: str = ""):

@@ -20,6 +20,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from core.errors import UserInputError
+
 CLASS_NAMES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer",
                                 "dog", "frog", "horse", "ship", "truck")
 NUM_CLASSES = 10
@@ -46,7 +48,7 @@ _MEMORY_CACHE: dict[tuple[str, str], "Cifar10"] = {}
 _LOCK = threading.Lock()
 
 
-class DataError(Exception):
+class DataError(UserInputError):
     """The data cannot be had; str(error) is a user-facing paragraph saying what to do."""
 
 
