@@ -20,7 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from core.jobs import JobManager
-from core.runs import METRIC_COLUMNS, Run, RunNotFoundError, RunStore, RunSummary
+from core.runs import ACTIVE_STATES, METRIC_COLUMNS, Run, RunNotFoundError, RunStore, RunSummary
 
 RUN_QUERY_PARAM = "run"
 SELECTED_RUN_KEY = "selected_run"
@@ -307,6 +307,17 @@ def markdown_text(text: str) -> str:
     """User text (a run's name) made inert inside Markdown: every special character escaped, so
     it shows as typed and can never become a link, an image, emphasis or HTML."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def finished_with_model(summaries: list[RunSummary]) -> list[RunSummary]:
+    """Runs that have a checkpoint and are not training: the ones whose model can be asked."""
+    return [s for s in summaries
+            if not s.damaged and s.state not in ACTIVE_STATES and has_checkpoint(s.run_id)]
+
+
+def with_predictions(summaries: list[RunSummary]) -> list[RunSummary]:
+    """Runs with test-set predictions to show (the report, the confusion page)."""
+    return [s for s in summaries if s.has_predictions and not s.damaged]
 
 
 def config_json(run_id: str) -> str | None:

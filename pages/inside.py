@@ -18,7 +18,7 @@ from core.evaluate import mistakes
 from core.inside import feature_map_sizes, first_block_at_1x1
 from core.predict_image import ImageRejected, read_photo
 from core.variants import get_variant
-from dashboard import classroom, nav, state
+from dashboard import model_answers, nav, state
 from dashboard.images import upscale
 from dashboard.url_state import IMAGE_PARAM, parse_int
 from dashboard.inside_charts import channel_grid_figure, map_sizes_figure, pooled_figure, probabilities_figure
@@ -132,7 +132,7 @@ st.markdown("Follow one picture through a trained EfficientNet. Each stage turns
             "*channels*, small maps that light up where the stage found its pattern; strides halve the maps "
             "while the channels multiply. Shown per stage: the most active channels (bright = strong).")
 
-runs = classroom.finished_with_model(state.run_summaries())
+runs = state.finished_with_model(state.run_summaries())
 if not runs:
     st.info("There is no finished run with a saved model yet. Train one first (the Quick demo preset takes a "
             "few minutes on a laptop), then come back.")
@@ -149,7 +149,7 @@ except (OSError, ValueError) as exc:
     st.stop()
 pixels, picture, words, truth = pick_image(run_id)
 
-key = classroom.checkpoint_key(run_id)
+key = model_answers.checkpoint_key(run_id)
 model = state.load_model(run_id) if key else None
 if model is None:
     st.error("This run's checkpoint is gone; pick another run.")

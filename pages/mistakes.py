@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.data import CLASS_NAMES, DataError
 from core.evaluate import correct_examples, mistakes, top_k
-from dashboard import classroom, nav, state
+from dashboard import model_answers, nav, state
 from dashboard.images import (PER_PAGE_CHOICES, caption, grid_rows, heat_image, overlay_heatmap, page_bounds,
                               page_count, upscale)
 from dashboard.result_charts import top5_figure
@@ -127,7 +127,7 @@ def saliency_panel(index: int, image: np.ndarray, predicted: int, true: int) -> 
         format_func=lambda c: f"{names[c]} ({'predicted' if c == predicted else 'true'})")
     alpha = st.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="detail_alpha")
     try:
-        answer = classroom.ask_model(run_id, image, int(explain_class), SALIENCY_METHODS[method_label])
+        answer = model_answers.ask_model(run_id, image, int(explain_class), SALIENCY_METHODS[method_label])
     except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is a message, never a traceback
         st.error(f"The saliency map could not be computed: {type(exc).__name__}: {exc}")
         return

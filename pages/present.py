@@ -17,7 +17,7 @@ from core.evaluate import mistakes
 from core.history import COMPOUND_SCALING, compound_scaling, history_frame
 from core.runs import ACTIVE_STATES
 from core.variants import VARIANTS
-from dashboard import classroom, nav, slides, state
+from dashboard import model_answers, nav, slides, state
 from dashboard.charts import curves_figure
 from dashboard.images import caption, overlay_heatmap, upscale
 from dashboard.result_charts import (SCALING_LABELS, confusion_figure, history_scatter_figure, runs_frame,
@@ -281,7 +281,7 @@ def saliency_slide() -> None:
     with st.spinner("Asking the model where it looked ..."):
         for col, (_, row) in zip(cols, top.iterrows()):
             image = images[int(row["index"])]
-            answer = classroom.ask_model(run_id, image, int(row["predicted_index"]))
+            answer = model_answers.ask_model(run_id, image, int(row["predicted_index"]))
             col.image(upscale(image, IMAGE_SIDE, "nearest"), output_format="PNG", width=IMAGE_SIDE,
                       caption=f"true: {row['true']}")
             if answer is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import classroom, nav, state, take_home
+from dashboard import nav, report_files, state, take_home
 from dashboard.report import MISTAKES_SHOWN, csv_filename, per_class_frame, report_filename
 
 st.title("Shareable report")
@@ -18,7 +18,7 @@ st.markdown("One file to send after class: it opens in any browser, offline, wit
             f"It holds the run's settings, its loss and accuracy curves, the confusion matrix, the "
             f"per-class table and its {MISTAKES_SHOWN} most confident mistakes with their images.")
 
-runs = classroom.with_predictions(state.run_summaries())
+runs = state.with_predictions(state.run_summaries())
 if not runs:
     st.info("No run has test-set predictions yet. A run writes them when it finishes; for a running "
             "or stopped run, use “Evaluate now” on the confusion page.")
@@ -37,7 +37,7 @@ if summary.state != "completed":
                "(from an earlier checkpoint), and says so.")
 
 with st.spinner("Building the report ..."):
-    html, csv, note = classroom.report_files(run_id)
+    html, csv, note = report_files.report_files(run_id)
 if note:
     st.warning(note)
 

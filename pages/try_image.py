@@ -14,7 +14,7 @@ import streamlit as st
 from core.data import CLASS_NAMES, DataError
 from core.evaluate import top_k
 from core.predict_image import CIFAR_SIDE, MAX_DECODED_BYTES, MAX_PIXELS, ImageRejected, read_photo
-from dashboard import classroom, nav, state
+from dashboard import model_answers, nav, state
 from dashboard.images import overlay_heatmap, upscale
 from dashboard.result_charts import top5_figure
 
@@ -32,7 +32,7 @@ st.title("Try your own image")
 st.markdown("Show a trained model a photo of your own. It only knows CIFAR-10's ten classes ("
             + ", ".join(CLASS_NAMES) + "), so it answers with one of them whatever the photo shows.")
 
-runs = classroom.finished_with_model(state.run_summaries())
+runs = state.finished_with_model(state.run_summaries())
 if not runs:
     st.info("There is no finished run with a saved model yet. Train one first (the Quick demo preset "
             "takes a few minutes on a laptop), then come back.")
@@ -86,7 +86,7 @@ else:
 
 with st.spinner("Asking the model ..."):
     try:
-        answer = classroom.ask_model(run_id, pixels)
+        answer = model_answers.ask_model(run_id, pixels)
     except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is a message, never a traceback
         st.error(f"The model could not be run: {type(exc).__name__}: {exc}")
         st.stop()
