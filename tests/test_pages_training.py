@@ -39,7 +39,11 @@ def _wait(predicate, timeout=300):
         time.sleep(0.1)
 
 
-def test_presets_fill_the_form(app):
+def test_presets_fill_the_form(app, monkeypatch):
+    # The Transfer preset (B0 at 224 px) needs more memory than this shared machine may have free at
+    # the moment: give the memory check a machine with room (the check itself: test_memory.py).
+    import core.memory
+    monkeypatch.setattr(core.memory, "host_available_bytes", lambda *args: 64 * 2 ** 30)
     at = app(TRAIN)
     _button(at, "Notebook replica").click().run()
     state = at.session_state
@@ -47,7 +51,8 @@ def test_presets_fill_the_form(app):
     assert (state["cfg_batch_size"], state["cfg_epochs"], state["cfg_lr_schedule"]) == (100, 4, "plateau")
     assert state["cfg_learning_rate"] == 0.001 and state["cfg_momentum"] == 0.9
     _button(at, "Quick demo").click().run()
-    assert at.session_state["cfg_variant"] == "b0" and at.session_state["cfg_image_size"] == 32
+    # 64 px with ImageNet weights (the measured recipe); 32 px from scratch where they cannot be had.
+    assert at.session_state["cfg_variant"] == "b0" and at.session_state["cfg_image_size"] in (32, 64)
     # The variant's facts and an epoch-time estimate are shown.
     labels = {m.label: m.value for m in at.metric}
     assert labels["Layers"] == "237" and labels["ImageNet top-1"] == "77.1%"
