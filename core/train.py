@@ -253,8 +253,8 @@ def cosine_rate(config: TrainConfig, epoch_float: float) -> float:
 
 
 def predict_test_set(model, config: TrainConfig, cifar: data_mod.Cifar10, progress: Progress,
-                     replicas: int = 1) -> np.ndarray:
-    """Class probabilities for every test image, in order."""
+                     replicas: int = 1, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """Class probabilities for every test image, in order, `batch_size` images at a time."""
     progress.update(phase="evaluating test set")
     # Replicas must split every batch evenly: pad with copies of the last image, then trim.
     n = len(cifar.x_test)
@@ -263,7 +263,7 @@ def predict_test_set(model, config: TrainConfig, cifar: data_mod.Cifar10, progre
     y = np.concatenate([cifar.y_test, np.repeat(cifar.y_test[-1:], padded)]) if padded else cifar.y_test
     from core.model import host_preprocessing
     test_ds = data_mod.make_dataset(x, y, image_size=host_preprocessing(model, config).get("image_size"),
-                                    batch_size=_multiple_of(PREDICT_BATCH, replicas), training=False)
+                                    batch_size=_multiple_of(batch_size, replicas), training=False)
     return model.predict(test_ds, verbose=0)[:n]
 
 
@@ -356,90 +356,145 @@ def _check_stop(stop_event: threading.Event) -> None:
         raise TrainingStopped()
 
 
+@dataclass
+class Setup:
+    """What a run trains with, built once before its phases: data, strategy, model, datasets."""
+
+    config: TrainConfig
+    cifar: data_mod.Cifar10
+    train_images: int
+    strategy: object
+    model: object
+    train_ds: object
+    val_ds: object
+    steps: int
+    jit_compile: bool
+    predict_batch: int
+
+    @property
+    def replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync
+
+
 def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: Progress,
            data_dir: str | None) -> Outcome:
-    from core.model import (build_model, compile_model, host_preprocessing, load_checkpoint, unfreeze,
-                            use_jit_compile)
-
+    """The run, in the named steps of the Keras fine-tuning guide it follows: set up, then each
+    phase (the head on a frozen base, then fine-tuning with BatchNorm frozen), then the test set."""
     config = run.read_config()
     done = run.checkpoint_epoch()
     run.reconcile_metrics(done)
     progress.update(state="running", phase="loading data", epoch=done, epochs=target_epochs,
                     batch=0, batches=0, run_id=run.run_id, error="")
     try:
-        cifar = data_mod.load_cifar10(data_dir)
-        split = data_mod.split_train_val(cifar.x_train, cifar.y_train, val_fraction=config.val_fraction,
-                                         seed=config.seed, train_limit=config.train_limit)
-        _check_stop(stop_event)
-
-        keras.mixed_precision.set_global_policy(
-            "mixed_float16" if use_mixed_precision(config.mixed_precision) else "float32")
-        strategy = make_strategy(config.distribution)
-        global_batch = config.batch_size * strategy.num_replicas_in_sync
-        on_gpu = bool(_gpu_devices())
-        # Whole batches only where a ragged last batch costs: XLA recompiles for the new shape, and
-        # replicas cannot split it evenly. On one CPU every image counts for small runs.
-        whole_batches = on_gpu or strategy.num_replicas_in_sync > 1
-        jit_compile = use_jit_compile(config.jit_compile)
-
-        progress.update(phase="building model")
-        with strategy.scope():
-            if done:
-                model = load_checkpoint(run.checkpoint("last"))
-                model.jit_compile = jit_compile   # this machine's choice, not the saving one's
-            else:
-                model = build_model(config)
-                compile_model(model, config, config.learning_rate, jit_compile=jit_compile)
-        # The host ships uint8 batches at 32 px and the model augments and resizes them on the
-        # device; only a checkpoint from before that change needs the host to do it.
-        host = host_preprocessing(model, config)
-        train_ds = data_mod.make_dataset(
-            split.x_train, split.y_train, batch_size=global_batch, training=True, seed=config.seed,
-            drop_remainder=whole_batches, **host)
-        replicas = strategy.num_replicas_in_sync
-        # Validation batches must split evenly over replicas: drop the last few (< replicas) images.
-        n_val = len(split.x_val) // replicas * replicas
-        val_ds = None if n_val == 0 else data_mod.make_dataset(
-            split.x_val[:n_val], split.y_val[:n_val], image_size=host.get("image_size"),
-            batch_size=_multiple_of(max(global_batch, PREDICT_BATCH), replicas), training=False)
-        steps = (max(1, len(split.x_train) // global_batch) if whole_batches
-                 else data_mod.dataset_len(len(split.x_train), global_batch))
-        _check_stop(stop_event)
+        setup = _set_up(run, config, done, data_dir, stop_event, progress)
     except TrainingStopped:
         return Outcome("stopped")
-
-    # Named phases: train the head on a frozen base, then fine-tune with BatchNorm frozen.
-    phases = [("training", target_epochs)]
-    if config.has_fine_tune_phase_within(target_epochs):
-        phases = [("training head (base frozen)", config.fine_tune_at_epoch),
-                  ("fine-tuning (BatchNorm frozen)", target_epochs)]
-    for phase_name, phase_end in phases:
+    for phase_name, phase_end in _phases(config, target_epochs):
         if done >= phase_end:
             continue
-        if phase_name.startswith("fine-tuning") and not _is_unfrozen(model):
-            with strategy.scope():
-                unfreeze(model, config.fine_tune_from_block)
-                compile_model(model, config, config.fine_tune_learning_rate, jit_compile=jit_compile)
-        recorder = RunRecorder(run, progress, stop_event, val_ds=val_ds, train_images=len(split.x_train),
-                               steps=steps, target_epochs=target_epochs, phase_name=phase_name)
-        model.fit(train_ds, initial_epoch=done, epochs=phase_end, steps_per_epoch=steps,
-                  callbacks=_callbacks(config, recorder, steps, done), shuffle=False, verbose=0)
-        done = int(run.read_status().get("checkpoint_epoch", done))
-        if recorder.nan_at:
-            what, epoch, where = recorder.nan_at
-            kept = (f"the checkpoint of epoch {done} is kept" if done else "no epoch had finished, so "
-                    "there is no checkpoint")
-            return Outcome("failed", error_kind="training", error=f"{what} at epoch {epoch}{where}: "
-                           f"training stopped. Start again with a lower learning_rate (now "
-                           f"{current_learning_rate(model):g}); {kept}.")
-        if recorder.stopped_by_user:
-            # The resume point stays the end of the last finished epoch: saving the partial epoch's
-            # weights would have resume train those batches a second time on top of them.
-            return Outcome("stopped")
-        if model.stop_training:   # early stopping ended the run before target_epochs
+        outcome, done = _fit_phase(run, setup, phase_name, phase_end, done, target_epochs, stop_event, progress)
+        if outcome is not None:
+            return outcome
+        if setup.model.stop_training:   # early stopping ended the run before target_epochs
             run.write_status(early_stopped_at=done)
             break
-    y_prob = predict_test_set(model, config, cifar, progress, replicas)
+    _test_and_record(run, setup, done, progress)
+    return Outcome("completed")
+
+
+def _set_up(run: Run, config: TrainConfig, done: int, data_dir: str | None, stop_event: threading.Event,
+            progress: Progress) -> Setup:
+    """Data, precision, strategy, the model (fresh or from the last checkpoint) and the datasets.
+
+    Raises:
+        TrainingStopped: a stop was asked for before training began.
+    """
+    from core.memory import budget
+    from core.model import build_model, compile_model, host_preprocessing, load_checkpoint, use_jit_compile
+    cifar = data_mod.load_cifar10(data_dir)
+    split = data_mod.split_train_val(cifar.x_train, cifar.y_train, val_fraction=config.val_fraction,
+                                     seed=config.seed, train_limit=config.train_limit)
+    _check_stop(stop_event)
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if use_mixed_precision(config.mixed_precision) else "float32")
+    strategy = make_strategy(config.distribution)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.batch_size * replicas
+    on_gpu = bool(_gpu_devices())
+    # Whole batches only where a ragged last batch costs: XLA recompiles for the new shape, and
+    # replicas cannot split it evenly. On one CPU every image counts for small runs.
+    whole_batches = on_gpu or replicas > 1
+    jit_compile = use_jit_compile(config.jit_compile)
+    # Validation and test prediction run max(batch, 256) images at once where memory allows it,
+    # fewer where it does not (B7 at 600 px): core/memory.py says how many fit.
+    predict_batch = max(1, budget(config).predict_batch)
+
+    progress.update(phase="building model")
+    with strategy.scope():
+        if done:
+            model = load_checkpoint(run.checkpoint("last"))
+            model.jit_compile = jit_compile   # this machine's choice, not the saving one's
+        else:
+            model = build_model(config)
+            compile_model(model, config, config.learning_rate, jit_compile=jit_compile)
+    # The host ships uint8 batches at 32 px and the model augments and resizes them on the
+    # device; only a checkpoint from before that change needs the host to do it.
+    host = host_preprocessing(model, config)
+    train_ds = data_mod.make_dataset(
+        split.x_train, split.y_train, batch_size=global_batch, training=True, seed=config.seed,
+        drop_remainder=whole_batches, **host)
+    # Validation batches must split evenly over replicas: drop the last few (< replicas) images.
+    n_val = len(split.x_val) // replicas * replicas
+    val_ds = None if n_val == 0 else data_mod.make_dataset(
+        split.x_val[:n_val], split.y_val[:n_val], image_size=host.get("image_size"),
+        batch_size=_multiple_of(predict_batch, replicas), training=False)
+    steps = (max(1, len(split.x_train) // global_batch) if whole_batches
+             else data_mod.dataset_len(len(split.x_train), global_batch))
+    _check_stop(stop_event)
+    return Setup(config, cifar, len(split.x_train), strategy, model, train_ds, val_ds, steps, jit_compile,
+                 predict_batch)
+
+
+def _phases(config: TrainConfig, target_epochs: int) -> list[tuple[str, int]]:
+    """(name, last epoch) of each phase: the head on a frozen base, then fine-tuning; or one."""
+    if config.has_fine_tune_phase_within(target_epochs):
+        return [("training head (base frozen)", config.fine_tune_at_epoch),
+                ("fine-tuning (BatchNorm frozen)", target_epochs)]
+    return [("training", target_epochs)]
+
+
+def _fit_phase(run: Run, setup: Setup, phase_name: str, phase_end: int, done: int, target_epochs: int,
+               stop_event: threading.Event, progress: Progress) -> tuple[Outcome | None, int]:
+    """One phase's epochs; (the run's outcome if the phase ended it, epochs now done)."""
+    from core.model import compile_model, unfreeze
+    config, model = setup.config, setup.model
+    if phase_name.startswith("fine-tuning") and not _is_unfrozen(model):
+        with setup.strategy.scope():
+            unfreeze(model, config.fine_tune_from_block)
+            compile_model(model, config, config.fine_tune_learning_rate, jit_compile=setup.jit_compile)
+    recorder = RunRecorder(run, progress, stop_event, val_ds=setup.val_ds, train_images=setup.train_images,
+                           steps=setup.steps, target_epochs=target_epochs, phase_name=phase_name)
+    model.fit(setup.train_ds, initial_epoch=done, epochs=phase_end, steps_per_epoch=setup.steps,
+              callbacks=_callbacks(config, recorder, setup.steps, done), shuffle=False, verbose=0)
+    done = int(run.read_status().get("checkpoint_epoch", done))
+    if recorder.nan_at:
+        what, epoch, where = recorder.nan_at
+        kept = (f"the checkpoint of epoch {done} is kept" if done else "no epoch had finished, so "
+                "there is no checkpoint")
+        return Outcome("failed", error_kind="training", error=f"{what} at epoch {epoch}{where}: "
+                       f"training stopped. Start again with a lower learning_rate (now "
+                       f"{current_learning_rate(model):g}); {kept}."), done
+    if recorder.stopped_by_user:
+        # The resume point stays the end of the last finished epoch: saving the partial epoch's
+        # weights would have resume train those batches a second time on top of them.
+        return Outcome("stopped"), done
+    return None, done
+
+
+def _test_and_record(run: Run, setup: Setup, done: int, progress: Progress) -> None:
+    """Test-set predictions from the final weights: predictions.npz, accuracy, TensorBoard's matrix."""
+    cifar = setup.cifar
+    y_prob = predict_test_set(setup.model, setup.config, cifar, progress, setup.replicas, setup.predict_batch)
     accuracy = float(np.mean(np.argmax(y_prob, axis=1) == cifar.y_test))
     top5 = float(np.mean(np.any(np.argsort(y_prob, axis=1)[:, -5:] == cifar.y_test[:, None], axis=1)))
     run.write_predictions(cifar.y_test, y_prob, epoch=done)
@@ -447,7 +502,6 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
     log_confusion_matrix(run, cifar.y_test, y_prob, step=done)
     run.write_status(test_accuracy=accuracy, test_top5_accuracy=top5, predictions_epoch=done,
                      test_images=len(cifar.y_test))
-    return Outcome("completed")
 
 
 def evaluate_checkpoint(run: Run, *, data_dir: str | None = None, which: str = "last") -> float:
