@@ -54,3 +54,12 @@ def ask_model(run_id: str, image: np.ndarray, class_index: int | None = None,
     return _answer(key[0], key[1], pixels.tobytes(), pixels.shape, class_index, method, model)
 
 
+def photo_or_stop(upload, max_mb: int):
+    """An uploaded photo read as CIFAR-10's were (core.predict_image.read_photo); a refused one is
+    said, naming the file and why, and the page stops there."""
+    from core.predict_image import ImageRejected, read_photo
+    try:
+        return read_photo(upload.getvalue(), max_bytes=max_mb * 1024 * 1024)
+    except ImageRejected as exc:
+        st.error(f"**{upload.name}** cannot be used. {exc}")
+        st.stop()

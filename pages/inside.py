@@ -16,7 +16,6 @@ import streamlit as st
 from core.data import CLASS_NAMES, DataError
 from core.evaluate import mistakes
 from core.inside import feature_map_sizes, first_block_at_1x1
-from core.predict_image import ImageRejected, read_photo
 from core.variants import get_variant
 from dashboard import model_answers, nav, state
 from dashboard.images import upscale
@@ -97,11 +96,7 @@ def uploaded_image():
     if upload is None:
         st.info("Drop a photo here, or pick a test image above.")
         st.stop()
-    try:
-        photo = read_photo(upload.getvalue(), max_bytes=max_mb * 1024 * 1024)
-    except ImageRejected as exc:
-        st.error(f"**{upload.name}** cannot be used. {exc}")
-        st.stop()
+    photo = model_answers.photo_or_stop(upload, max_mb)
     return photo.pixels, photo.square.resize((SHOW_SIDE, SHOW_SIDE)), f"{upload.name} (centre square)", None
 
 

@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.data import CLASS_NAMES, DataError
 from core.evaluate import top_k
-from core.predict_image import CIFAR_SIDE, MAX_DECODED_BYTES, MAX_PIXELS, ImageRejected, read_photo
+from core.predict_image import CIFAR_SIDE, MAX_DECODED_BYTES, MAX_PIXELS
 from dashboard import model_answers, nav, state
 from dashboard.images import overlay_heatmap, upscale
 from dashboard.result_charts import top5_figure
@@ -58,11 +58,7 @@ if source == "upload":
         st.info("Drop a photo here: a cat, a dog, a car, a ship ... The object should fill the middle of "
                 "the picture, as in CIFAR-10's photos.")
         st.stop()
-    try:
-        photo = read_photo(upload.getvalue(), max_bytes=max_mb * 1024 * 1024)
-    except ImageRejected as exc:
-        st.error(f"**{upload.name}** cannot be used. {exc}")
-        st.stop()
+    photo = model_answers.photo_or_stop(upload, max_mb)
     pixels, shown = photo.pixels, photo.square
     what = (f"{upload.name}: {photo.format}, {photo.size[0]:,} × {photo.size[1]:,} px"
             + ("; " + "; ".join(photo.notes) if photo.notes else ""))

@@ -110,9 +110,10 @@ def set_number(page, label, value: int) -> None:
     settle(page, 0.5)
 
 
-def start_training_from_the_ui(page, url: str, *, images: int, epochs: int, batch: int | None = None) -> None:
-    """On the Train page: sets the training images, epochs and (given one) the batch size, presses
-    Start and waits until the status panel names the new run."""
+def start_training_from_the_ui(page, url: str, *, images: int, epochs: int, batch: int | None = None,
+                               name: str | None = None) -> None:
+    """On the Train page: sets the training images, epochs, (given them) the batch size and the run's
+    name, presses Start and waits until the status panel names a run."""
     page.goto(url)
     settle(page)
     page.get_by_text("Data, augmentation and hardware").click()
@@ -121,5 +122,10 @@ def start_training_from_the_ui(page, url: str, *, images: int, epochs: int, batc
     set_number(page, "Epochs", epochs)
     if batch is not None:
         set_number(page, "Batch size (per device)", batch)
+    if name is not None:
+        box = page.get_by_role("textbox", name="Run name (optional)")
+        box.fill(name)
+        box.press("Enter")
+        settle(page, 0.5)
     page.get_by_role("button", name=re.compile("Start training")).click()
     page.get_by_text(re.compile(r" — run \d{8}-")).first.wait_for(timeout=120_000)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from browser import (TRAINING_IMAGES, CHROMIUM, CHROMIUM_ARGS, ROOT, exceptions_shown, free_port, screenshot, set_number, settle,
-                     streamlit_server)
+from browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, chromium_page, exceptions_shown, free_port, screenshot,
+                     settle, start_training_from_the_ui, streamlit_server)
 from conftest import read_status_file, wait_mid_epoch
 from core.config import TrainConfig
 from core.runs import RunStore
@@ -31,19 +31,8 @@ def _run_ids(runs: Path) -> set[str]:
 def _queue_a_run(page, url: str, runs: Path, *, name: str, images: int = 100, epochs: int = 1) -> str:
     """A student's Start: small settings, a name, Start; returns the id of the run it created,
     once the status panel names it."""
-    page.goto(url)
-    settle(page)
-    page.get_by_text("Data, augmentation and hardware").click()
-    settle(page, 0.5)
-    set_number(page, TRAINING_IMAGES, images)
-    set_number(page, "Epochs", epochs)
-    set_number(page, "Batch size (per device)", 16)
-    name_box = page.get_by_role("textbox", name="Run name (optional)")
-    name_box.fill(name)
-    name_box.press("Enter")
-    settle(page, 0.5)
     before = _run_ids(runs)
-    page.get_by_role("button", name=re.compile("Start training")).click()
+    start_training_from_the_ui(page, url, images=images, epochs=epochs, batch=16, name=name)
     deadline = time.time() + 60
     while not (_run_ids(runs) - before):
         assert time.time() < deadline, "Start created no run"
@@ -130,20 +119,15 @@ def _open(page, url: str) -> None:
 def test_the_queue_survives_a_killed_server(tmp_path, fixture_data_dir):
     """SIGKILL with one run training and two queued: after a restart the training run reads as
     interrupted (not requeued: the teacher decides), and the two queued runs train and complete."""
-    from playwright.sync_api import sync_playwright
     runs = tmp_path / "runs"
     env = {"EFFLAB_RUNS_DIR": str(runs), "EFFLAB_DATA_DIR": fixture_data_dir, "EFFLAB_SLOTS": "1"}
     server, url = _server(env, tmp_path / "server-1.log")
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
+        with chromium_page() as page:
             _open(page, url)
             long_run = _queue_a_run(page, url, runs, name="long", images=200, epochs=30)
             queued = [_queue_a_run(page, url, runs, name=f"queued {i}") for i in (1, 2)]
             wait_mid_epoch(runs / long_run, after_epoch=1, min_batch=1, timeout=420)
-            browser.close()
         assert [read_status_file(runs / rid)["state"] for rid in queued] == ["queued", "queued"]
     finally:
         server.send_signal(signal.SIGKILL)
@@ -151,10 +135,7 @@ def test_the_queue_survives_a_killed_server(tmp_path, fixture_data_dir):
 
     server, url = _server(env, tmp_path / "server-2.log")
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
+        with chromium_page() as page:
             _open(page, url)        # the new server drains the queue it finds
             first, second = (_wait_for_state(runs, rid, ("completed", "failed")) for rid in queued)
             assert first["state"] == second["state"] == "completed", (first, second)
@@ -165,7 +146,6 @@ def test_the_queue_survives_a_killed_server(tmp_path, fixture_data_dir):
             settle(page, 2)
             screenshot(page, "queue-after-restart-runs")
             assert not exceptions_shown(page)
-            browser.close()
     finally:
         server.terminate()
         server.wait(30)
@@ -173,7 +153,6 @@ def test_the_queue_survives_a_killed_server(tmp_path, fixture_data_dir):
 
 @pytest.mark.timeout(1500)
 def test_the_teacher_stops_a_command_line_run_from_the_dashboard(tmp_path, fixture_data_dir):
-    from playwright.sync_api import sync_playwright
     runs = tmp_path / "runs"
     config = tmp_path / "long.json"
     config.write_text(TrainConfig(epochs=30, batch_size=16, train_limit=200, val_fraction=0.2, seed=2).to_json())
@@ -188,17 +167,13 @@ def test_the_teacher_stops_a_command_line_run_from_the_dashboard(tmp_path, fixtu
         (run_dir,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
         wait_mid_epoch(run_dir, after_epoch=1, min_batch=1, trainer=cli, timeout=420)
         env = {"EFFLAB_RUNS_DIR": str(runs), "EFFLAB_DATA_DIR": fixture_data_dir}
-        with streamlit_server(env, tmp_path / "server.log") as url, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
+        with streamlit_server(env, tmp_path / "server.log") as url, chromium_page() as page:
             _open(page, url)
             row = page.get_by_text(re.compile(rf"{run_dir.name}\s+from the terminal"))
             row.first.wait_for(timeout=60_000)
             screenshot(page, "queue-cli-run-listed")
             page.get_by_role("button", name=re.compile("Stop")).first.click()
             out, err = cli.communicate(timeout=120)     # stops within a few seconds of the request
-            browser.close()
         assert cli.returncode == 130, err[-2000:]
         status = read_status_file(run_dir)
         assert status["state"] == "stopped" and status["checkpoint_epoch"] >= 1
