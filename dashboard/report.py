@@ -199,7 +199,8 @@ def _mistakes_grid(mistakes: pd.DataFrame, images: np.ndarray | None, limit: int
 def build_report(*, run_id: str, config: dict[str, Any], status: dict[str, Any], metrics: pd.DataFrame,
                  evaluation: Evaluation, mistakes: pd.DataFrame, images: np.ndarray | None,
                  generated: datetime | None = None, mistakes_shown: int = MISTAKES_SHOWN) -> str:
-    """The run as one HTML document that needs no network.
+    """The run as one HTML document that needs no network. (Longer than our usual functions on
+    purpose: the document's template is inline, so the whole page reads in one place.)
 
     Args:
         run_id: The run's id.
