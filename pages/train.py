@@ -8,7 +8,7 @@ import streamlit as st
 from core.config import ConfigError, TrainConfig, training_images
 from core.data import check_train_limit, data_status
 from core.memory import check_fits
-from core.estimate import detect_device, estimate_table
+from core.estimate import detect_device, device_report, estimate_table, nvidia_gpu_names
 from core.jobs import JobError
 from core.queue import ordinal, queue_entries
 from core.runs import RESUMABLE_STATES, check_label
@@ -32,6 +32,13 @@ if data_ok:
     st.caption(f":material/check_circle: {data_message}")
 else:
     st.error(f"**CIFAR-10 is not available.** {data_message}")
+# Which device trains: TensorFlow is asked (a child process, once) only where a GPU is there to miss.
+devices = device_report(ask_tensorflow=bool(nvidia_gpu_names()))
+if devices.gpu_unused:
+    st.warning(f"**The GPU is not used.** {devices.message}")
+    st.code(devices.fix_command, language="bash")
+else:
+    st.caption(f":material/memory: {devices.message}")
 
 # --- presets ------------------------------------------------------------------------------------
 st.subheader("Presets")

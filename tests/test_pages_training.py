@@ -67,6 +67,7 @@ def test_missing_data_is_explained_before_start(app, tmp_path):
     empty.mkdir()
     at = app(TRAIN, data_dir=empty)
     assert any("CIFAR-10 is not available" in e.value and "EFFLAB_DATA_DIR" in e.value for e in at.error)
+    assert any("No NVIDIA GPU found" in c.value for c in at.caption)   # which device trains, said up front
     assert _button(at, "Start training").disabled
 
 
