@@ -1,7 +1,10 @@
 """How many runs one server trains at once: EFFLAB_SLOTS, or what the machine holds.
 
-On a CPU one run already uses every core (bench/concurrent_runs.py: two B0 runs at 32 px on two
-cores train at about half the speed each), so the default is 1. On GPUs the default is what fits:
+On a CPU the default is 1, so each run gets the whole machine and finishes soonest. It is not the
+most a CPU can do: on our 2-core machine one B0 run at 32 px trained at 120 images/s, two at once at
+105 each (211 in total, 1.76x), four at once 262 in total (bench/concurrent_runs.py, bench/README.md):
+a class that cares about the total, not about the first result, sets EFFLAB_SLOTS=2. On GPUs the
+default is what fits:
 the free memory nvidia-smi reports, divided by what a small 32 px run takes on the device
 (PER_RUN_GPU_BYTES, with room to spare), at most MAX_GPU_SLOTS per GPU: a class's 32 px runs are
 far too small to fill a large GPU one at a time. A teacher overrides it with EFFLAB_SLOTS.
