@@ -128,9 +128,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
-_clock = format_clock
-
-
 def progress_line(p: dict) -> str:
     """One line: phase, epoch, a batch bar, ETA, images/s, loss and accuracy."""
     batches, batch = int(p.get("batches") or 0), int(p.get("batch") or 0)
@@ -138,7 +135,7 @@ def progress_line(p: dict) -> str:
     bar = "#" * filled + "-" * (BAR_WIDTH - filled)
     parts = [f"epoch {p.get('epoch', 0)}/{p.get('epochs', '?')}", f"[{bar}] {batch}/{batches}"]
     if p.get("eta_seconds") is not None:
-        parts.append(f"ETA {_clock(p.get('eta_seconds'))}")
+        parts.append(f"ETA {format_clock(p.get('eta_seconds'))}")
     if p.get("images_per_second") == p.get("images_per_second") and p.get("images_per_second"):
         parts.append(f"{p['images_per_second']:.0f} img/s")
     if p.get("loss") is not None:
@@ -238,7 +235,7 @@ def cmd_runs(args, manager: JobManager) -> int:
         state = f"queued #{place[r.run_id]}" if r.run_id in place else r.state
         note = r.damaged or r.error
         print(f"{r.run_id:<26} {state:<14} {r.variant:<4} {f'{r.epochs_done}/{r.epochs}':>7} "
-              f"{pct(r.best_val_accuracy):>9} {pct(r.test_accuracy):>7} {_clock(r.duration_seconds):>8}  "
+              f"{pct(r.best_val_accuracy):>9} {pct(r.test_accuracy):>7} {format_clock(r.duration_seconds):>8}  "
               f"{r.label[:30]:<30} {note[:70]}")
     return EXIT_OK
 
