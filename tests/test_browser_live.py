@@ -35,9 +35,10 @@ def test_an_open_curves_tab_follows_the_run_without_reloading(tmp_path, fixture_
     env = {"EFFLAB_RUNS_DIR": str(tmp_path / "runs"), "EFFLAB_DATA_DIR": fixture_data_dir,
            "EFFLAB_CONTROL_TOKEN": ""}
     with streamlit_server(env, tmp_path / "server.log") as url, chromium_page() as page:
-        # From scratch on the fixture (270 images after validation), small batches: epochs of
-        # several seconds, so the batch counter is seen moving and every epoch lands while the tab watches.
-        start_training_from_the_ui(page, url, images=240, epochs=EPOCHS, batch=4)
+        # From scratch on the fixture (270 images after validation), tiny batches: 120 steps an
+        # epoch, many seconds even on a fast, idle machine (the tab redraws every 3 s), so the batch
+        # counter is seen moving within each epoch and every epoch lands while the tab watches.
+        start_training_from_the_ui(page, url, images=240, epochs=EPOCHS, batch=2)
 
         page.get_by_role("link", name="Live curves", exact=True).click()
         settle(page, 2)
