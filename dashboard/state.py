@@ -154,7 +154,7 @@ def _metrics(root: str, run_id: str, mtime: float) -> pd.DataFrame:
 
 
 def metrics_version(run_id: str) -> float:
-    """metrics.csv's modification time (0 when absent): changes exactly when an epoch is added."""
+    """The version stamp of a run's metrics (0 when it has none): it changes exactly when an epoch is added."""
     return version(run_id, "metrics")
 
 
