@@ -27,6 +27,9 @@ from core.runs import (RESUMABLE_STATES, TRAINING_STATES, Run, RunNotFoundError,
 from core.slots import default_slots
 
 
+JOIN_FINISHING_SECONDS = 30.0   # a finished job's thread releases its slot within moments
+
+
 class JobError(RuntimeError):
     """A start, stop, cancel or resume that cannot be done; the message says why and what to do."""
 
@@ -107,6 +110,13 @@ class JobManager:
         """Puts a stopped, interrupted, failed, cancelled or finished run back in the queue, to
         continue up to `epochs` in total from checkpoints/last.keras (optimizer state, learning rate
         and epoch counter); metrics.csv is appended to."""
+        # A run that has just written its final state here may still be in its thread's last steps,
+        # holding its slot: let them end first (outside the lock: they take it to hand the slot on),
+        # or the run would wait in line behind itself, and a Stop pressed now would find it queued.
+        finishing = self._jobs.get(run_id)
+        if finishing is not None and finishing.thread is not threading.current_thread() \
+                and finishing.thread.is_alive() and self._final_state_written(run_id):
+            finishing.thread.join(JOIN_FINISHING_SECONDS)
         with self._lock:
             run = self.store.get(run_id)
             status = run.live_status()
@@ -237,6 +247,12 @@ class JobManager:
         return started
 
     # --- internals ---------------------------------------------------------------------------
+    def _final_state_written(self, run_id: str) -> bool:
+        try:
+            return self.store.get(run_id).read_status().get("state") in RESUMABLE_STATES
+        except (RunNotFoundError, OSError, ValueError):
+            return False
+
     def _alive_jobs(self) -> list[Job]:
         return [job for job in self._jobs.values() if job.thread.is_alive() and not job.finished.is_set()]
 
