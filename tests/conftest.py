@@ -74,6 +74,15 @@ def trained_run(tmp_path_factory, fixture_data_dir, tiny_config):
     return run
 
 
+def wait_for(predicate, timeout: float = 300, what: str = "condition") -> None:
+    """Polls `predicate` every 50 ms until it is true; fails naming `what` after `timeout` seconds."""
+    import time
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
 # --- watching a run folder from outside (as another process would) -------------------------------
 def read_status_file(run_dir) -> dict:
     """A run folder's status.json; {} while it is missing or being replaced."""

@@ -14,6 +14,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from conftest import wait_for
 from core.config import TrainConfig
 from core.jobs import JobError, JobManager
 from core.runs import RunStore, mark_active
@@ -35,10 +36,7 @@ def _phase_reached(manager, run_id: str, target: str) -> bool:
 
 
 def _wait_for(predicate, timeout=300, what="condition"):
-    deadline = time.time() + timeout
-    while not predicate():
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    wait_for(predicate, timeout, what)
 
 
 # --- status.json from several threads (no TensorFlow) --------------------------------------------

@@ -10,7 +10,6 @@ float32. Kept to two small cycles at 40 px (resized inside the model, like 64 px
 image here) and XLA made it 4.7x slower.
 """
 
-import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import wait_for
 from core.config import TrainConfig
 from core.jobs import JobManager
 from core.model import build_model, compile_model, load_checkpoint
@@ -28,12 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def _wait_for(predicate, timeout=600, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_for(predicate, timeout, what)
 
 
 def _train_stop_resume(tmp_path, data_dir, config, while_training=lambda: None):

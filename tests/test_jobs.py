@@ -2,10 +2,10 @@
 a second start, stop at the next batch keeping the last epoch's checkpoint, resume with optimizer
 state and epoch counter, and a failure that leaves the manager usable."""
 
-import time
 
 import pytest
 
+from conftest import wait_for
 from core.config import TrainConfig
 from core.jobs import JobError, JobManager
 
@@ -13,12 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def _wait_for(predicate, timeout=300, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_for(predicate, timeout, what)
 
 
 def test_failure_then_start_stop_resume(tmp_path, fixture_data_dir):
