@@ -102,7 +102,7 @@ def make_subset(path: str, data_dir: str | None) -> None:
 
 def load_images(subset: str | None, data_dir: str | None) -> tuple[dict, str]:
     if subset:
-        with np.load(subset) as npz:
+        with np.load(subset, allow_pickle=False) as npz:
             return {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}, f"subset {subset}"
     try:
         from core.data import load_cifar10

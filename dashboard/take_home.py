@@ -30,7 +30,7 @@ def model_download_button(run_id: str, *, which: str = "last", key: str, contain
     path = checkpoint_path(run_id, which)
     target = container if container is not None else st
     help_text = (f"The trained network ({CHECKPOINTS[which]}) as a .keras file that plain Keras 3 loads: "
-                 "`keras.models.load_model(...)`. Made when you click (a few seconds)." if path else
+                 "`keras.models.load_model`. Made when you click (a few seconds)." if path else
                  f"This run has no {CHECKPOINTS[which]} checkpoint yet: it is saved after each finished epoch.")
     target.download_button(label, data=functools.partial(export_bytes, path) if path else b"",
                            file_name=download_name(run_id, which), mime="application/octet-stream",

@@ -42,7 +42,7 @@ def test_snippet_is_ten_lines_of_plain_keras():
     lines = SNIPPET.strip("\n").splitlines()
     assert len(lines) == 10
     assert "core" not in SNIPPET and "efflab" not in SNIPPET
-    assert 'keras.models.load_model("my-model.keras")' in snippet("my-model.keras")
+    assert 'keras.models.load_model("my-model.keras", safe_mode=True)' in snippet("my-model.keras")
 
 
 def test_the_snippet_classifies_a_photo_as_the_lab_does(exported, test_images, trained_run, tmp_path):
