@@ -230,8 +230,8 @@ class TrainConfig:
     distribution: str = setting("auto", "Distribution", "auto: MirroredStrategy when more than one GPU is visible; "
                                 "multi_worker needs TF_CONFIG (command line only).", "hardware",
                                 choices=DISTRIBUTIONS, form_choices=("auto", "none", "mirrored"))
-    jit_compile: str = setting("auto", "XLA compilation", "auto: XLA on GPUs only (on a CPU it made training "
-                               "4.7× slower in our measurements).", "hardware", choices=JIT_COMPILE)
+    jit_compile: str = setting("auto", "XLA compilation", "auto: XLA on GPUs, and always under the JAX "
+                               "backend (TensorFlow on a CPU trained 4.7× slower with it in our measurements).", "hardware", choices=JIT_COMPILE)
 
     def __post_init__(self) -> None:
         validate(self)

@@ -2,8 +2,9 @@
 
 We read the official python batches ourselves: `keras.datasets.cifar10.load_data()` has no path
 argument and sha256-checks and re-extracts its archive on every call. The batches are pickles, so
-they go through an unpickler that can only rebuild numpy arrays. TensorFlow (seconds to import) is
-imported only by the download and `make_dataset`: the dashboard asks for status without it.
+they go through an unpickler that can only rebuild numpy arrays. Keras and its backend (seconds to
+import) are imported only by the download and `make_dataset`: the dashboard asks for status without
+them. Under TensorFlow batches come from tf.data; under JAX from numpy (core/batches.py).
 """
 from __future__ import annotations
 
@@ -408,7 +409,9 @@ def dataset_len(n_images: int, batch_size: int) -> int:
 def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool,
                  image_size: int | None = None, augment_flip: bool = False, crop_padding: int = 0,
                  seed: int = 0, one_hot: bool = True, drop_remainder: bool = False):
-    """A prefetching tf.data.Dataset of (images, labels) batches, shuffled (seeded) in training.
+    """(images, labels) batches for Keras, shuffled (seeded) in training: a prefetching
+    tf.data.Dataset under TensorFlow, a numpy `core.batches.ArrayBatches` under any other
+    Keras backend (JAX), with the same contents.
 
     By default the images leave as they are stored, uint8 at the source resolution (3 KB per
     CIFAR image): the model casts, augments and resizes them itself, on the accelerator
@@ -430,7 +433,7 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
         one_hot: Labels one-hot float32 (B, 10); else int32 (B,).
         drop_remainder: Drop the last, smaller batch.
     """
-    import tensorflow as tf  # lazy: seconds to import
+    import keras  # lazy: importing it imports its backend, seconds
 
     x, y = np.asarray(x), np.asarray(y).reshape(-1)
     if x.ndim != 4 or x.shape[-1] != 3 or len(x) != len(y):
@@ -440,6 +443,20 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
     if batch_size < 1 or image_size < 1 or not 0 <= crop_padding < min(height, width):
         raise ValueError(f"bad batch_size={batch_size}, image_size={image_size} "
                          f"or crop_padding={crop_padding} (must be < {min(height, width)})")
+    options = dict(batch_size=batch_size, training=training, image_size=image_size, augment_flip=augment_flip,
+                   crop_padding=crop_padding, seed=seed, one_hot=one_hot, drop_remainder=drop_remainder)
+    if keras.backend.backend() != "tensorflow":
+        from core.batches import ArrayBatches
+        return ArrayBatches(x, y, **options)
+    return _tf_dataset(x, y, **options)
+
+
+def _tf_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, image_size: int,
+                augment_flip: bool, crop_padding: int, seed: int, one_hot: bool, drop_remainder: bool):
+    """make_dataset on tf.data: indices batched and shuffled, one vectorised gather per step."""
+    import tensorflow as tf  # lazy: seconds to import
+
+    height, width = x.shape[1:3]
     images, labels = tf.constant(x), tf.constant(y.astype(np.int32))
     pixels = tf.reshape(images, (-1, 3))  # one row per pixel: crop + flip become one gather
     pad = crop_padding if training else 0

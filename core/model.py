@@ -149,23 +149,16 @@ def make_optimizer(config: TrainConfig, learning_rate: float) -> keras.optimizer
     return keras.optimizers.Adam(learning_rate=learning_rate)
 
 
-def gpu_count() -> int:
-    """GPUs the Keras backend can use (TensorFlow or JAX); imports that backend."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-        return len(tf.config.list_physical_devices("GPU"))
-    if keras.backend.backend() == "jax":
-        import jax
-        return sum(device.platform == "gpu" for device in jax.devices())
-    return 0
-
-
 def use_jit_compile(setting: str) -> bool:
-    """XLA for the train step: "on", "off", or "auto" = on only on a GPU (XLA made this 2-core
-    CPU 4.7x slower, DESIGN.md)."""
+    """XLA for the train step: "on", "off", or "auto" = on a GPU, and always under JAX.
+
+    TensorFlow on this 2-core CPU ran 4.7x slower with XLA (DESIGN.md), so auto leaves it off
+    there. JAX has no graph mode of its own: without jit every op is dispatched one by one.
+    """
     if setting != "auto":
         return setting == "on"
-    return gpu_count() > 0
+    from core import backend
+    return backend.name() == "jax" or bool(backend.gpu_devices())
 
 
 def compile_model(model: keras.Model, config: TrainConfig, learning_rate: float,

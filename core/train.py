@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from core import data as data_mod
+from core.backend import gpu_devices, make_strategy, use_mixed_precision
 from core.config import TrainConfig
 from core.errors import SelfExplainedError, UserInputError
 from core.progress import Progress
@@ -38,33 +39,6 @@ class Outcome:
     state: str            # stopped | completed | failed
     error: str = ""
     error_kind: str = ""  # "input" (data, weights, settings: the user can fix it) or "training"
-
-
-def _gpu_devices():
-    import tensorflow as tf
-    return tf.config.list_physical_devices("GPU")
-
-
-def use_mixed_precision(setting: str) -> bool:
-    """auto: on only for NVIDIA GPUs of compute capability 7.0 or newer (tensor cores)."""
-    if setting != "auto":
-        return setting == "on"
-    import tensorflow as tf
-    for gpu in _gpu_devices():
-        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
-        if capability and tuple(capability) >= (7, 0):
-            return True
-    return False
-
-
-def make_strategy(setting: str):
-    """TensorFlow's own engine for scale: MirroredStrategy over local GPUs, MultiWorker via TF_CONFIG."""
-    import tensorflow as tf
-    if setting == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if setting == "mirrored" or (setting == "auto" and len(_gpu_devices()) > 1):
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()   # the default, single-device strategy
 
 
 def _is_unfrozen(model) -> bool:
@@ -240,6 +214,8 @@ class CosineSchedule(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_begin(self, batch, logs=None):
+        # Under JAX, reading self.model syncs fit's state to the model first (Keras does it for
+        # every callback), so the rate reaches the very next step (tests/test_backend.py).
         self.model.optimizer.learning_rate.assign(cosine_rate(self.config, self._epoch + batch / self.steps))
 
 
@@ -420,10 +396,11 @@ def _set_up(run: Run, config: TrainConfig, done: int, data_dir: str | None, stop
     strategy = make_strategy(config.distribution)
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
-    on_gpu = bool(_gpu_devices())
-    # Whole batches only where a ragged last batch costs: XLA recompiles for the new shape, and
-    # replicas cannot split it evenly. On one CPU every image counts for small runs.
-    whole_batches = on_gpu or replicas > 1
+    on_gpu = bool(gpu_devices())
+    # Whole batches only where a ragged last batch costs: XLA (on a GPU, and always under JAX)
+    # compiles the step again for the new shape, and replicas cannot split it evenly. On one CPU
+    # under TensorFlow every image counts for small runs.
+    whole_batches = on_gpu or replicas > 1 or keras.backend.backend() == "jax"
     jit_compile = use_jit_compile(config.jit_compile)
     # Validation and test prediction run max(batch, 256) images at once where memory allows it,
     # fewer where it does not (B7 at 600 px): core/memory.py says how many fit.

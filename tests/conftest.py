@@ -15,6 +15,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cifar_fixture import write_cifar_fixture  # noqa: E402
 
+
+class _NoTensorFlow:
+    """Under KERAS_BACKEND=jax (`make test-jax`) the engine must run as on a GPU machine that has
+    no TensorFlow: any import of it fails, as it would there. (Keras itself imports TensorFlow
+    when it is installed, to recognise its types; with this finder it takes it as absent. Setting
+    sys.modules["tensorflow"] = None instead would break Keras, which checks that key.)"""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r} (tests under JAX run without TensorFlow)")
+
+
+if os.environ.get("KERAS_BACKEND") == "jax":
+    sys.meta_path.insert(0, _NoTensorFlow())
+
 # Tests never reach the network, so Keras must never find the user's own cached downloads either:
 # each session gets an empty Keras home and its own array cache.
 _SESSION_HOME = Path(os.environ.get("PYTEST_TMP_HOME", "/tmp")) / f"efflab-test-{os.getpid()}"

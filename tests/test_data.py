@@ -359,10 +359,21 @@ def test_zero_val_fraction_gives_empty_validation(root):
     assert s.x_train.shape == (300, 32, 32, 3) and (class_of(s.x_train) == s.y_train).all()
 
 
-# --- tf.data pipeline -------------------------------------------------------------------------------
+# --- the host pipeline: tf.data under TensorFlow, numpy batches under JAX (make test-jax) ------------
+
+def _batches(ds) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One epoch of (images, labels) batches as numpy. A keras PyDataset is told when the epoch
+    ends, as fit tells it; a tf.data dataset reshuffles on each iteration by itself."""
+    import keras
+    if isinstance(ds, keras.utils.PyDataset):
+        epoch = [tuple(np.asarray(part) for part in ds[i]) for i in range(len(ds))]
+        ds.on_epoch_end()
+        return epoch
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
 
 def _collect(ds) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    xs, ys = zip(*_batches(ds))
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -378,7 +389,7 @@ def test_dataset_shapes_and_dtypes(fixture_xy, image_size, one_hot):
     x, y = fixture_xy
     ds = data.make_dataset(x, y, image_size=image_size, batch_size=32, training=True, augment_flip=True,
                            crop_padding=4, one_hot=one_hot)
-    batches = [(a.numpy(), b.numpy()) for a, b in ds]
+    batches = _batches(ds)
     assert len(batches) == data.dataset_len(300, 32) == 10
     assert [len(a) for a, _ in batches] == [32] * 9 + [12]
     images, labels = np.concatenate([a for a, _ in batches]), np.concatenate([b for _, b in batches])
@@ -470,7 +481,7 @@ def test_host_crop_is_a_reflect_padded_translation(fixture_xy):
 def test_drop_remainder_and_dataset_len(fixture_xy):
     x, y = fixture_xy
     ds = data.make_dataset(x, y, image_size=32, batch_size=32, training=True, drop_remainder=True)
-    assert [len(a) for a, _ in ds] == [32] * 9
+    assert [len(a) for a, _ in _batches(ds)] == [32] * 9
     assert data.dataset_len(320, 32) == 10 and data.dataset_len(321, 32) == 11 and data.dataset_len(0, 8) == 0
 
 

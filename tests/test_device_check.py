@@ -2,8 +2,8 @@
 
 Once with TensorFlow (every figure, the engine included) and once as on the lent GPU machine:
 KERAS_BACKEND=jax with TensorFlow made unimportable (a `sys.meta_path` finder: setting
-`sys.modules["tensorflow"] = None` would break Keras, which checks that key), where the engine
-figures must say they need TensorFlow and everything else must still be measured.
+`sys.modules["tensorflow"] = None` would break Keras, which checks that key), where every figure,
+the engine's included, must still be measured.
 """
 
 import json
@@ -96,5 +96,7 @@ def test_smoke_with_jax_and_no_tensorflow(subset, request):
     weights_dir = os.environ.get("EFFLAB_WEIGHTS_DIR") and request.getfixturevalue("weights_dir")
     figures = _by_figure(_smoke(subset, weights_dir, backend="jax"))
     _check_common(figures, weights_dir)
-    assert "needs the TensorFlow backend" in figures["engine_train_images_per_second"][0]["skipped"]
-    assert figures["host_pipeline_images_per_second"][0]["pipeline"] == "numpy PyDataset"
+    engine = figures["engine_train_images_per_second"]
+    assert [e["mixed_precision"] for e in engine] == [False]      # float16 is emulated on a CPU: too slow here
+    assert "error" not in engine[0] and engine[0]["value"] > 0, engine
+    assert figures["host_pipeline_images_per_second"][0]["pipeline"] == "core.data.make_dataset (numpy PyDataset)"

@@ -1,0 +1,105 @@
+"""The questions whose answer depends on Keras's backend: which GPUs it sees, whether mixed
+precision pays, and how one run spreads over several devices.
+
+TensorFlow stays the default (and the dashboard's backend); `KERAS_BACKEND=jax` runs the same
+engine without importing TensorFlow, for machines that have CUDA for JAX but no TensorFlow. Each
+function imports only the backend in use.
+
+A "strategy" is what the engine builds a model under and asks how many replicas share a batch:
+tf.distribute's strategies under TensorFlow; under JAX a `JaxDevices`, which offers the same two
+members over Keras's own `keras.distribution.DataParallel`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+
+TENSOR_CORES = (7, 0)   # the compute capability from which float16 matmuls run on tensor cores
+
+
+def name() -> str:
+    return keras.backend.backend()
+
+
+def gpu_devices() -> list:
+    """The GPUs Keras's backend can use (device objects of that backend)."""
+    if name() == "tensorflow":
+        import tensorflow as tf
+        return tf.config.list_physical_devices("GPU")
+    if name() == "jax":
+        import jax
+        return [device for device in jax.devices() if device.platform == "gpu"]
+    return []
+
+
+def _compute_capability(device) -> tuple[int, ...] | None:
+    if name() == "tensorflow":
+        import tensorflow as tf
+        capability = tf.config.experimental.get_device_details(device).get("compute_capability")
+    else:   # a jax CUDA device says "9.0"
+        capability = getattr(device, "compute_capability", None)
+        capability = tuple(int(part) for part in str(capability).split(".")) if capability else None
+    return tuple(capability) if capability else None
+
+
+def use_mixed_precision(setting: str) -> bool:
+    """auto: on only for NVIDIA GPUs of compute capability 7.0 or newer (tensor cores)."""
+    if setting != "auto":
+        return setting == "on"
+    return any((_compute_capability(gpu) or (0,)) >= TENSOR_CORES for gpu in gpu_devices())
+
+
+class JaxDevices:
+    """Data parallelism under JAX, with the two members of a tf.distribute strategy the engine uses.
+
+    Over one device it does nothing. Over several it sets Keras's global distribution to
+    `DataParallel`: variables are replicated on every device and each batch is split between them,
+    inside `fit`, `evaluate` and `predict`. That setting is global to the process, which is how
+    the CLI runs one job per process under JAX.
+    """
+
+    def __init__(self, devices: list):
+        self.devices = devices
+        self.distribution = None
+        if len(devices) > 1:
+            self.distribution = keras.distribution.DataParallel(devices=devices)
+            keras.distribution.set_distribution(self.distribution)
+
+    @property
+    def num_replicas_in_sync(self) -> int:
+        return max(1, len(self.devices))
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
+def make_strategy(setting: str):
+    """The engine for one run over several devices: "auto" spreads over a machine's GPUs when it
+    has more than one; "mirrored" spreads over every device of the machine (two logical CPUs in the
+    tests); "multi_worker" is refused (Keras 3 does not support tf.distribute's multi-worker
+    strategy: several processes need the JAX backend's multi-process distribution).
+    """
+    if setting == "multi_worker":
+        from core.errors import UserInputError
+        raise UserInputError(
+            "distribution: multi_worker (TensorFlow's MultiWorkerMirroredStrategy) does not work with "
+            "Keras 3. To train one run over several processes or machines, use the JAX backend "
+            "(KERAS_BACKEND=jax) with Keras's KERAS_DISTRIBUTION_* variables; README says how")
+    if name() == "jax":
+        return _jax_strategy(setting)
+    import tensorflow as tf
+    if setting == "mirrored" or (setting == "auto" and len(gpu_devices()) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()   # the default, single-device strategy
+
+
+def _jax_strategy(setting: str) -> JaxDevices:
+    import jax
+    gpus = gpu_devices()
+    if setting == "mirrored":
+        return JaxDevices(gpus or jax.devices())
+    if setting == "auto" and len(gpus) > 1:
+        return JaxDevices(gpus)
+    return JaxDevices(jax.devices()[:1])
