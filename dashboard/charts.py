@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,6 +32,8 @@ EPOCH_AXIS = "epoch"
 # Up to this many points a line also gets markers (a single epoch is then still visible).
 MARKERS_UP_TO = 40
 CURVES_HEIGHT = 540           # room for a legend of several runs below the plot
+LEGEND_WRAP = 40              # characters per legend line: two charts side by side at 1280 px hold ~50
+LEGEND_LINE_PX = 22           # the figure grows by this per legend line beyond the first two
 RAW_OPACITY = 0.3             # raw values under a smoothed line
 PER_BATCH_OPACITY = 0.4       # derived per-batch losses under the running mean
 HIGHLIGHT = colour(1)         # orange against the default blue: distinct for every common CVD
@@ -158,9 +161,21 @@ def _log_ticks(low: float, high: float) -> list[float]:
     return inside if len(inside) >= 2 else [t for t in ticks if low / 10 <= t <= high * 10]
 
 
+def legend_text(label: str, width: int = LEGEND_WRAP) -> str:
+    """A long run label broken into lines of about `width` characters ("<br>" between them), so a
+    legend below a half-width chart shows all of it instead of clipping its end (which says
+    train or validation). Short labels come back unchanged."""
+    if len(label) <= width:
+        return label
+    return "<br>".join(textwrap.wrap(label, width, break_long_words=False, break_on_hyphens=False))
+
+
 def _legend_below(fig: go.Figure) -> None:
-    # Run labels are long: beside the plot they would take half its width on a projector.
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0))
+    # Run labels are long: beside the plot they would take half its width on a projector. Below
+    # it, each wrapped line takes height from the plot, so the figure grows by as much.
+    lines = sum((trace.name or "").count("<br>") + 1 for trace in fig.data if trace.showlegend is not False)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
+                      height=fig.layout.height + LEGEND_LINE_PX * max(0, lines - 2))
 
 
 def _finish(fig: go.Figure, uirevision: str, **style) -> go.Figure:
@@ -188,7 +203,7 @@ def curves_figure(runs: dict[str, pd.DataFrame], metric: str, *, smoothing: floa
             if not len(x):
                 continue
             max_epoch = max(max_epoch, float(x.max()))
-            name = f"{label} · {kind}"
+            name = legend_text(f"{label} · {kind}")
             if smoothing > 0:
                 fig.add_trace(go.Scatter(
                     x=x, y=y, mode=_mode(len(x)), name=f"{name} (raw)", legendgroup=name,
@@ -219,7 +234,7 @@ def learning_rate_figure(runs: dict[str, pd.DataFrame], uirevision: str = "stati
         if not len(x):
             continue
         max_epoch = max(max_epoch, float(x.max()))
-        fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name=label, line_shape="hv",
+        fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name=legend_text(label), line_shape="hv",
                                  line=dict(color=colour(i), width=3), marker=dict(size=8),
                                  hovertemplate=f"{label}<br>epoch %{{x}}: %{{y:.3g}}<extra></extra>"))
     _finish(fig, uirevision, title="Learning rate per epoch", x_title=EPOCH_AXIS,
@@ -243,7 +258,7 @@ def throughput_figure(runs: dict[str, pd.DataFrame], uirevision: str = "static")
         if not len(x):
             continue
         max_epoch = max(max_epoch, float(x.max()))
-        fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name=label,
+        fig.add_trace(go.Scatter(x=x, y=y, mode=_mode(len(x)), name=legend_text(label),
                                  line=dict(color=colour(i), width=3), marker=dict(size=8),
                                  hovertemplate=f"{label}<br>epoch %{{x}}: %{{y:,.0f}} images/s<extra></extra>"))
     _finish(fig, uirevision, title="Training throughput per epoch", x_title=EPOCH_AXIS,

@@ -18,7 +18,8 @@ from core.inside import Stage, StageSize
 from dashboard.style import BASE_FONT_SIZE, OKABE_ITO, SEQUENTIAL_SCALE, style_figure
 
 GRID_COLUMNS = 8            # the eight most active channels in one row: the page's full width
-TILE_HEIGHT = 110           # px per row of small heat maps
+TILE_HEIGHT = 110           # px per row of small heat maps (a tile is ~70 px wide at 1280 px: the
+GRID_CHROME = 130           # rest is room for a colour bar with readable ticks); + title and margins
 TEXT_UP_TO = 2              # maps this small (or smaller) show their values as numbers too
 RUN_COLOUR, NATIVE_COLOUR = OKABE_ITO[3], OKABE_ITO[0]
 
@@ -39,28 +40,34 @@ def channel_grid_figure(stage: Stage, columns: int = GRID_COLUMNS) -> go.Figure:
                         x_title="map column (position left → right)", y_title="map row")
     low, high = float(stage.maps.min()), float(stage.maps.max())
     high = high if high > low else low + 1e-6          # one value everywhere: still a valid scale
-    # Maps of a few pixels (1×1 from block 6 at 32 px) say more as numbers than as colours.
-    numbers = dict(texttemplate="%{z:.2f}", textfont=dict(size=BASE_FONT_SIZE - 2)) \
-        if max(stage.shape[:2]) <= TEXT_UP_TO else {}
+    # Maps of a few pixels (1×1 from block 6 at 32 px) say more as numbers than as colours. A tile
+    # is about 65 px wide at 1280 px (eight in a row): a 2×2 map's cells hold four characters.
+    side = max(stage.shape[:2])
+    numbers = {} if side > TEXT_UP_TO else \
+        dict(texttemplate="%{z:.2f}", textfont=dict(size=BASE_FONT_SIZE - 2)) if side == 1 else \
+        dict(texttemplate="%{z:.1f}", textfont=dict(size=BASE_FONT_SIZE - 4))
     for i, (channel, values) in enumerate(zip(stage.top_channels, stage.maps)):
         fig.add_trace(go.Heatmap(
             z=values, coloraxis="coloraxis", name=f"channel {channel}", **numbers,
             hovertemplate=f"channel {channel}<br>row %{{y}}, column %{{x}}<br>activation %{{z:.3f}}<extra></extra>",
         ), row=i // columns + 1, col=i % columns + 1)
     style_figure(fig, title=f"{stage.title}: {stage.caption} — the {count} most active",
-                 x_title="", y_title="", height=110 + TILE_HEIGHT * rows, legend=False)
+                 x_title="", y_title="", height=GRID_CHROME + TILE_HEIGHT * rows, legend=False)
     # One scale for all tiles, set on the shared colour axis (it ignores the traces' zmin/zmax).
     fig.update_layout(coloraxis=dict(colorscale=SEQUENTIAL_SCALE, cmin=low, cmax=high,
-                                     colorbar=dict(title="activation", nticks=3, tickformat=".2g",
-                                                   len=1.15, thickness=14)),
-                      margin=dict(l=80, r=30, t=90, b=60))
-    # Squares stay square, and the image's top row is on top.
+                                     colorbar=dict(title=dict(text="activation", font=dict(size=BASE_FONT_SIZE - 2)),
+                                                   nticks=3, tickformat=".2g", len=1.0, thickness=14)),
+                      margin=dict(l=60, r=30, t=90, b=60))
+    # Squares stay square, under their titles, and the image's top row is on top.
     fig.update_xaxes(showticklabels=False, constrain="domain", title=None, showgrid=False)
-    fig.update_yaxes(showticklabels=False, autorange="reversed", constrain="domain", title=None, showgrid=False)
+    fig.update_yaxes(showticklabels=False, autorange="reversed", constrain="domain", constraintoward="top",
+                     title=None, showgrid=False)
     for i in range(1, count + 1):
         fig.update_yaxes(scaleanchor=f"x{'' if i == 1 else i}", row=(i - 1) // columns + 1,
                          col=(i - 1) % columns + 1)
-    fig.update_annotations(font_size=BASE_FONT_SIZE - 3)
+    # "channel 1122" must fit over a 70 px tile; the axis titles (annotations too) stay larger.
+    fig.update_annotations(font_size=BASE_FONT_SIZE - 4)
+    fig.update_annotations(selector=lambda a: not a.text.startswith("channel "), font_size=BASE_FONT_SIZE - 2)
     return fig
 
 
@@ -86,12 +93,17 @@ def probabilities_figure(probabilities: Sequence[float], true_index: int | None 
     names = [name + (" (true)" if i == true_index else "") for i, name in enumerate(class_names)]
     colours = [OKABE_ITO[2] if i == true_index else (RUN_COLOUR if i == best else NATIVE_COLOUR)
                for i in range(len(probs))]
-    fig = go.Figure(go.Bar(x=names, y=probs, marker_color=colours, name="probability",
+    # Horizontal bars: the class names read level and each value sits at its bar's end in full
+    # size (on ten upright bars in a third of the page Plotly shrank them to 9 px).
+    fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", marker_color=colours, name="probability",
                            text=[f"{p:.1f}%" for p in probs], textposition="outside", cliponaxis=False,
-                           hovertemplate="%{x}: %{y:.2f}%<extra></extra>"))
-    style_figure(fig, title=f"Probabilities: the model says {class_names[best]} ({probs[best]:.0f}%)",
-                 x_title="class", y_title="probability (%)", height=360, legend=False)
-    fig.update_yaxes(range=[0, 110])
+                           textfont=dict(size=BASE_FONT_SIZE - 2), constraintext="none",
+                           hovertemplate="%{y}: %{x:.2f}%<extra></extra>"))
+    # Short enough for a third of the page at 1280 px, "automobile" included.
+    style_figure(fig, title=f"The model says {class_names[best]} ({probs[best]:.0f}%)",
+                 x_title="probability (%)", y_title="class", height=420, legend=False)
+    fig.update_xaxes(range=[0, 125], tickvals=[0, 25, 50, 75, 100])
+    fig.update_yaxes(autorange="reversed")          # airplane at the top, as the classes are listed
     return fig
 
 
@@ -107,12 +119,13 @@ def map_sizes_figure(run_sizes: Sequence[StageSize], native_sizes: Sequence[Stag
         fig.add_trace(go.Bar(
             x=labels, y=[s.side for s in sizes], name=f"{side} px input ({who})", marker_color=colour,
             text=[f"{s.side}×{s.side}" for s in sizes], textposition="outside", cliponaxis=False,
+            textfont=dict(size=BASE_FONT_SIZE - 3), constraintext="none",   # not shrunk to the bar's width
             hovertemplate="%{x}: %{text} × " + "%{customdata} channels<extra>" + f"{side} px</extra>",
             customdata=[s.channels for s in sizes]))
     style_figure(fig, title=f"Feature map size per stage, {variant.upper()} at {run_side} px vs its native "
                  f"{native_side} px", x_title="stage", y_title="map side (px, log scale)", height=400)
-    fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1,
-                                                   xanchor="right"))
+    fig.update_layout(barmode="group", bargroupgap=0.1,         # a gap, so "16×16" stays off its neighbour
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
     # Map sides are halvings of the input: powers of two read better than Plotly's 1-2-5 log ticks.
     top = max(s.side for s in [*run_sizes, *native_sizes])
     ticks = [2 ** k for k in range(int(math.log2(top)) + 2)]

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from dashboard.style import OKABE_ITO, style_figure
 
 CURVE_COLOUR, RAW_COLOUR, SUGGESTION_COLOUR = OKABE_ITO[0], "#b8b8b8", OKABE_ITO[3]
+LOSS_AXIS = "training loss (cross-entropy)"   # raw and smoothed both: the legend tells them apart
 
 
 def lr_finder_figure(rates, smoothed, suggestion: float, *, losses=None, method: str = "") -> go.Figure:
@@ -44,7 +45,7 @@ def lr_finder_figure(rates, smoothed, suggestion: float, *, losses=None, method:
                                            "<extra></extra>"))
     fig.add_vline(x=suggestion, line=dict(color=SUGGESTION_COLOUR, dash="dash", width=2))
     style_figure(fig, title=f"Learning-rate finder: suggested rate {suggestion:.1e}",
-                 x_title="learning rate (log scale)", y_title="training loss (smoothed)", height=420)
+                 x_title="learning rate (log scale)", y_title=LOSS_AXIS, height=420)
     finite = smoothed[np.isfinite(smoothed)]
     top = min(float(finite.max()), 2.0 * float(finite[0])) if len(finite) else 1.0
     fig.update_xaxes(type="log", exponentformat="power")

@@ -111,7 +111,10 @@ def per_class_error_figure(per_class: pd.DataFrame) -> go.Figure:
     error = 100 * frame["error_rate"].to_numpy(dtype=np.float64)
     fig = go.Figure(go.Bar(
         x=error, y=list(frame.index), orientation="h", marker_color=BAR_COLOUR,
-        text=[f"{e:.1f}%" for e in error], textposition="outside", cliponaxis=False,
+        # Inside a long bar, after a short one: after a 100% bar in this narrow column the label
+        # would run off the chart.
+        text=[f"{e:.1f}%" for e in error], textposition=["inside" if e >= 45 else "outside" for e in error],
+        cliponaxis=False, insidetextanchor="end", constraintext="none",
         customdata=np.stack([frame["errors"], frame["support"]], axis=1),
         hovertemplate="%{y}: %{x:.1f}% wrong (%{customdata[0]} of %{customdata[1]})<extra></extra>",
         name="error rate",
@@ -262,7 +265,13 @@ def history_scatter_figure(history: pd.DataFrame, runs: pd.DataFrame | None = No
                  x_title="Parameters (millions, log scale)",
                  y_title=f"Error (%): {axis_words.split(' error')[0]}; yours: CIFAR-10",
                  height=620)
-    fig.update_xaxes(type="log")
+    # 1-2-5 ticks in full size: Plotly's default labels the 2..9 of each decade in small digits.
+    params = pd.concat([points["params_millions"], runs["params_millions"] if runs is not None and len(runs)
+                        else pd.Series(dtype=float)]).dropna()
+    ticks = [m * 10.0 ** e for e in range(-1, 4) for m in (1, 2, 5)]
+    if len(params):
+        ticks = [t for t in ticks if params.min() / 2 <= t <= params.max() * 2]
+    fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0.0, xanchor="left"))
     return fig

@@ -174,7 +174,7 @@ def scaling_slide() -> None:
         fig = slides.projector(scaling_figure(phi), slides.CHART_HEIGHT - 70)
         scaled = compound_scaling(phi)
         fig.update_layout(title_text=f"B0 × these at φ = {phi}: {scaled['resolution_px']} px input")
-        fig.update_xaxes(tickvals=list(SCALING_LABELS), tickangle=0, title_text="",
+        fig.update_xaxes(tickvals=list(SCALING_LABELS), tickangle=0,
                          ticktext=[label.replace(" (", "<br>(") for label in SCALING_LABELS])
         chart(fig, "slide_scaling")
 
@@ -231,7 +231,6 @@ def confusion_slide() -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         fig = confusion_figure(evaluation.confusion, selectable=False)
-        fig.update_layout(title_text="")
         chart(slides.projector(fig, slides.CHART_HEIGHT), "slide_confusion")
     with right:
         st.metric("Correct", f"{100 * evaluation.top1_accuracy:.1f}%",

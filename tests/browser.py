@@ -129,3 +129,42 @@ def start_training_from_the_ui(page, url: str, *, images: int, epochs: int, batc
         settle(page, 0.5)
     page.get_by_role("button", name=re.compile("Start training")).click()
     page.get_by_text(re.compile(r" — run \d{8}-")).first.wait_for(timeout=120_000)
+
+
+# What makes a chart unreadable on a projector, measured on the drawn page: every visible Plotly
+# chart needs a title, a title on each axis that has tick labels, text no smaller than MIN_CHART_FONT_PX
+# as drawn (Plotly shrinks bar labels that do not fit), and no text running out of the chart's box
+# (a long legend entry is clipped there, not wrapped).
+MIN_CHART_FONT_PX = 12
+_CHART_PROBLEMS_JS = """(minPx) => {
+  const problems = [];
+  for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+    const box = plot.getBoundingClientRect();
+    if (!box.width || !box.height) continue;                    // in a closed expander
+    const title = plot.querySelector('.gtitle');
+    const name = title && title.textContent.trim() ? title.textContent.trim().slice(0, 50) : '(untitled)';
+    if (name === '(untitled)') problems.push('a chart has no title');
+    for (const axis of ['x', 'y']) {
+      const ticks = [...plot.querySelectorAll(`.${axis}tick text`)].filter(t => t.textContent.trim());
+      const titles = [...plot.querySelectorAll('.infolayer text')].filter(
+        t => new RegExp(`^${axis}\\\\d*title$`).test(t.getAttribute('class') || '') && t.textContent.trim());
+      if (ticks.length && !titles.length) problems.push(`${name}: its ${axis} axis has no title`);
+    }
+    for (const t of plot.querySelectorAll('svg text')) {
+      const text = t.textContent.trim();
+      if (!text || getComputedStyle(t).display === 'none' || getComputedStyle(t).opacity === '0') continue;
+      const m = t.getScreenCTM();
+      const size = parseFloat(getComputedStyle(t).fontSize) * Math.hypot(m.a, m.b);
+      if (size < minPx - 0.05) problems.push(`${name}: "${text.slice(0, 30)}" is ${size.toFixed(1)} px`);
+      const r = t.getBoundingClientRect();
+      if (r.left < box.left - 2 || r.right > box.right + 2 || r.top < box.top - 2 || r.bottom > box.bottom + 2)
+        problems.push(`${name}: "${text.slice(0, 30)}" runs out of the chart`);
+    }
+  }
+  return problems;
+}"""
+
+
+def chart_problems(page, min_font_px: float = MIN_CHART_FONT_PX) -> list[str]:
+    """Readability problems of the charts drawn on this page (see _CHART_PROBLEMS_JS); [] when none."""
+    return page.evaluate(_CHART_PROBLEMS_JS, min_font_px)

@@ -3,7 +3,9 @@
 the suggestion, and "Use this rate" fills the form; then the report page's model download (the
 shared trained run) gives a .keras file that plain Keras, in an interpreter that cannot import
 this lab, loads with safe_mode=True and that predicts what the run itself predicted, and the
-snippet the page shows classifies a photo with it. Screenshots: test-artifacts/browser/teaching-*.png."""
+snippet the page shows classifies a photo with it. Last, every page with charts at a classroom
+projector's 1280×720 (browser.chart_problems: titles, axis titles, no text under 12 px, nothing
+running out of its chart). Screenshots: test-artifacts/browser/teaching-*.png and projector-*.png."""
 
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from browser import (CHROMIUM, TRAINING_IMAGES, chromium_page, exceptions_shown, screenshot, set_number, settle,
-                     streamlit_server)
+from browser import (CHROMIUM, TRAINING_IMAGES, chart_problems, chromium_page, exceptions_shown, screenshot,
+                     set_number, settle, streamlit_server)
 from test_pages_classroom import SAMPLE_PHOTO
 
 pytestmark = pytest.mark.slow
@@ -64,9 +66,10 @@ def _find_a_learning_rate(page, url: str) -> None:
     assert chart.count() == 1
     assert chart.locator(".gtitle").text_content() == f"Learning-rate finder: suggested rate {suggestion}"
     assert chart.locator(".xtitle").text_content() == "learning rate (log scale)"
-    assert chart.locator(".ytitle").text_content() == "training loss (smoothed)"
+    assert chart.locator(".ytitle").text_content() == "training loss (cross-entropy)"
     assert chart.locator(".scatterlayer .trace").count() == 3    # raw loss, smoothed loss, suggestion
     assert chart.locator(".scatterlayer .trace .point").count() == 1
+    assert not chart_problems(page), chart_problems(page)        # at 1280×720, as on a projector
     screenshot(page, "teaching-lr-finder")
 
     page.get_by_role("button", name=f"Use this rate ({suggestion})").click()
@@ -77,7 +80,7 @@ def _find_a_learning_rate(page, url: str) -> None:
 
 def _take_the_model_home(page, url: str, run, x_test, home: Path) -> None:
     from core.export import download_name
-    page.goto(f"{url}/report")
+    page.goto(f"{url}/report?run={run.run_id}")
     button = page.get_by_role("button", name=re.compile("Download the trained model"))
     button.wait_for(timeout=180_000)
     settle(page)
@@ -104,6 +107,27 @@ def _take_the_model_home(page, url: str, run, x_test, home: Path) -> None:
     assert re.fullmatch(rf"({'|'.join(CLASSES)}) \d+\.\d%", printed), printed
 
 
+def _readable_at_projector_size(page, url: str, run_id: str, other_id: str) -> None:
+    """Every chart of every results page (and the slides that carry charts) at 1280×720."""
+    pages = {"curves": f"curves?runs={run_id},{other_id}", "confusion": f"confusion?run={run_id}",
+             "compare": f"compare?runs={run_id},{other_id}", "history": "history",
+             "inside": f"inside?run={run_id}&image=5",
+             **{f"slide-{n}": f"present?present=1&run={run_id}&slide={n}" for n in (2, 3, 5, 6)}}
+    charts_expected = {"curves": 4, "confusion": 3, "compare": 4, "history": 2, "inside": 12,
+                       "slide-2": 1, "slide-3": 1, "slide-5": 2, "slide-6": 1}
+    problems = {}
+    for name, path in pages.items():
+        page.set_viewport_size({"width": 1280, "height": 720})
+        page.goto(f"{url}/{path}")
+        page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot').length >= {charts_expected[name]}",
+                               timeout=240_000)
+        settle(page, 2)
+        assert not exceptions_shown(page), (name, exceptions_shown(page))
+        problems[name] = chart_problems(page)
+        screenshot(page, f"projector-{name}")
+    assert not any(problems.values()), {name: found for name, found in problems.items() if found}
+
+
 def test_find_a_learning_rate_and_take_the_model_home(trained_run, fixture_data_dir, tmp_path):
     pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
@@ -111,11 +135,14 @@ def test_find_a_learning_rate_and_take_the_model_home(trained_run, fixture_data_
     from core.data import load_cifar10
     runs = tmp_path / "runs"
     shutil.copytree(trained_run.path, runs / trained_run.run_id)
+    other_id = trained_run.run_id[:-4] + ("beef" if not trained_run.run_id.endswith("beef") else "cafe")
+    shutil.copytree(trained_run.path, runs / other_id)          # a second run, for Compare
     run = trained_run
     home = tmp_path / "home"
     home.mkdir()
     x_test = load_cifar10(fixture_data_dir, allow_download=False).x_test
     env = {"EFFLAB_RUNS_DIR": str(runs), "EFFLAB_DATA_DIR": fixture_data_dir}
-    with streamlit_server(env, tmp_path / "server.log") as url, chromium_page() as page:
+    with streamlit_server(env, tmp_path / "server.log") as url, chromium_page(1280, 720) as page:
         _find_a_learning_rate(page, url)
         _take_the_model_home(page, url, run, x_test, home)
+        _readable_at_projector_size(page, url, run.run_id, other_id)

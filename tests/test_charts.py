@@ -353,6 +353,22 @@ def test_long_run_labels_go_in_a_legend_below_the_plot():
     assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0
 
 
+def test_long_run_labels_wrap_so_a_half_width_chart_shows_train_or_validation():
+    """At 1280 px two charts sit side by side; an unwrapped label ran out of the chart, clipped
+    just before the words that say which curve it is."""
+    label = "Ana's first run · B0 32px adam lr=6e-4 cosine imagenet FT@2 · 1356-594b"
+    assert charts.legend_text("B0 · train") == "B0 · train"
+    lines = charts.legend_text(label + " · validation").split("<br>")
+    assert len(lines) > 1 and all(len(line) <= charts.LEGEND_WRAP for line in lines)
+    assert " ".join(lines) == label + " · validation"
+    short = charts.curves_figure({"r": metrics()}, "loss")
+    long = charts.curves_figure({label: metrics()}, "loss")
+    assert [t.name for t in long.data] == [charts.legend_text(f"{label} · {kind}") for kind in ("train", "validation")]
+    assert long.layout.height > short.layout.height          # the plot keeps its height: the figure grows
+    for fig in (charts.learning_rate_figure({label: metrics()}), charts.throughput_figure({label: metrics()})):
+        assert fig.data[0].name == charts.legend_text(label) and label in fig.data[0].hovertemplate
+
+
 def test_charts_module_imports_neither_streamlit_nor_tensorflow():
     import subprocess
     import sys

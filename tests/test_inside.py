@@ -161,8 +161,8 @@ def test_channel_grid_has_one_heat_map_per_channel_and_titled_axes(inside):
 def test_probabilities_pooled_and_size_charts(inside):
     from dashboard.inside_charts import map_sizes_figure, pooled_figure, probabilities_figure
     fig = probabilities_figure(inside.probabilities, true_index=2)
-    assert len(fig.data[0].y) == 10 and fig.layout.yaxis.title.text == "probability (%)"
-    assert "bird (true)" in list(fig.data[0].x)
+    assert len(fig.data[0].x) == 10 and fig.layout.xaxis.title.text == "probability (%)"
+    assert "bird (true)" in list(fig.data[0].y) and fig.data[0].orientation == "h"
     pooled = pooled_figure(inside.stage("pooled"))
     assert len(pooled.data[0].y) == 1280 and pooled.layout.xaxis.title.text
     sizes = map_sizes_figure(feature_map_sizes(32), feature_map_sizes(224), run_side=32, native_side=224,
@@ -188,7 +188,7 @@ def test_page_shows_every_stage_of_a_test_image_from_the_url(app, trained_run):
     assert at.number_input(key="inside_index").value == 3
     titles = [f["layout"]["title"]["text"] for f in _figures(at)]
     assert len(titles) == 12, titles       # probabilities, sizes, 9 stages, pooled vector
-    assert titles[0].startswith("Probabilities: the model says")
+    assert titles[0].startswith("The model says")
     assert titles[1] == "Feature map size per stage, B0 at 32 px vs its native 224 px"
     assert titles[2].startswith("Stem: 16×16 × 32 channels")
     assert titles[8].startswith("Block 6: 1×1 × 192 channels")

@@ -106,7 +106,7 @@ def test_chart_has_a_log_axis_and_marks_the_suggestion():
     smoothed = np.linspace(2.3, 1.0, 50)
     fig = lr_finder_figure(rates, smoothed, 1e-3, losses=smoothed + 0.1, method="steepest descent")
     assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.title.text == "learning rate (log scale)"
-    assert fig.layout.yaxis.title.text == "training loss (smoothed)"
+    assert fig.layout.yaxis.title.text == "training loss (cross-entropy)"
     assert [t.name for t in fig.data] == ["loss per batch", "smoothed loss", "suggestion"]
     assert fig.data[2].x == (1e-3,) and "1.0e-03" in fig.layout.title.text
     assert fig.layout.shapes[0].x0 == 1e-3                                  # the dashed line

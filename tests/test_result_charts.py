@@ -99,6 +99,8 @@ def test_per_class_error_figure(confusion):
     assert bar.y[-2] == "dog" and bar.x[-2] == pytest.approx(30)
     assert list(bar.x) == sorted(bar.x)
     assert "%" in fig.layout.xaxis.title.text
+    # A 100% label goes inside its bar (outside it ran off the chart's narrow column), a 30% one after it.
+    assert bar.textposition[-1] == "inside" and bar.textposition[-2] == "outside"
     _titled(fig)
 
 
@@ -181,6 +183,8 @@ def test_history_scatter_figure_two_series():
     assert yours.marker.color in OKABE_ITO
     assert fig.layout.xaxis.type == "log" and "log scale" in fig.layout.xaxis.title.text
     assert "millions" in fig.layout.xaxis.title.text and "(%)" in fig.layout.yaxis.title.text
+    # 1-2-5 ticks labelled in full size over the points' range (4M for B0 ... 138M for VGG-16).
+    assert list(fig.layout.xaxis.ticktext) == ["5", "10", "20", "50", "100", "200"]
     _titled(fig)
     assert len(rc.history_scatter_figure(history, None, "top5").data) == 1
 
