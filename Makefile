@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test cli bench clean-venv
+.PHONY: run test cli bench bench-ray clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.installed-runtime: requirements.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed-runtime
+$(VENV)/.installed-test: requirements-test.txt requirements-ray.txt $(VENV)/.installed-runtime
 	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $@
 
@@ -32,7 +32,13 @@ $(VENV)/.installed-gpu: requirements.txt $(VENV)/.installed-runtime
 	$(PY) -m pip install --quiet "tensorflow[and-cuda]==$(TF_VERSION)"
 	touch $@
 
-run: $(RUNTIME)
+# The optional Ray extra, for a dashboard whose runs train on a cluster (EFFLAB_RAY_ADDRESS).
+$(VENV)/.installed-ray: requirements-ray.txt $(VENV)/.installed-runtime
+	$(PY) -m pip install --quiet -r requirements-ray.txt
+	touch $@
+
+# `make run` with EFFLAB_RAY_ADDRESS set installs Ray first; without it nothing about Ray changes.
+run: $(RUNTIME) $(if $(EFFLAB_RAY_ADDRESS),$(VENV)/.installed-ray)
 	$(PY) -m streamlit run dashboard/app.py --server.port $(PORT)
 
 test: $(VENV)/.installed-test $(RUNTIME)
@@ -40,6 +46,10 @@ test: $(VENV)/.installed-test $(RUNTIME)
 
 bench: $(RUNTIME)
 	$(PY) bench/train_throughput.py
+
+# Ray against the in-process trainer on a loopback cluster (bench/README.md, "Ray").
+bench-ray: $(RUNTIME) $(VENV)/.installed-ray
+	$(PY) bench/scale.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,17 +1,20 @@
 """Command line: the same engine as the dashboard, without a browser.
 
     python -m core train [--preset NAME] [--config FILE] [--variant b0] [--epochs 4] ... (a flag per TrainConfig field)
+                         [--ray-address HOST:PORT]   (train as a Ray task on that cluster; README "Ray")
     python -m core presets              (the presets, with the figures measured for them)
-    python -m core resume RUN_ID [--epochs N]
+    python -m core resume RUN_ID [--epochs N] [--ray-address HOST:PORT]
     python -m core runs
     python -m core stop RUN_ID          (a run training anywhere on the same runs folder)
     python -m core cancel RUN_ID        (a run waiting in the dashboard's queue)
     python -m core evaluate RUN_ID [--checkpoint last|best]
 
-`train` and `resume` train in this process at once; the dashboard's queue is for its own Starts.
-Exit codes: 0 done; 2 invalid settings or missing data, or a run that cannot be stopped or
-cancelled (one line naming the problem); 1 the run failed; 130 stopped (Ctrl-C, or Stop from the
-dashboard or `python -m core stop`): the last finished epoch's checkpoint is kept, resume it.
+`train` and `resume` train at once, in this process or (--ray-address, or $EFFLAB_RAY_ADDRESS) as a
+Ray task on a worker the cluster picks, watched from here; the dashboard's queue is for its own Starts.
+Exit codes: 0 done; 2 invalid settings or missing data, a run that cannot be stopped or
+cancelled, or a Ray cluster that cannot be reached (one line naming the problem; the run stays
+queued); 1 the run failed or was interrupted (its trainer died: resume it); 130 stopped (Ctrl-C, or
+Stop from the dashboard or `python -m core stop`): the last finished epoch's checkpoint is kept, resume it.
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", choices=("last", "best"), default=None,
                           help="predict again from this checkpoint (default: use predictions.npz, "
                                "or the last checkpoint when there are none)")
+    for p in (train, resume):
+        p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                       help="train as a task on this Ray cluster (its head's address; default "
+                            "$EFFLAB_RAY_ADDRESS, else in this process); every node must see the same "
+                            "runs folder and data, see README \"Ray\"")
     for p in (train, resume, evaluate, stop, cancel, commands.choices["runs"], commands.choices["presets"]):
         p.add_argument("--runs-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -173,7 +181,7 @@ def watch(manager: JobManager, run_id: str) -> int:
             last_line_at = time.time()
             print(progress_line(p), file=sys.stderr, flush=True)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    status = manager.store.get(run_id).read_status()
+    status = manager.store.get(run_id).live_status()
     print(file=sys.stderr)
     if status["state"] == "completed":
         print(f"completed: test accuracy {status.get('test_accuracy', float('nan')):.4f} "
@@ -186,6 +194,10 @@ def watch(manager: JobManager, run_id: str) -> int:
               f"stopped before the first epoch finished (no checkpoint); resume starts it again: "
               f"python -m core resume {run_id} --epochs N")
         return EXIT_STOPPED
+    if status["state"] == "interrupted":
+        print(f"interrupted: {status.get('error')}; continue with: python -m core resume {run_id}",
+              file=sys.stderr)
+        return EXIT_FAILED
     print(f"error: run {run_id} failed: {status.get('error')}", file=sys.stderr)
     return EXIT_INPUT if status.get("error_kind") == "input" else EXIT_FAILED
 
@@ -202,11 +214,18 @@ def _check_data(data_dir, config: TrainConfig | None = None) -> None:
         check_train_limit(config.train_limit, config.val_fraction, cifar.y_train)
 
 
+def _data_is_here(manager: JobManager) -> bool:
+    """Whether the data should be checked on this machine: it trains here, or a data folder is named
+    (a Ray node without that path uses its own EFFLAB_DATA_DIR, and reports a problem in the run)."""
+    return manager.executor is None or bool(manager.data_dir)
+
+
 def cmd_train(args, manager: JobManager) -> int:
     config = config_from_args(args)
     for note in config.warnings():
         print(f"warning: {note}", file=sys.stderr)
-    _check_data(manager.data_dir, config)
+    if _data_is_here(manager):
+        _check_data(manager.data_dir, config)
     return watch(manager, manager.start(config, name=args.name, author=args.author, queue=False))
 
 
@@ -218,7 +237,8 @@ def cmd_resume(args, manager: JobManager) -> int:
         except ValueError:
             raise ConfigError("epochs", "a whole number", args.epochs) from None
     manager.store.get(args.run_id)   # an unknown or malformed id is the problem to report first
-    _check_data(manager.data_dir)
+    if _data_is_here(manager):
+        _check_data(manager.data_dir)
     return watch(manager, manager.resume(args.run_id, epochs, queue=False))
 
 
@@ -308,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir:
         os.environ["EFFLAB_DATA_DIR"] = args.data_dir
     # The CLI trains what it is asked for, now; the dashboard's queue is drained by the dashboard.
-    manager = JobManager(runs_dir=args.runs_dir, data_dir=args.data_dir, slots=1, drain_queue=False)
+    manager = JobManager(runs_dir=args.runs_dir, data_dir=args.data_dir, slots=1, drain_queue=False,
+                         ray_address=getattr(args, "ray_address", None))
     try:
         return COMMANDS[args.command](args, manager)
     except (ConfigError, InputError, RunNotFoundError) as exc:

@@ -6,6 +6,13 @@ a running job ends. The queue lives in the store, not in memory, so it survives 
 server and any server on the same runs folder drains it (claims are exclusive across processes).
 `EFFLAB_SLOTS` says how many runs train at once in this process (core/slots.py decides the default).
 
+With EFFLAB_RAY_ADDRESS (or the CLI's --ray-address) the executor is a Ray cluster instead of our
+threads (core/ray_executor.py): each run, when its turn comes, becomes a Ray task that trains it in
+a worker process on whichever node Ray picks; the slots are what the cluster holds at once. A
+thread here watches each task: a lost worker or node makes its run `interrupted` at once. When the
+cluster cannot be reached the runs stay queued, `executor_problem` says why in one line, and the
+scheduler tries again every RETRY_SECONDS. Without the variable Ray is never imported.
+
 Stop works for any run: our own threads get their event set at once; a run trained by another
 process (the CLI, a second server, a Ray task) gets a stop request in the store, which its trainer
 polls about once a second. The dashboard keeps one manager per server process (st.cache_resource);
@@ -14,6 +21,7 @@ the CLI makes its own, which trains the run it was asked for at once (`queue=Fal
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,12 +30,15 @@ from typing import Any
 
 from core.config import TrainConfig
 from core.progress import Progress
-from core.runs import (RESUMABLE_STATES, TRAINING_STATES, Run, RunNotFoundError, RunStore, is_active_here,
-                       mark_active)
-from core.slots import default_slots
+from core.ray_executor import ClusterUnreachable, RayExecutor, unreachable_message
+from core.ray_executor import ray_address as ray_address_from_env
+from core.runs import (HEARTBEAT_SECONDS, RESUMABLE_STATES, TRAINING_STATES, Run, RunNotFoundError, RunStore,
+                       is_active_here, mark_active, trainer_identity)
+from core.slots import default_slots, slots_explained
 
 
 JOIN_FINISHING_SECONDS = 30.0   # a finished job's thread releases its slot within moments
+RETRY_SECONDS = 15.0            # an unreachable Ray cluster is asked again this often while runs wait
 
 
 class JobError(RuntimeError):
@@ -45,13 +56,15 @@ class Job:
     started: float = field(default_factory=time.time)
     # Set as the thread finishes: its slot counts as free while it hands over to the next run.
     finished: threading.Event = field(default_factory=threading.Event)
+    # A Ray task: `thread` only watches it, and its progress is read from the run folder.
+    remote: bool = False
 
 
 class JobManager:
     """Queues runs, trains up to `slots` of them in background threads, and tells anyone how they go."""
 
     def __init__(self, runs_dir: str | Path | None = None, data_dir: str | None = None, *,
-                 slots: int | None = None, drain_queue: bool = True):
+                 slots: int | None = None, drain_queue: bool = True, ray_address: str | None = None):
         self.store = RunStore(runs_dir)
         self.data_dir = data_dir
         self.slots = slots if slots is not None else default_slots()
@@ -59,6 +72,11 @@ class JobManager:
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
         self._last_run_id: str | None = None
+        address = ray_address or ray_address_from_env()
+        self.executor = RayExecutor(address, self.store.root, data_dir, outlive_head=drain_queue) if address else None
+        self.executor_problem = ""        # why the Ray cluster cannot be reached now, in one line
+        self._next_connect = 0.0
+        self._retry: threading.Timer | None = None
         if drain_queue:
             self.schedule()   # a restarted server picks up the queue it left
 
@@ -83,11 +101,13 @@ class JobManager:
         from core.memory import check_fits
         try:
             check_startable(config)
-            check_fits(config)
+            if self.executor is None:   # a Ray task's node is picked by Ray, by resources
+                check_fits(config)
         except ConfigError as exc:
             raise JobError(str(exc)) from None
+        problem = "" if queue or self.executor is None else self._reach_cluster(now=True)
         try:
-            if queue:
+            if queue or problem:
                 run = self.store.create(config, name=name, author=author, kind=kind)
             else:
                 with self.store.queue_lock():   # nobody may claim it between create and claim
@@ -99,6 +119,8 @@ class JobManager:
             raise JobError(f"could not create a run folder in {self.store.root}: "
                            f"{exc.strerror or exc}; check that it exists and has free space") from None
         self._last_run_id = run.run_id
+        if problem:
+            raise JobError(f"{problem} Run {run.run_id} stays queued; nothing is lost.")
         if queue:
             self.schedule()
         else:
@@ -138,6 +160,8 @@ class JobManager:
                     raise JobError(str(exc)) from None
             self.store.enqueue(run, target)
             self._last_run_id = run_id
+            if not queue and self.executor is not None and (problem := self._reach_cluster(now=True)):
+                raise JobError(f"{problem} Run {run_id} stays queued; nothing is lost.")
             if not queue:
                 claimed = self.store.claim(run_id)
                 if claimed is None:
@@ -166,7 +190,7 @@ class JobManager:
                     return False
             except (RunNotFoundError, OSError, ValueError):
                 return False
-            if job is None:
+            if job is None or job.remote:
                 run.request_stop()   # another process trains it: its keepalive thread sees this
             # Only while it still trains: the trainer may have written its final state just now.
             return run.write_status(state="stopping", if_state=TRAINING_STATES) is not None
@@ -218,7 +242,7 @@ class JobManager:
         if run_id is None:
             return {}
         job = self._jobs.get(run_id)
-        if job is not None:
+        if job is not None and not job.remote:
             return job.progress.snapshot()
         try:
             return self.store.get(run_id).read_progress()
@@ -230,7 +254,10 @@ class JobManager:
         """Hands the oldest queued runs to free slots; returns the ids started now."""
         if not self.drain_queue:
             return []
-        started = []
+        started: list[str] = []
+        # Ray is reached only when there is something to send (it is imported then, not before).
+        if self.executor is not None and (not self.store.queue() or self._reach_cluster()):
+            return started
         with self._lock:
             free = self.slots - len(self._alive())
             if free <= 0:
@@ -272,6 +299,8 @@ class JobManager:
 
     def _launch(self, run: Run, target_epochs: int) -> None:
         """Starts the thread that trains `run` (already claimed: state `running`, our pid)."""
+        if self.executor is not None:
+            return self._launch_remote(run, target_epochs)
         progress = Progress(state="running", phase="starting TensorFlow", run_id=run.run_id,
                             epoch=0, epochs=target_epochs, batch=0, batches=0, error="")
         stop_event = threading.Event()
@@ -316,4 +345,99 @@ class JobManager:
             try:
                 self.schedule()
             except Exception:  # noqa: BLE001 - a damaged runs folder must not kill this thread loudly
+                pass
+
+    # --- the Ray executor --------------------------------------------------------------------
+    def where_runs_train(self) -> str:
+        """One line for the pages: where queued runs train and how many at once."""
+        if self.executor is None:
+            return f"Training slots on this server: {slots_explained(self.slots)}"
+        if self.executor_problem:
+            return f"Runs train on the Ray cluster at {self.executor.address}, which cannot be reached now"
+        return (f"Runs train on the Ray cluster at {self.executor.address}: {self.slots} at once "
+                "(Ray picks the node)")
+
+    def _reach_cluster(self, now: bool = False) -> str:
+        """Connects to the Ray cluster; "" when it answers, else the one-line reason (also kept in
+        `executor_problem`) with a retry armed. Not asked again within RETRY_SECONDS unless `now`."""
+        if not now and time.monotonic() < self._next_connect:
+            return self.executor_problem
+        try:
+            self.executor.connect()
+            self.slots = self.executor.capacity()
+        except Exception as exc:  # noqa: BLE001 - whatever Ray raises, the runs wait and we say why
+            reason = str(exc) if isinstance(exc, ClusterUnreachable) else \
+                unreachable_message(self.executor.address, f"{type(exc).__name__}: {str(exc)[:200]}")
+            self.executor_problem = reason + (" Queued runs wait and start when it answers."
+                                              if self.drain_queue else "")
+            self._next_connect = time.monotonic() + RETRY_SECONDS
+            if self.drain_queue and (self._retry is None or not self._retry.is_alive()):
+                self._retry = threading.Timer(RETRY_SECONDS + 0.1, self._retry_schedule)
+                self._retry.daemon = True
+                self._retry.start()
+            return self.executor_problem
+        self.executor_problem = ""
+        return ""
+
+    def _retry_schedule(self) -> None:
+        try:
+            self.schedule()
+        except Exception:  # noqa: BLE001 - a timer thread must not die loudly; the next Start retries
+            pass
+
+    def _launch_remote(self, run: Run, target_epochs: int) -> None:
+        """Sends `run` (claimed) to the Ray cluster and starts the thread that watches its task."""
+        progress = Progress(state="running", phase="waiting for the Ray cluster", run_id=run.run_id,
+                            epoch=0, epochs=target_epochs, batch=0, batches=0, error="")
+        # Until the worker writes its own pid the claim is this process's: it must read as alive.
+        mark_active(run.run_id, True)
+        try:
+            status = run.write_status(epochs=target_epochs, executor="ray", ray_address=self.executor.address,
+                                      submitted_from=trainer_identity())
+            run.write_progress(progress.snapshot())
+            ref = self.executor.submit(run.run_id, target_epochs, status["claimed_at"], run.read_config())
+        except Exception as exc:  # noqa: BLE001 - no room on the cluster, a lost connection, a full disk
+            mark_active(run.run_id, False)
+            message = str(exc) if isinstance(exc, ClusterUnreachable) else f"{type(exc).__name__}: {exc}"
+            try:
+                run.write_status(state="failed", error=f"could not start on Ray: {message}"[:500],
+                                 error_kind="input" if isinstance(exc, ClusterUnreachable) else "training",
+                                 ended_at=time.time())
+            except OSError:
+                pass
+            raise JobError(f"could not start run {run.run_id} on Ray: {message}") from None
+        stop_event = threading.Event()
+        thread = threading.Thread(target=self._watch_remote, args=(run, ref), name=f"ray-{run.run_id}", daemon=True)
+        self._jobs[run.run_id] = Job(run.run_id, thread, stop_event, progress, remote=True)
+        thread.start()
+
+    def _watch_remote(self, run: Run, ref) -> None:
+        """Waits for the run's Ray task; a task Ray reports lost (worker or node died) leaves the run
+        `interrupted` now, not when its heartbeat goes stale."""
+        try:
+            while not self.executor.wait(ref, HEARTBEAT_SECONDS):
+                try:   # waiting for a node: beat for the claim, so no viewer elsewhere thinks it dead
+                    if run.read_status().get("pid") == os.getpid():
+                        run.write_status(if_state=TRAINING_STATES)
+                except (OSError, ValueError):
+                    pass
+            result, lost = self.executor.outcome(ref)
+        except Exception as exc:  # noqa: BLE001 - the driver lost the cluster: the task is lost to us
+            result, lost = None, f"{type(exc).__name__}: {exc}"[:300]
+        try:
+            if lost:
+                run.write_status(state="interrupted", if_state=TRAINING_STATES, ended_at=time.time(),
+                                 error=f"the Ray task ended without finishing ({lost}); resume continues "
+                                       "from the last checkpoint, on any node")
+        except OSError:
+            pass
+        finally:
+            mark_active(run.run_id, False)
+            job = self._jobs.get(run.run_id)
+            if job is not None:
+                job.progress.update(state=(result or {}).get("state", "interrupted"))
+                job.finished.set()
+            try:
+                self.schedule()
+            except Exception:  # noqa: BLE001 - as in _work: the watcher ends quietly
                 pass

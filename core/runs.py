@@ -183,6 +183,7 @@ class RunSummary:
     author: str = ""
     queued_at: float | None = None
     kind: str = "train"
+    ran_on: str = ""          # the trainer's host, "(Ray)" after it for a Ray task; "" until it trains
 
     @property
     def label(self) -> str:
@@ -494,7 +495,8 @@ class Run:
                              has_predictions=self.has_predictions(),
                              name=_label(status.get("name")), author=_label(status.get("author")),
                              queued_at=_number(status.get("queued_at")) or None,
-                             kind=status.get("kind") if status.get("kind") in KINDS else "train")
+                             kind=status.get("kind") if status.get("kind") in KINDS else "train",
+                             ran_on=_ran_on(status))
         try:
             config = self.read_config()
             summary.config, summary.variant = config.to_dict(), config.variant
@@ -525,6 +527,12 @@ def _number(value: Any) -> float:
     except OverflowError:
         return 0.0
     return number if number == number and abs(number) != float("inf") else 0.0
+
+
+def _ran_on(status: dict[str, Any]) -> str:
+    if status.get("state") in ("queued", "cancelled") or not isinstance(status.get("host"), str):
+        return ""
+    return status["host"][:60] + (" (Ray)" if status.get("executor") == "ray" else "")
 
 
 def _label(value: Any) -> str:

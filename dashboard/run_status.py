@@ -74,3 +74,17 @@ def status_display(progress: dict, state: str, entry: QueueEntry | None = None) 
         loss=f"{loss:.4f}" if loss is not None else "—",
         accuracy=f"{100 * accuracy:.1f}%" if accuracy is not None else "—",
         note=note)
+
+
+def where_text(status: dict) -> str:
+    """Where a Ray run trains (or waits), for a caption: "" for a run trained by a server's thread."""
+    if status.get("executor") != "ray":
+        return ""
+    sent = status.get("submitted_from") if isinstance(status.get("submitted_from"), dict) else {}
+    if status.get("state") in ("running", "stopping") and status.get("pid") == sent.get("pid") \
+            and status.get("host") == sent.get("host"):
+        return f"Waiting for a node of the Ray cluster at {status.get('ray_address', '?')}"
+    verb = "Training" if status.get("state") in ("running", "stopping") else "Trained"
+    ip = f" ({status['node_ip']})" if status.get("node_ip") and status.get("node_ip") != status.get("host") else ""
+    return (f"{verb} in a Ray worker on {status.get('host', '?')}{ip}, process {status.get('pid', '?')}, "
+            f"cluster {status.get('ray_address', '?')}")

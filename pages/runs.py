@@ -8,7 +8,6 @@ import streamlit as st
 from core.config import TrainConfig, training_images
 from core.jobs import JobError
 from core.runs import RESUMABLE_STATES, TRAINING_STATES
-from core.slots import slots_explained
 from dashboard import control, nav, state, take_home
 
 st.title("Runs")
@@ -21,8 +20,9 @@ if not summaries:
 
 manager = state.job_manager()
 place = {s.run_id: i for i, s in enumerate(manager.store.queue(), start=1)}
-st.caption(f":material/memory: Training slots on this server: {slots_explained(manager.slots)}. "
-           f"{len(place)} run(s) waiting in line.")
+st.caption(f":material/memory: {manager.where_runs_train()}. {len(place)} run(s) waiting in line.")
+if manager.executor_problem:
+    st.error(f"**The Ray cluster cannot be reached.** {manager.executor_problem}")
 
 
 def _state(s) -> str:
@@ -44,7 +44,7 @@ def _row(s) -> dict:
         "images": training_images(c.get("train_limit") or 0, c.get("val_fraction", TrainConfig.val_fraction))
         if c else None,
         "duration (min)": None if s.duration_seconds is None else round(s.duration_seconds / 60, 1),
-        "started": s.started, "note": s.damaged or s.error,
+        "started": s.started, "ran on": s.ran_on, "note": s.damaged or s.error,
     }
 
 

@@ -15,7 +15,7 @@ from core.runs import RESUMABLE_STATES, check_label
 from core.variants import get_variant
 from dashboard import control, lr_panel, state, train_form
 from dashboard.charts import epoch_time_figure, eta_text
-from dashboard.run_status import status_display, wait_text
+from dashboard.run_status import status_display, wait_text, where_text
 
 LIVE_REFRESH_SECONDS = 1.0
 LOADED_FILE_KEY = "settings_file_loaded"      # file id of the settings file last applied to the form
@@ -33,8 +33,10 @@ if data_ok:
 else:
     st.error(f"**CIFAR-10 is not available.** {data_message}")
 # Which device trains: TensorFlow is asked (a child process, once) only where a GPU is there to miss.
-devices = device_report(ask_tensorflow=bool(nvidia_gpu_names()))
-if devices.gpu_unused:
+devices = None if manager.executor is not None else device_report(ask_tensorflow=bool(nvidia_gpu_names()))
+if devices is None:   # on a Ray cluster the node, and so the device, is Ray's choice
+    st.caption(f":material/hub: {manager.where_runs_train()}")
+elif devices.gpu_unused:
     st.warning(f"**The GPU is not used.** {devices.message}")
     st.code(devices.fix_command, language="bash")
 else:
@@ -126,7 +128,8 @@ if config is not None:   # what only starting checks (a weights file), told only
     config = None if problem else config
     if weights_note:
         st.caption(f":material/lock: {weights_note}")
-if config is not None:   # training runs in this server: a config that cannot fit would take it down
+if config is not None and manager.executor is None:   # training runs in this server: a config that
+    # cannot fit would take it down (on a Ray cluster, Ray picks a node by its resources)
     try:
         check_fits(config)
     except ConfigError as exc:
@@ -219,6 +222,8 @@ def status_panel() -> None:
         st.rerun()
     if busy:
         state.keep_live_refresh_in_budget(LIVE_REFRESH_SECONDS)
+    if manager.executor_problem:
+        st.error(f"**The Ray cluster cannot be reached.** {manager.executor_problem}")
     entries = queue_entries(manager.store, manager.slots, manager.progress)
     run_id = shown_run_id()
     if run_id is None:
@@ -242,6 +247,8 @@ def status_panel() -> None:
             st.caption(shown.note)
         run_actions(run_id, run_state)
         status = state.status(run_id)
+        if where := where_text(status):
+            st.caption(f":material/hub: {where}")
         if status.get("error") and run_state in ("failed", "stopped", "interrupted", "cancelled"):
             st.error(f"**The run {run_state}:** {status['error']}")
         if run_state == "completed" and status.get("test_accuracy") is not None:
@@ -257,7 +264,8 @@ def queue_table(entries) -> None:
     if not entries:
         return
     waiting = sum(e.state == "queued" for e in entries)
-    st.markdown(f"**Training now and in line** · {manager.slots} at a time on this server · {waiting} waiting")
+    where = "on this server" if manager.executor is None else "on the Ray cluster"
+    st.markdown(f"**Training now and in line** · {manager.slots} at a time {where} · {waiting} waiting")
     for e in entries:
         c1, c2, c3, c4 = st.columns([1, 4, 2, 1], vertical_alignment="center")
         c1.text("training" if e.place == 0 else ordinal(e.place))
