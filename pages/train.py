@@ -178,7 +178,7 @@ for field_name, key in (("name", RUN_NAME_KEY), ("author", RUN_AUTHOR_KEY)):
 if label_problem:
     st.error(f"**Check the run name:** {label_problem}")
 
-c1, c2, _ = st.columns([1, 1, 3])
+c1, c2, _ = st.columns([2, 3, 4])   # wide enough at 1280 px for "Find a learning rate" in full
 c1.button(":material/play_arrow: Start training", type="primary", width="stretch", on_click=start_training,
           disabled=bool(problem) or bool(label_problem) or not data_ok or not can_act,
           help="Joins the queue and trains when a slot frees, in the background: closing or refreshing "
