@@ -3,7 +3,7 @@
 the suggestion, and "Use this rate" fills the form; then the report page's model download (the
 shared trained run) gives a .keras file that plain Keras, in an interpreter that cannot import
 this lab, loads with safe_mode=True and that predicts what the run itself predicted, and the
-snippet the page shows classifies a photo with it. Last, every page with charts at a classroom
+snippet the page shows classifies a photo with it; the Runs page's button gives the same file. Last, every page with charts at a classroom
 projector's 1280×720 (browser.chart_problems: titles, axis titles, no text under 12 px, nothing
 running out of its chart). Screenshots: test-artifacts/browser/teaching-*.png and projector-*.png."""
 
@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,26 @@ def _take_the_model_home(page, url: str, run, x_test, home: Path) -> None:
     assert re.fullmatch(rf"({'|'.join(CLASSES)}) \d+\.\d%", printed), printed
 
 
+def _runs_page_download(page, url: str, run_ids: set[str], home: Path) -> None:
+    """The Runs page offers the same file: select a row (its left edge), then "Model (.keras)"."""
+    from core.export import download_name
+    page.goto(f"{url}/runs")
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.wait_for()
+    settle(page, 1)
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)        # the first row's selection box
+    button = page.get_by_role("button", name=re.compile(r"Model \(\.keras\)"))
+    button.wait_for(timeout=60_000)
+    with page.expect_download(timeout=300_000) as download:
+        button.click()
+    assert download.value.suggested_filename in {download_name(r, "last") for r in run_ids}
+    saved = home / "from-runs-page.keras"
+    download.value.save_as(saved)
+    with zipfile.ZipFile(saved) as archive:                    # a .keras file: config and weights
+        assert {"config.json", "model.weights.h5"} <= set(archive.namelist())
+
+
 def _readable_at_projector_size(page, url: str, run_id: str, other_id: str) -> None:
     """Every chart of every results page (and the slides that carry charts) at 1280×720."""
     pages = {"curves": f"curves?runs={run_id},{other_id}", "confusion": f"confusion?run={run_id}",
@@ -145,4 +166,5 @@ def test_find_a_learning_rate_and_take_the_model_home(trained_run, fixture_data_
     with streamlit_server(env, tmp_path / "server.log") as url, chromium_page(1280, 720) as page:
         _find_a_learning_rate(page, url)
         _take_the_model_home(page, url, run, x_test, home)
+        _runs_page_download(page, url, {run.run_id, other_id}, home)
         _readable_at_projector_size(page, url, run.run_id, other_id)
