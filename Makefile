@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test cli bench bench-ray clean-venv
+.PHONY: run test test-jax cli bench bench-ray clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ run: $(RUNTIME) $(if $(EFFLAB_RAY_ADDRESS),$(VENV)/.installed-ray)
 
 test: $(VENV)/.installed-test $(RUNTIME)
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-jax
+
+# The engine once more under Keras's JAX backend, as on a GPU machine that has CUDA for JAX but no
+# TensorFlow (tests/conftest.py makes TensorFlow unimportable), with two host devices so that data
+# parallelism over several devices runs on a CPU too. Small: XLA compiles each new shape for ~30 s here.
+JAX_TESTS := tests/test_backend.py tests/test_data.py tests/test_processes.py
+test-jax: $(VENV)/.installed-test $(RUNTIME)
+	KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 $(PY) -m pytest $(JAX_TESTS)
 
 bench: $(RUNTIME)
 	$(PY) bench/train_throughput.py

@@ -24,11 +24,14 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import fields
 from pathlib import Path
 
+from core import processes
 from core.config import ConfigError, TrainConfig, declaration, declared_fields
+from core.errors import UserInputError
 from core.jobs import JobError, JobManager
 from core.presets import PRESET_NAMES, PRESETS, get_preset
 from core.progress import format_clock
@@ -226,7 +229,38 @@ def cmd_train(args, manager: JobManager) -> int:
         print(f"warning: {note}", file=sys.stderr)
     if _data_is_here(manager):
         _check_data(manager.data_dir, config)
+    if processes.several():
+        processes.check(os.environ.get("KERAS_BACKEND", "tensorflow"), config.distribution)
+        _join_processes()
+        if processes.process_index() > 0:
+            return follow(config, None, config.epochs, manager.data_dir)
     return watch(manager, manager.start(config, name=args.name, author=args.author, queue=False))
+
+
+def _join_processes() -> None:
+    """Connects to the run's other processes now: JAX must do it before anything else touches a
+    device (the trainer asks which GPUs there are before it builds the model)."""
+    from core.backend import join_processes
+    print(f"process {processes.process_index()} of {processes.process_count()}: waiting for the others",
+          file=sys.stderr, flush=True)
+    join_processes()
+
+
+def follow(config: TrainConfig, source, target_epochs: int, data_dir: str | None) -> int:
+    """Process 1, 2, ... of a run over several processes (core/processes.py): trains its part of
+    every batch beside process 0, which writes the run folder; this process writes nothing."""
+    from core.follower import FollowerRun
+    from core.progress import Progress
+    from core.train import train_run
+    index, count = processes.process_index(), processes.process_count()
+    print(f"process {index} of {count}: training beside process 0, which writes the run folder",
+          file=sys.stderr, flush=True)
+    outcome = train_run(FollowerRun(config, source), target_epochs=target_epochs,
+                        stop_event=threading.Event(), progress=Progress(), data_dir=data_dir)
+    print(f"process {index} of {count}: {outcome.state}" + (f": {outcome.error}" if outcome.error else ""),
+          file=sys.stderr if outcome.error else sys.stdout)
+    codes = {"completed": EXIT_OK, "stopped": EXIT_STOPPED}
+    return codes.get(outcome.state, EXIT_INPUT if outcome.error_kind == "input" else EXIT_FAILED)
 
 
 def cmd_resume(args, manager: JobManager) -> int:
@@ -236,9 +270,16 @@ def cmd_resume(args, manager: JobManager) -> int:
             epochs = int(args.epochs)
         except ValueError:
             raise ConfigError("epochs", "a whole number", args.epochs) from None
-    manager.store.get(args.run_id)   # an unknown or malformed id is the problem to report first
+    run = manager.store.get(args.run_id)   # an unknown or malformed id is the problem to report first
     if _data_is_here(manager):
         _check_data(manager.data_dir)
+    if processes.several():
+        config = run.read_config()
+        processes.check(os.environ.get("KERAS_BACKEND", "tensorflow"), config.distribution)
+        _join_processes()
+        if processes.process_index() > 0:
+            target = epochs if epochs is not None else int(run.read_status().get("epochs") or config.epochs)
+            return follow(config, run, target, manager.data_dir)
     return watch(manager, manager.resume(args.run_id, epochs, queue=False))
 
 
@@ -332,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                          ray_address=getattr(args, "ray_address", None))
     try:
         return COMMANDS[args.command](args, manager)
-    except (ConfigError, InputError, RunNotFoundError) as exc:
+    except (ConfigError, InputError, RunNotFoundError, UserInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except JobError as exc:

@@ -16,6 +16,8 @@ import contextlib
 
 import keras
 
+from core import processes
+
 TENSOR_CORES = (7, 0)   # the compute capability from which float16 matmuls run on tensor cores
 
 
@@ -60,11 +62,14 @@ class JaxDevices:
     the CLI runs one job per process under JAX.
     """
 
-    def __init__(self, devices: list):
-        self.devices = devices
+    def __init__(self, devices: list, shard: tuple[int, int] = (0, 1)):
+        self.devices, self.shard = devices, shard   # shard: (this process, processes): its part of each batch
         self.distribution = None
         if len(devices) > 1:
             self.distribution = keras.distribution.DataParallel(devices=devices)
+            # Several processes: each feeds its own part of every batch (core.batches), which
+            # Keras assembles into the global batch; Keras's auto-sharding knows only tf.data.
+            self.distribution.auto_shard_dataset = shard[1] == 1
             keras.distribution.set_distribution(self.distribution)
 
     @property
@@ -78,9 +83,10 @@ class JaxDevices:
 def make_strategy(setting: str):
     """The engine for one run over several devices: "auto" spreads over a machine's GPUs when it
     has more than one; "mirrored" spreads over every device of the machine (two logical CPUs in the
-    tests); "multi_worker" is refused (Keras 3 does not support tf.distribute's multi-worker
-    strategy: several processes need the JAX backend's multi-process distribution).
+    tests). Under JAX with KERAS_DISTRIBUTION_* set (core/processes.py), every process's devices.
+    "multi_worker" is refused: Keras 3 does not support tf.distribute's multi-worker strategy.
     """
+    processes.check(name(), setting)
     if setting == "multi_worker":
         from core.errors import UserInputError
         raise UserInputError(
@@ -97,9 +103,38 @@ def make_strategy(setting: str):
 
 def _jax_strategy(setting: str) -> JaxDevices:
     import jax
+    if processes.several():
+        join_processes()
+        # jax.devices() now lists every process's devices; a batch is split over all of them.
+        return JaxDevices(jax.devices(), shard=(jax.process_index(), jax.process_count()))
     gpus = gpu_devices()
     if setting == "mirrored":
         return JaxDevices(gpus or jax.devices())
     if setting == "auto" and len(gpus) > 1:
         return JaxDevices(gpus)
     return JaxDevices(jax.devices()[:1])
+
+
+_joined = []
+
+
+def join_processes() -> None:
+    """Connects this process to the others (once: JAX allows it once per process). On CPUs the
+    collectives go through gloo, which is how the tests run two processes on one machine."""
+    if _joined:
+        return
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    keras.distribution.initialize()     # reads KERAS_DISTRIBUTION_* (core/processes.py)
+    _joined.append(True)
+
+
+def agree_with_process_0(flag: bool) -> bool:
+    """Process 0's `flag`, on every process of a run over several processes (a collective: every
+    process must call it at the same point); the flag itself in a run of one process. So a Stop,
+    which only process 0 reads from the run folder, ends every process at the same batch."""
+    if not processes.several():
+        return flag
+    import numpy as np
+    from jax.experimental import multihost_utils
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))

@@ -30,12 +30,17 @@ class ArrayBatches(keras.utils.PyDataset):
         seed: Seeds the order and the augmentation; each epoch still differs from the last.
         one_hot: Labels one-hot float32 (B, 10); else int32 (B,).
         drop_remainder: Leave out the last, smaller batch.
+        shard: (this process, processes) of a run over several processes: every process walks the
+            same order (the same seed) and ships its own contiguous part of each batch, which
+            Keras assembles into the global batch; batch_size is the global batch.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool,
                  image_size: int | None = None, augment_flip: bool = False, crop_padding: int = 0,
-                 seed: int = 0, one_hot: bool = True, drop_remainder: bool = False):
+                 seed: int = 0, one_hot: bool = True, drop_remainder: bool = False,
+                 shard: tuple[int, int] = (0, 1)):
         super().__init__()
+        self.shard = shard
         self.x, self.y = x, y.astype(np.int32)
         self.batch_size, self.training, self.one_hot = batch_size, training, one_hot
         self.image_size = None if image_size in (None, x.shape[1]) else int(image_size)
@@ -54,6 +59,8 @@ class ArrayBatches(keras.utils.PyDataset):
         if not 0 <= index < self._batches:
             raise IndexError(f"batch {index} of {self._batches}")
         idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        part, parts = self.shard
+        idx = idx[len(idx) * part // parts:len(idx) * (part + 1) // parts]
         images = self._augment(self.x[idx]) if (self.flip or self.pad) else self.x[idx]
         if self.image_size is not None:
             images = keras.ops.convert_to_numpy(keras.ops.image.resize(

@@ -227,8 +227,9 @@ class TrainConfig:
     # --- hardware
     mixed_precision: str = setting("auto", "Mixed precision", "auto: on only for NVIDIA GPUs of compute "
                                    "capability 7.0 or newer.", "hardware", choices=MIXED_PRECISION)
-    distribution: str = setting("auto", "Distribution", "auto: MirroredStrategy when more than one GPU is visible; "
-                                "multi_worker needs TF_CONFIG (command line only).", "hardware",
+    distribution: str = setting("auto", "Distribution", "auto: over every GPU when more than one is visible, "
+                                "and over every process under JAX with KERAS_DISTRIBUTION_* set (README). multi_worker "
+                                "(TensorFlow's, unsupported by Keras 3) is refused with that advice.", "hardware",
                                 choices=DISTRIBUTIONS, form_choices=("auto", "none", "mirrored"))
     jit_compile: str = setting("auto", "XLA compilation", "auto: XLA on GPUs, and always under the JAX "
                                "backend (TensorFlow on a CPU trained 4.7× slower with it in our measurements).", "hardware", choices=JIT_COMPILE)

@@ -408,7 +408,8 @@ def dataset_len(n_images: int, batch_size: int) -> int:
 
 def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool,
                  image_size: int | None = None, augment_flip: bool = False, crop_padding: int = 0,
-                 seed: int = 0, one_hot: bool = True, drop_remainder: bool = False):
+                 seed: int = 0, one_hot: bool = True, drop_remainder: bool = False,
+                 shard: tuple[int, int] = (0, 1)):
     """(images, labels) batches for Keras, shuffled (seeded) in training: a prefetching
     tf.data.Dataset under TensorFlow, a numpy `core.batches.ArrayBatches` under any other
     Keras backend (JAX), with the same contents.
@@ -432,6 +433,8 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
         seed: Seeds shuffle and augmentation; epochs still differ from each other.
         one_hot: Labels one-hot float32 (B, 10); else int32 (B,).
         drop_remainder: Drop the last, smaller batch.
+        shard: (this process, processes): under JAX over several processes, the part of each
+            batch this process feeds (core/batches.py); TensorFlow runs one process.
     """
     import keras  # lazy: importing it imports its backend, seconds
 
@@ -447,7 +450,9 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
                    crop_padding=crop_padding, seed=seed, one_hot=one_hot, drop_remainder=drop_remainder)
     if keras.backend.backend() != "tensorflow":
         from core.batches import ArrayBatches
-        return ArrayBatches(x, y, **options)
+        return ArrayBatches(x, y, shard=shard, **options)
+    if shard != (0, 1):
+        raise ValueError(f"shard {shard}: TensorFlow's pipeline feeds one process")
     return _tf_dataset(x, y, **options)
 
 

@@ -19,7 +19,8 @@ import keras
 import numpy as np
 
 from core import data as data_mod
-from core.backend import gpu_devices, make_strategy, use_mixed_precision
+from core import processes
+from core.backend import agree_with_process_0, gpu_devices, make_strategy, use_mixed_precision
 from core.config import TrainConfig
 from core.errors import SelfExplainedError, UserInputError
 from core.progress import Progress
@@ -87,7 +88,7 @@ class RunRecorder(keras.callbacks.Callback):
         if not math.isfinite(loss):
             self.nan_at = (f"loss became {_nan_or_inf(loss)}", self._epoch + 1, f", batch {batch + 1}")
             self.model.stop_training = True
-        if self.stop_event.is_set():
+        if agree_with_process_0(self.stop_event.is_set()):
             self.stopped_by_user = True
             self.model.stop_training = True
         self._batch_losses.append((batch + 1, loss))
@@ -180,7 +181,9 @@ def save_checkpoint(model, run: Run, *, best: bool = False) -> None:
         CheckpointError: The file could not be written (a full disk, a read-only folder); the
             message names the file and the reason, and says the previous checkpoint is kept.
     """
-    run.write_checkpoint(lambda tmp: model.save(tmp), "last")
+    save = (lambda tmp: outside_the_distribution(lambda: model.save(tmp))) if processes.several() \
+        else (lambda tmp: model.save(tmp))
+    run.write_checkpoint(save, "last")
     if best:
         run.copy_checkpoint("last", "best")
 
@@ -406,6 +409,10 @@ def _set_up(run: Run, config: TrainConfig, done: int, data_dir: str | None, stop
     # fewer where it does not (B7 at 600 px): core/memory.py says how many fit.
     predict_batch = max(1, budget(config).predict_batch)
 
+    if processes.several():
+        # Every process builds the same initial weights, or their replicas would differ.
+        keras.utils.set_random_seed(config.seed)
+        run.write_status(processes=processes.process_count(), devices=replicas)
     progress.update(phase="building model")
     with strategy.scope():
         if done:
@@ -417,6 +424,8 @@ def _set_up(run: Run, config: TrainConfig, done: int, data_dir: str | None, stop
     # The host ships uint8 batches at 32 px and the model augments and resizes them on the
     # device; only a checkpoint from before that change needs the host to do it.
     host = host_preprocessing(model, config)
+    if processes.several():
+        host["shard"] = strategy.shard   # this process's part of every batch
     train_ds = data_mod.make_dataset(
         split.x_train, split.y_train, batch_size=global_batch, training=True, seed=config.seed,
         drop_remainder=whole_batches, **host)
@@ -424,7 +433,7 @@ def _set_up(run: Run, config: TrainConfig, done: int, data_dir: str | None, stop
     n_val = len(split.x_val) // replicas * replicas
     val_ds = None if n_val == 0 else data_mod.make_dataset(
         split.x_val[:n_val], split.y_val[:n_val], image_size=host.get("image_size"),
-        batch_size=_multiple_of(predict_batch, replicas), training=False)
+        batch_size=_multiple_of(predict_batch, replicas), training=False, shard=host.get("shard", (0, 1)))
     steps = (max(1, len(split.x_train) // global_batch) if whole_batches
              else data_mod.dataset_len(len(split.x_train), global_batch))
     _check_stop(stop_event)
@@ -471,7 +480,12 @@ def _fit_phase(run: Run, setup: Setup, phase_name: str, phase_end: int, done: in
 def _test_and_record(run: Run, setup: Setup, done: int, progress: Progress) -> None:
     """Test-set predictions from the final weights: predictions.npz, accuracy, TensorBoard's matrix."""
     cifar = setup.cifar
-    y_prob = predict_test_set(setup.model, setup.config, cifar, progress, setup.replicas, setup.predict_batch)
+    if processes.several():
+        if processes.process_index() > 0:
+            return   # process 0 predicts and writes
+        y_prob = _predict_on_this_process(run, setup, progress)
+    else:
+        y_prob = predict_test_set(setup.model, setup.config, cifar, progress, setup.replicas, setup.predict_batch)
     accuracy = float(np.mean(np.argmax(y_prob, axis=1) == cifar.y_test))
     top5 = float(np.mean(np.any(np.argsort(y_prob, axis=1)[:, -5:] == cifar.y_test[:, None], axis=1)))
     run.write_predictions(cifar.y_test, y_prob, epoch=done)
@@ -479,6 +493,41 @@ def _test_and_record(run: Run, setup: Setup, done: int, progress: Progress) -> N
     log_confusion_matrix(run, cifar.y_test, y_prob, step=done)
     run.write_status(test_accuracy=accuracy, test_top5_accuracy=top5, predictions_epoch=done,
                      test_images=len(cifar.y_test))
+
+
+def _predict_on_this_process(run: Run, setup: Setup, progress: Progress) -> np.ndarray:
+    """Test-set probabilities on process 0 alone, from the checkpoint of the final epoch: over
+    several processes the model's outputs span every process's devices, which no single process
+    can read. The checkpoint holds the same weights, and outside the run's distribution they
+    predict on this process."""
+    from core.model import load_checkpoint
+    return outside_the_distribution(lambda: predict_test_set(
+        load_checkpoint(run.checkpoint("last")), setup.config, setup.cifar, progress, batch_size=setup.predict_batch))
+
+
+def outside_the_distribution(work):
+    """work() in a thread of its own, where the run's Keras distribution (a per-thread setting)
+    does not apply; its result, or its exception raised here.
+
+    Over several processes every variable created under the distribution is checked equal across
+    processes (a collective, which the others must join). Saving a model creates variables of its
+    own (Keras builds a scratch optimizer), and only process 0 saves: inside the distribution it
+    would wait forever for the others.
+    """
+    result: dict = {}
+
+    def call():
+        try:
+            result["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=call, name="outside-the-distribution")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
 
 
 def evaluate_checkpoint(run: Run, *, data_dir: str | None = None, which: str = "last") -> float:

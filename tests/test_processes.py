@@ -1,0 +1,111 @@
+"""One run over several processes (core/processes.py): Keras 3's multi-process distribution on
+JAX, proved with two processes on loopback (JAX's CPU collectives: gloo), as on two machines.
+
+Each process is `python -m core ...` with Keras's KERAS_DISTRIBUTION_* variables, as a user
+starts it on each machine; only process 0 writes the run folder. The two-process test runs in
+`make test-jax`; the refusals run everywhere.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+
+from core import processes
+from core.errors import UserInputError
+from core.runs import METRIC_COLUMNS, RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["--epochs", "1", "--train-limit", "200", "--val-fraction", "0.2", "--batch-size", "16"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _variables(count: int, index: int, port: int) -> dict:
+    return {processes.ADDRESSES: f"127.0.0.1:{port}", processes.COUNT: str(count), processes.INDEX: str(index)}
+
+
+def _on_two_processes(*args: str) -> list[subprocess.CompletedProcess]:
+    """The same command line in two processes joined on loopback; both outputs."""
+    port = _free_port()
+    started = []
+    for index in (0, 1):
+        env = {**os.environ, "KERAS_BACKEND": "jax", **_variables(2, index, port)}
+        env.pop("XLA_FLAGS", None)    # one CPU device per process, as one GPU per machine
+        started.append(subprocess.Popen([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    done = []
+    for process in started:
+        out, err = process.communicate(timeout=1500)
+        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return done
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3200)
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="several processes need the JAX backend (make test-jax)")
+def test_one_run_over_two_processes_written_once_then_resumed(tmp_path, fixture_data_dir):
+    runs = tmp_path / "runs"
+    where = ["--runs-dir", str(runs), "--data-dir", fixture_data_dir]
+    first, second = _on_two_processes("train", *QUICK, *where)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "completed: test accuracy" in first.stdout and "process 1 of 2: completed" in second.stdout
+
+    (run_dir,) = runs.iterdir()                    # process 1 created nothing
+    run = RunStore(runs).get(run_dir.name)
+    status = run.read_status()
+    assert status["state"] == "completed" and status["processes"] == 2 and status["devices"] == 2
+    # The global batch is 16 per device x 2 devices: 200 training images make 6 whole steps, not 12.
+    assert run.read_progress()["batches"] == 6
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header == list(METRIC_COLUMNS)           # the same file a one-process run writes
+    assert [row["epoch"] for row in run.read_metrics()] == [1]
+    assert run.has_predictions() and status["test_images"] == 100
+
+    first, second = _on_two_processes("resume", run_dir.name, "--epochs", "2", *where)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert [row["epoch"] for row in run.read_metrics()] == [1, 2]
+    assert run.read_status()["checkpoint_epoch"] == 2 and run.read_status()["state"] == "completed"
+
+
+def test_several_processes_on_tensorflow_are_refused_before_a_run_exists(tmp_path, fixture_data_dir):
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", **_variables(2, 0, _free_port())}
+    result = subprocess.run([sys.executable, "-m", "core", "train", *QUICK, "--runs-dir", str(tmp_path / "runs"),
+                             "--data-dir", fixture_data_dir], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "needs the JAX backend" in result.stderr and "KERAS_BACKEND=jax" in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("variables, distribution, words", [
+    ({processes.COUNT: "2", processes.INDEX: "2", processes.ADDRESSES: "h:1"}, "auto", "from 0 to 1; got 2"),
+    ({processes.COUNT: "2", processes.INDEX: "0"}, "auto", "KERAS_DISTRIBUTION_JOB_ADDRESSES"),
+    ({processes.COUNT: "two"}, "auto", "KERAS_DISTRIBUTION_NUM_PROCESSES: expected a whole number; got 'two'"),
+    ({processes.COUNT: "2", processes.INDEX: "1", processes.ADDRESSES: "h:1"}, "none", "expected auto or mirrored"),
+])
+def test_process_variables_are_checked_naming_the_variable(monkeypatch, variables, distribution, words):
+    for name in (processes.ADDRESSES, processes.COUNT, processes.INDEX):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(UserInputError) as caught:
+        processes.check("jax", distribution)
+    assert words in str(caught.value)
+
+
+def test_one_process_needs_nothing(monkeypatch):
+    for name in (processes.ADDRESSES, processes.COUNT, processes.INDEX):
+        monkeypatch.delenv(name, raising=False)
+    assert not processes.several() and processes.process_index() == 0
+    processes.check("tensorflow", "auto")          # nothing to refuse
