@@ -1,7 +1,7 @@
 """What going through Ray costs a small run on this machine, and what two runs on a 2-CPU Ray
 cluster buy (issue 12 §3): design for many machines, measure on loopback.
 
-    .venv/bin/python bench/scale.py --data-dir ~/.cache/efflab-ci/data [--images 3000] [--epochs 2]
+    .venv/bin/python bench/scale.py --data-dir ~/.cache/efflab-ci/data [--images 2000] [--epochs 2]
 
 Four configurations, each in a fresh driver process (TensorFlow's thread pools start clean), with
 B0 at 32 px, batch 128, real CIFAR-10:
@@ -70,7 +70,7 @@ def measure(name: str, address: str | None, images: int, epochs: int, data_dir: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("EFFLAB_DATA_DIR"))
-    parser.add_argument("--images", type=int, default=3000)
+    parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--only", help="comma-separated configuration names (default: all)")
     parser.add_argument("--one", help=argparse.SUPPRESS)        # the child's job: one configuration

@@ -295,7 +295,10 @@ class JobManager:
                 return self.store.get(run_id).read_status().get("state") == "queued" and self.drain_queue
             except (RunNotFoundError, OSError, ValueError):
                 return False
-        return bool(self._alive()) or (self.drain_queue and bool(self.store.queue()))
+        # Under the lock: the scheduler claims a queued run and registers its job under it, so a
+        # run is never seen between the two (no longer queued, not yet a job) as nothing pending.
+        with self._lock:
+            return bool(self._alive()) or (self.drain_queue and bool(self.store.queue()))
 
     def _launch(self, run: Run, target_epochs: int) -> None:
         """Starts the thread that trains `run` (already claimed: state `running`, our pid)."""

@@ -86,7 +86,8 @@ def _assert_whole_run_folder(run_dir: Path, epochs: int) -> dict:
 def test_cli_run_trains_in_a_ray_worker_survives_its_death_and_resumes(ray_head, tmp_path, fixture_data_dir):
     """`train --ray-address`: the run trains in a Ray worker process; SIGKILL of that worker after
     the first epoch's checkpoint makes it `interrupted` (the CLI says so, exit 1); `resume
-    --ray-address` finishes it in a new worker, with the whole run folder."""
+    --ray-address` finishes it in a new worker, with the whole run folder; `stop` stops the next
+    resume in its worker."""
     runs = tmp_path / "runs"
     cli = _cli("train", *TINY, "--epochs", "2", "--ray-address", ray_head, runs=runs, data_dir=fixture_data_dir)
     wait_for(lambda: cli.poll() is not None or _only_run(runs) is not None, 60, "the CLI to create the run")
@@ -114,6 +115,17 @@ def test_cli_run_trains_in_a_ray_worker_survives_its_death_and_resumes(ray_head,
     done = _assert_whole_run_folder(run_dir, epochs=2)
     assert done["pid"] not in (resume.pid, worker) and done["submitted_from"]["pid"] == resume.pid
     assert done["code_dir"] == str(ROOT)          # the same checkout, found through PYTHONPATH
+
+    # Stop reaches a Ray worker through the runs folder, as it reaches any other process.
+    again = _cli("resume", run_dir.name, "--epochs", "3", "--ray-address", ray_head, runs=runs,
+                 data_dir=fixture_data_dir)
+    wait_for(lambda: again.poll() is not None or read_status_file(run_dir).get("pid") not in
+             (None, again.pid, done["pid"]), 120, "a new Ray worker to take the run")
+    stop = _cli("stop", run_dir.name, runs=runs, data_dir=fixture_data_dir)
+    assert stop.wait(60) == 0, stop.communicate()
+    out, err = again.communicate(timeout=180)
+    assert again.returncode == 130 and read_status_file(run_dir)["state"] == "stopped", err[-2000:]
+    assert len(RunStore(runs).get(run_dir.name).read_metrics()) == 2
 
 
 @pytest.mark.timeout(120)
