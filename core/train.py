@@ -327,6 +327,11 @@ def _readable(exc: Exception) -> str:
     if isinstance(exc, OSError) and exc.errno is not None:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         return f"could not write to the run folder{where}: {disk_words(exc)}; free some space and resume the run"
+    if processes.several() and type(exc).__name__ == "JaxRuntimeError":
+        # A collective failed: most often another process of the run died (JAX then ends this one).
+        return (f"a process of this {processes.process_count()}-process run stopped answering "
+                f"({message.splitlines()[0][:200]}); start every process again with `python -m core "
+                "resume RUN_ID` to continue from the last finished epoch")
     return f"{type(exc).__name__}: {message.splitlines()[0][:400]}"
 
 

@@ -2,8 +2,9 @@
 JAX, proved with two processes on loopback (JAX's CPU collectives: gloo), as on two machines.
 
 Each process is `python -m core ...` with Keras's KERAS_DISTRIBUTION_* variables, as a user
-starts it on each machine; only process 0 writes the run folder. The two-process test runs in
-`make test-jax`; the refusals run everywhere.
+starts it on each machine; only process 0 writes the run folder. One process is killed mid-run (a
+machine lost), and the run resumes on two processes. The two-process test runs in `make test-jax`;
+the refusals run everywhere.
 """
 
 import os
@@ -14,13 +15,14 @@ from pathlib import Path
 
 import keras
 import pytest
+from conftest import read_status_file, wait_for
 
 from core import processes
 from core.errors import UserInputError
 from core.runs import METRIC_COLUMNS, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = ["--epochs", "1", "--train-limit", "200", "--val-fraction", "0.2", "--batch-size", "16"]
+QUICK = ["--train-limit", "200", "--val-fraction", "0.2", "--batch-size", "16"]
 
 
 def _free_port() -> int:
@@ -33,56 +35,69 @@ def _variables(count: int, index: int, port: int) -> dict:
     return {processes.ADDRESSES: f"127.0.0.1:{port}", processes.COUNT: str(count), processes.INDEX: str(index)}
 
 
-def _on_two_processes(*args: str) -> list[subprocess.CompletedProcess]:
-    """The same command line in two processes joined on loopback; both outputs."""
+def _start_two(logs: Path, *args: str) -> list[subprocess.Popen]:
+    """The same command line in two processes joined on loopback, as on two machines; their
+    output goes to files in `logs` (a pipe nobody reads could fill and stall a process)."""
     port = _free_port()
+    logs.mkdir(parents=True, exist_ok=True)
     started = []
     for index in (0, 1):
         env = {**os.environ, "KERAS_BACKEND": "jax", **_variables(2, index, port)}
         env.pop("XLA_FLAGS", None)    # one CPU device per process, as one GPU per machine
-        started.append(subprocess.Popen([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    done = []
+        with open(logs / f"{index}.out", "w") as out, open(logs / f"{index}.err", "w") as err:
+            started.append(subprocess.Popen([sys.executable, "-m", "core", *args], cwd=ROOT, env=env,
+                                            text=True, stdout=out, stderr=err))
+    return started
+
+
+def _finish(started: list[subprocess.Popen], logs: Path) -> list[subprocess.CompletedProcess]:
     for process in started:
-        out, err = process.communicate(timeout=1500)
-        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
-    return done
+        process.wait(timeout=1500)
+    return [subprocess.CompletedProcess(process.args, process.returncode, (logs / f"{index}.out").read_text(),
+                                        (logs / f"{index}.err").read_text())
+            for index, process in enumerate(started)]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(3200)
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="several processes need the JAX backend (make test-jax)")
-def test_one_run_over_two_processes_written_once_then_resumed(tmp_path, fixture_data_dir):
+def test_one_run_over_two_processes_survives_a_killed_process_and_resumes(tmp_path, fixture_data_dir):
     runs = tmp_path / "runs"
     where = ["--runs-dir", str(runs), "--data-dir", fixture_data_dir]
-    first, second = _on_two_processes("train", *QUICK, *where)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "completed: test accuracy" in first.stdout and "process 1 of 2: completed" in second.stdout
+    first, second = _start_two(tmp_path / "train", "train", *QUICK, "--epochs", "3", *where)
+    wait_for(lambda: any(runs.glob("*/checkpoints/last.keras")) and
+             read_status_file(next(runs.iterdir())).get("checkpoint_epoch", 0) >= 1, 900, "epoch 1 of 3")
+    second.kill()                                   # a machine lost mid-run
+    assert first.wait(timeout=600) != 0             # JAX's coordination service ends process 0 too
 
     (run_dir,) = runs.iterdir()                    # process 1 created nothing
     run = RunStore(runs).get(run_dir.name)
+    status = run.live_status()
+    assert status["state"] in ("failed", "interrupted"), status
+    assert status["processes"] == 2 and status["devices"] == 2
+    done = status["checkpoint_epoch"]
+    assert 1 <= done < 3 and [row["epoch"] for row in run.read_metrics()] == list(range(1, done + 1))
+
+    logs = tmp_path / "resume"
+    first, second = _finish(_start_two(logs, "resume", run_dir.name, "--epochs", "3", *where), logs)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "completed: test accuracy" in first.stdout and "process 1 of 2: completed" in second.stdout
     status = run.read_status()
-    assert status["state"] == "completed" and status["processes"] == 2 and status["devices"] == 2
+    assert status["state"] == "completed" and status["checkpoint_epoch"] == 3
+    assert [row["epoch"] for row in run.read_metrics()] == [1, 2, 3]   # nothing lost, nothing twice
     # The global batch is 16 per device x 2 devices: 200 training images make 6 whole steps, not 12.
     assert run.read_progress()["batches"] == 6
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header == list(METRIC_COLUMNS)           # the same file a one-process run writes
-    assert [row["epoch"] for row in run.read_metrics()] == [1]
     assert run.has_predictions() and status["test_images"] == 100
-
-    first, second = _on_two_processes("resume", run_dir.name, "--epochs", "2", *where)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert [row["epoch"] for row in run.read_metrics()] == [1, 2]
-    assert run.read_status()["checkpoint_epoch"] == 2 and run.read_status()["state"] == "completed"
 
 
 def test_several_processes_on_tensorflow_are_refused_before_a_run_exists(tmp_path, fixture_data_dir):
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", **_variables(2, 0, _free_port())}
-    result = subprocess.run([sys.executable, "-m", "core", "train", *QUICK, "--runs-dir", str(tmp_path / "runs"),
-                             "--data-dir", fixture_data_dir], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run([sys.executable, "-m", "core", "train", *QUICK, "--epochs", "1", "--runs-dir",
+                             str(tmp_path / "runs"), "--data-dir", fixture_data_dir], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "needs the JAX backend" in result.stderr and "KERAS_BACKEND=jax" in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
