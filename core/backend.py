@@ -56,10 +56,10 @@ def use_mixed_precision(setting: str) -> bool:
 class JaxDevices:
     """Data parallelism under JAX, with the two members of a tf.distribute strategy the engine uses.
 
-    Over one device it does nothing. Over several it sets Keras's global distribution to
-    `DataParallel`: variables are replicated on every device and each batch is split between them,
-    inside `fit`, `evaluate` and `predict`. That setting is global to the process, which is how
-    the CLI runs one job per process under JAX.
+    Over one device it does nothing. Over several it sets Keras's distribution to `DataParallel`:
+    variables are replicated on every device and each batch is split between them, inside `fit`,
+    `evaluate` and `predict`. Keras keeps that setting per thread (as the dtype policy), so it holds
+    for the job's own thread only: two runs at once do not see each other's.
     """
 
     def __init__(self, devices: list, shard: tuple[int, int] = (0, 1)):
