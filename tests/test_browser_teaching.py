@@ -115,10 +115,20 @@ def _runs_page_download(page, url: str, run_ids: set[str], home: Path) -> None:
     grid = page.locator('[data-testid="stDataFrame"]').first
     grid.wait_for()
     settle(page, 1)
-    box = grid.bounding_box()
-    page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)        # the first row's selection box
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     button = page.get_by_role("button", name=re.compile(r"Model \(\.keras\)"))
-    button.wait_for(timeout=60_000)
+    for attempt in range(4):
+        # The grid is a canvas: the click lands on the first row's selection box only once the
+        # grid has drawn its rows, which on a loaded machine may be after `settle`. Click again.
+        box = grid.bounding_box()
+        page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)    # the first row's selection box
+        try:
+            button.wait_for(timeout=60_000 if attempt == 0 else 30_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 3:
+                raise
+            settle(page, 3)
     with page.expect_download(timeout=300_000) as download:
         button.click()
     assert download.value.suggested_filename in {download_name(r, "last") for r in run_ids}
