@@ -23,6 +23,8 @@ from browser import (CHROMIUM, TRAINING_IMAGES, chart_problems, chromium_page, e
                      set_number, settle, streamlit_server)
 from test_pages_classroom import SAMPLE_PHOTO
 
+from core.lr_find import END_RATE, START_RATE
+
 pytestmark = pytest.mark.slow
 SUGGESTED = re.compile(r"Suggested rate (\d\.\de[-+]\d\d)")
 CLASSES = "airplane automobile bird cat deer dog frog horse ship truck".split()
@@ -61,7 +63,9 @@ def _find_a_learning_rate(page, url: str) -> None:
     settle(page, 2)
     assert not exceptions_shown(page), exceptions_shown(page)
     suggestion = SUGGESTED.search(caption.inner_text()).group(1)
-    assert 1e-7 <= float(suggestion) <= 10
+    # A tenth of the lowest rate tried is a possible answer: on a loaded machine the first batch's
+    # loss was once the lowest of the curve (core.lr_find.suggest, tests/test_lr_find.py).
+    assert START_RATE / 10 <= float(suggestion) <= END_RATE
 
     chart = page.locator(".js-plotly-plot", has_text="Learning-rate finder")
     assert chart.count() == 1
