@@ -81,6 +81,21 @@ def settle(page, seconds: float = 1.0) -> None:
     time.sleep(seconds)
 
 
+def open_when_up(page, url: str, server: subprocess.Popen | None = None, seconds: float = 90) -> None:
+    """Opens `url` once a server started in the background answers (for tests that start and kill
+    their own servers); fails at once if `server` has exited, or after `seconds`."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            page.goto(url)
+            break
+        except Exception:  # noqa: BLE001 - the server is still starting
+            if (server is not None and server.poll() is not None) or time.time() > deadline:
+                raise
+            time.sleep(0.5)
+    settle(page)
+
+
 def screenshot(page, name: str) -> Path:
     """A full screenshot: the page is resized to its content so nothing scrolls out of view."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

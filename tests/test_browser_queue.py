@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, chromium_page, exceptions_shown, free_port, screenshot,
-                     settle, start_training_from_the_ui, streamlit_server)
+from browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, chromium_page, exceptions_shown, free_port, open_when_up,
+                     screenshot, settle, start_training_from_the_ui, streamlit_server)
 from conftest import read_status_file, wait_mid_epoch
 from core.config import TrainConfig
 from core.runs import RunStore
@@ -99,19 +99,6 @@ def _server(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
-def _open(page, url: str) -> None:
-    deadline = time.time() + 90
-    while True:
-        try:
-            page.goto(url)
-            break
-        except Exception:  # noqa: BLE001 - the server is still starting
-            if time.time() > deadline:
-                raise
-            time.sleep(0.5)
-    settle(page)
-
-
 @pytest.mark.timeout(1800)
 def test_the_queue_survives_a_killed_server(tmp_path, fixture_data_dir):
     """SIGKILL with one run training and two queued: after a restart the training run reads as
@@ -121,7 +108,7 @@ def test_the_queue_survives_a_killed_server(tmp_path, fixture_data_dir):
     server, url = _server(env, tmp_path / "server-1.log")
     try:
         with chromium_page() as page:
-            _open(page, url)
+            open_when_up(page, url)
             long_run = _queue_a_run(page, url, runs, name="long", images=200, epochs=30)
             queued = [_queue_a_run(page, url, runs, name=f"queued {i}") for i in (1, 2)]
             wait_mid_epoch(runs / long_run, after_epoch=1, min_batch=1, timeout=420)
@@ -133,7 +120,7 @@ def test_the_queue_survives_a_killed_server(tmp_path, fixture_data_dir):
     server, url = _server(env, tmp_path / "server-2.log")
     try:
         with chromium_page() as page:
-            _open(page, url)        # the new server drains the queue it finds
+            open_when_up(page, url)        # the new server drains the queue it finds
             first, second = (_wait_for_state(runs, rid, ("completed", "failed")) for rid in queued)
             assert first["state"] == second["state"] == "completed", (first, second)
             assert first["ended_at"] <= second["claimed_at"]       # in their order
@@ -165,7 +152,7 @@ def test_the_teacher_stops_a_command_line_run_from_the_dashboard(tmp_path, fixtu
         wait_mid_epoch(run_dir, after_epoch=1, min_batch=1, trainer=cli, timeout=420)
         env = {"EFFLAB_RUNS_DIR": str(runs), "EFFLAB_DATA_DIR": fixture_data_dir}
         with streamlit_server(env, tmp_path / "server.log") as url, chromium_page() as page:
-            _open(page, url)
+            open_when_up(page, url)
             row = page.get_by_text(re.compile(rf"{run_dir.name}\s+from the terminal"))
             row.first.wait_for(timeout=60_000)
             screenshot(page, "queue-cli-run-listed")

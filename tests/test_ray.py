@@ -20,13 +20,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, exceptions_shown, free_port, screenshot, settle,
-                     start_training_from_the_ui)
+from browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, exceptions_shown, free_port, open_when_up, screenshot,
+                     settle, start_training_from_the_ui)
 from conftest import read_status_file, wait_for
 from core.ray_executor import LOOPBACK_ENV
 
@@ -182,7 +181,7 @@ def test_a_dashboard_start_trains_on_the_cluster(ray_head, tmp_path, fixture_dat
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.set_default_timeout(60_000)
-                _wait_for_server(page, url, server)
+                open_when_up(page, url, server)
                 start_training_from_the_ui(page, url, images=200, epochs=1, batch=32, name="on Ray")
                 run_dir = _only_run(runs)
                 page.get_by_text(re.compile(r"Completed — run")).first.wait_for(timeout=400_000)
@@ -201,18 +200,6 @@ def test_a_dashboard_start_trains_on_the_cluster(ray_head, tmp_path, fixture_dat
     assert status["submitted_from"]["pid"] == server.pid and status["pid"] != server.pid
     # Shipped code: the worker imported the engine from Ray's unpacked copy, not this checkout.
     assert "_ray_pkg_" in status["code_dir"] and status["code_dir"] != str(ROOT)
-
-
-def _wait_for_server(page, url: str, server: subprocess.Popen) -> None:
-    deadline = time.time() + 90
-    while True:
-        try:
-            page.goto(url)
-            break
-        except Exception:  # noqa: BLE001 - the server is still starting
-            assert server.poll() is None and time.time() < deadline, "streamlit did not start"
-            time.sleep(0.5)
-    settle(page)
 
 
 def test_the_dashboard_says_when_the_cluster_cannot_be_reached(app_factory, tmp_path, monkeypatch):
