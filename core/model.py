@@ -51,6 +51,7 @@ def build_model(config: TrainConfig) -> keras.Model:
                 "of the same variant saved without the top, or use 'imagenet' or 'none'.") from exc
         raise
     _set_batchnorm_momentum(base, config.bn_momentum)
+    _set_drop_connect_rate(base, config.drop_connect_rate)
     x = base.output
     if config.head == "gap":
         x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
@@ -65,6 +66,8 @@ def build_model(config: TrainConfig) -> keras.Model:
     model = keras.Model(inputs, outputs, name=f"efficientnet_{variant.name}_cifar10")
     if config.freeze_base:
         set_base_trainable(model, False)
+        if config.fine_tune_from_start:
+            unfreeze(model, config.fine_tune_from_block, depthwise=config.fine_tune_depthwise)
     return model
 
 
@@ -75,6 +78,18 @@ def _set_batchnorm_momentum(base: keras.Model, momentum: float) -> None:
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = float(momentum)
+
+
+KERAS_DROP_CONNECT_RATE = 0.2   # what keras.applications builds EfficientNet B0-B7 with
+
+
+def _set_drop_connect_rate(base: keras.Model, rate: float) -> None:
+    # Keras gives block b of n the rate 0.2 * b / n (Dropout layers named "block4a_drop" with
+    # noise_shape (None, 1, 1, 1): a whole residual branch at a time), and its constructors do not
+    # take another: rescale each. Read at call time and saved in the layer's config, like momentum.
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.Dropout) and layer.name.endswith("_drop"):
+            layer.rate = layer.rate * rate / KERAS_DROP_CONNECT_RATE
 
 
 def _input_pipeline(inputs, config: TrainConfig):
@@ -125,8 +140,10 @@ def _block_number(layer_name: str) -> int | None:
     return None
 
 
-def unfreeze(model: keras.Model, from_block: int = 1) -> None:
-    """Opens blocks `from_block`..7 and the top conv for fine-tuning; BatchNorm stays frozen.
+def unfreeze(model: keras.Model, from_block: int = 1, depthwise: bool = True) -> None:
+    """Opens blocks `from_block`..7 and the top conv for fine-tuning; BatchNorm stays frozen, and
+    so do the depthwise kernels unless `depthwise` (TensorFlow's CPU gradients for them cost more
+    than the whole forward pass: docs/RECIPES.md).
 
     BatchNormalization stays in inference mode because its moving statistics were learnt on
     ImageNet: small CIFAR batches would overwrite them in a few steps and undo what the base
@@ -138,7 +155,8 @@ def unfreeze(model: keras.Model, from_block: int = 1) -> None:
         in_range = (block is not None and block >= from_block) or layer.name.startswith("top_") \
             or (from_block == 1 and layer.name.startswith("stem_"))
         is_bn = isinstance(layer, keras.layers.BatchNormalization)
-        layer.trainable = in_range and not is_bn
+        kept = not depthwise and isinstance(layer, keras.layers.DepthwiseConv2D)
+        layer.trainable = in_range and not is_bn and not kept
 
 
 def make_optimizer(config: TrainConfig, learning_rate: float) -> keras.optimizers.Optimizer:

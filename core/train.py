@@ -233,13 +233,23 @@ def cosine_rate(config: TrainConfig, epoch_float: float) -> float:
 
 def predict_test_set(model, config: TrainConfig, cifar: data_mod.Cifar10, progress: Progress,
                      replicas: int = 1, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """Class probabilities for every test image, in order, `batch_size` images at a time."""
+    """Class probabilities for every test image, in order, `batch_size` images at a time; with
+    `config.test_time_flip`, the mean of each image's and its mirror image's."""
     progress.update(phase="evaluating test set")
+    if config.test_time_flip:
+        mirrored = np.ascontiguousarray(cifar.x_test[:, :, ::-1])
+        y_prob = _predict_images(model, config, cifar.x_test, cifar.y_test, replicas, batch_size)
+        return (y_prob + _predict_images(model, config, mirrored, cifar.y_test, replicas, batch_size)) / 2
+    return _predict_images(model, config, cifar.x_test, cifar.y_test, replicas, batch_size)
+
+
+def _predict_images(model, config: TrainConfig, x_test: np.ndarray, y_test: np.ndarray, replicas: int,
+                    batch_size: int) -> np.ndarray:
     # Replicas must split every batch evenly: pad with copies of the last image, then trim.
-    n = len(cifar.x_test)
+    n = len(x_test)
     padded = -n % replicas
-    x = np.concatenate([cifar.x_test, np.repeat(cifar.x_test[-1:], padded, axis=0)]) if padded else cifar.x_test
-    y = np.concatenate([cifar.y_test, np.repeat(cifar.y_test[-1:], padded)]) if padded else cifar.y_test
+    x = np.concatenate([x_test, np.repeat(x_test[-1:], padded, axis=0)]) if padded else x_test
+    y = np.concatenate([y_test, np.repeat(y_test[-1:], padded)]) if padded else y_test
     from core.model import host_preprocessing
     test_ds = data_mod.make_dataset(x, y, image_size=host_preprocessing(model, config).get("image_size"),
                                     batch_size=_multiple_of(batch_size, replicas), training=False)
@@ -448,6 +458,8 @@ def _set_up(run: Run, config: TrainConfig, done: int, data_dir: str | None, stop
 
 def _phases(config: TrainConfig, target_epochs: int) -> list[tuple[str, int]]:
     """(name, last epoch) of each phase: the head on a frozen base, then fine-tuning; or one."""
+    if config.freeze_base and config.fine_tune_from_start:
+        return [("fine-tuning (BatchNorm frozen)", target_epochs)]   # build_model has unfrozen it
     if config.has_fine_tune_phase_within(target_epochs):
         return [("training head (base frozen)", config.fine_tune_at_epoch),
                 ("fine-tuning (BatchNorm frozen)", target_epochs)]
@@ -461,7 +473,7 @@ def _fit_phase(run: Run, setup: Setup, phase_name: str, phase_end: int, done: in
     config, model = setup.config, setup.model
     if phase_name.startswith("fine-tuning") and not _is_unfrozen(model):
         with setup.strategy.scope():
-            unfreeze(model, config.fine_tune_from_block)
+            unfreeze(model, config.fine_tune_from_block, depthwise=config.fine_tune_depthwise)
             compile_model(model, config, config.fine_tune_learning_rate, jit_compile=setup.jit_compile)
     recorder = RunRecorder(run, progress, stop_event, val_ds=setup.val_ds, train_images=setup.train_images,
                            steps=setup.steps, target_epochs=target_epochs, phase_name=phase_name)

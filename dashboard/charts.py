@@ -108,7 +108,9 @@ def run_legend_label(config: dict, run_id: str) -> str:
         parts.append("imagenet")
     elif weights and weights != "none":
         parts.append("weights:" + re.split(r"[\\/]", str(weights))[-1])
-    if c.get("freeze_base"):
+    if c.get("freeze_base") and c.get("fine_tune_from_start"):
+        parts.append(f"FT from block {c.get('fine_tune_from_block', 1)}")
+    elif c.get("freeze_base"):
         at, epochs = int(c.get("fine_tune_at_epoch") or 0), c.get("epochs")
         fine_tunes = at > 0 and (epochs is None or at < int(epochs))
         parts.append(f"FT@{at}" if fine_tunes else "frozen")

@@ -115,7 +115,9 @@ def config_facts(config: dict[str, Any]) -> list[tuple[str, str]]:
     start = {"imagenet": "ImageNet-trained", "none": "random (from scratch)"}.get(weights, "a weights file")
     facts = [("Network", f"EfficientNet-{variant}"), ("Input size", f"{c.get('image_size', '?')} px"),
              ("Starting weights", start)]
-    if c.get("freeze_base"):
+    if c.get("freeze_base") and c.get("fine_tune_from_start"):
+        facts.append(("Phases", f"fine-tune blocks {c.get('fine_tune_from_block', 1)}–7 and the head from the start"))
+    elif c.get("freeze_base"):
         at = int(c.get("fine_tune_at_epoch") or 0)
         facts.append(("Phases", f"head only, then fine-tune from epoch {at + 1}" if at else "head only (base frozen)"))
     facts += [("Optimizer", f"{c.get('optimizer', '?')}, learning rate {_rate(c.get('learning_rate'))}"),

@@ -49,6 +49,31 @@ def test_frozen_phase_then_fine_tune_keeps_batchnorm_frozen(monkeypatch, weights
     assert opened and all(n.startswith(("block6", "block7", "top_")) for n in opened)
 
 
+def test_fine_tune_from_start_opens_the_top_blocks_at_once_and_a_checkpoint_keeps_them(
+        tmp_path, monkeypatch, weights_dir):
+    """The quick-demo shape: no head phase, blocks 4..7 (depthwise kernels kept) train from the
+    first step, and a checkpoint reloads with the same layers open, so a resume trains the same."""
+    monkeypatch.setenv("EFFLAB_WEIGHTS_DIR", weights_dir)
+    from core.model import load_checkpoint
+    from core.train import _phases
+    config = TrainConfig(weights="imagenet", freeze_base=True, fine_tune_from_start=True,
+                         fine_tune_from_block=4, fine_tune_depthwise=False, epochs=1)
+    model = build_model(config)
+    heads, base = _trainable_kinds(model)
+    assert heads == {"head_predictions"}
+    opened = {l.name for l in base}
+    assert {"block4a_expand_conv", "block7a_project_conv", "top_conv"} <= opened
+    assert all(n.startswith(("block4", "block5", "block6", "block7", "top_")) for n in opened)
+    assert not any(isinstance(l, (keras.layers.BatchNormalization, keras.layers.DepthwiseConv2D)) for l in base)
+    assert _phases(config, 1) == [("fine-tuning (BatchNorm frozen)", 1)]
+    path = tmp_path / "last.keras"
+    model.save(path)
+    assert {l.name for l in _trainable_kinds(load_checkpoint(path))[1]} == opened
+    # With the depthwise kernels in, block 4's depthwise convolution opens too.
+    with_depthwise = build_model(config.replace(fine_tune_depthwise=True))
+    assert with_depthwise.get_layer("block4a_dwconv").trainable
+
+
 def test_two_phase_run_trains_head_then_fine_tunes(tmp_path, monkeypatch, weights_dir, fixture_data_dir):
     """A real two-phase run: epoch 1 head only on the frozen ImageNet base, epoch 2 fine-tuning at
     the lower rate with BatchNorm frozen; the saved checkpoint carries the unfrozen state."""
