@@ -141,7 +141,8 @@ def run_recipe(args: argparse.Namespace) -> dict:
               "epochs": config.epochs, "epoch_seconds": [m["epoch_seconds"] for m in run.read_metrics()],
               "images_per_second": [m["images_per_second"] for m in run.read_metrics()],
               "run": str(run.path), "settings": config.to_dict()}
-    if status.get("state") == "completed" and not args.no_mirror:
+    # With test_time_flip the recorded predictions already average each image with its mirror.
+    if status.get("state") == "completed" and not args.no_mirror and not config.test_time_flip:
         accuracy, seconds = mirror_accuracy(run, config, args.data_dir)
         result.update(mirror_test_accuracy=round(accuracy, 4), mirror_seconds=round(seconds, 1))
     result["machine"] = machine(load_before)

@@ -35,15 +35,18 @@ def test_every_preset_validates_and_says_what_it_reached():
         assert preset.expectation.endswith(f"Measured: {preset.figure_text()}.")
 
 
-def test_quick_demo_is_the_two_phase_imagenet_recipe_at_64_px():
+def test_quick_demo_is_one_pass_from_imagenet_weights_at_64_px_and_best_cpu_the_same_at_128():
     c = QUICK_DEMO.config()
-    assert (c.variant, c.weights, c.image_size, c.epochs) == ("b0", "imagenet", 64, 2)
-    assert c.freeze_base and c.fine_tune_at_epoch == 1 and c.has_fine_tune_phase_within(c.epochs)
+    assert (c.variant, c.weights, c.image_size, c.epochs) == ("b0", "imagenet", 64, 1)
+    # No head epoch: blocks 4-7 (depthwise kernels kept) and the head train from the first step.
+    assert c.freeze_base and c.fine_tune_from_start and not c.has_fine_tune_phase_within(c.epochs)
+    assert (c.fine_tune_from_block, c.fine_tune_depthwise) == (4, False)
     assert (c.lr_schedule, c.label_smoothing, c.train_limit, c.val_fraction) == ("cosine", 0.1, 0, 0.0)
-    # The engine's cosine spans both epochs from learning_rate: fine-tuning begins at 3e-4.
+    assert c.test_time_flip
     from core.train import cosine_rate
-    assert cosine_rate(c, 1.0) == pytest.approx(3e-4, rel=0.01)
-    assert get_preset("best-cpu").config().image_size == 96
+    assert cosine_rate(c, 0.0) == pytest.approx(3e-4, rel=0.01)
+    best = get_preset("best-cpu").config()
+    assert best.image_size == 128 and best.replace(image_size=64) == c
 
 
 def test_an_unknown_preset_names_the_allowed_ones():
@@ -102,6 +105,54 @@ def test_recipes_doc_exists_and_quotes_the_presets_figures():
             assert f"{100 * m.test_accuracy:.1f}%" in text, preset.name
 
 
+@pytest.mark.parametrize("settings, field", [
+    (dict(fine_tune_from_start=True), "fine_tune_from_start"),                     # nothing frozen to skip
+    (dict(freeze_base=True, fine_tune_from_start=True, fine_tune_at_epoch=1, epochs=2), "fine_tune_at_epoch"),
+])
+def test_fine_tune_from_start_refuses_settings_that_contradict_it(settings, field):
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig(**settings)
+    assert caught.value.field == field
+
+
+def test_drop_connect_rate_scales_every_residual_dropout_of_the_base():
+    import keras
+
+    from core.model import build_model
+
+    def rates(config):
+        return [layer.rate for layer in build_model(config).layers
+                if isinstance(layer, keras.layers.Dropout) and layer.name.endswith("_drop")]
+
+    keras_own = rates(TrainConfig())
+    assert len(keras_own) > 5 and max(keras_own) < 0.2 and keras_own == sorted(keras_own)   # deeper: more
+    assert rates(TrainConfig(drop_connect_rate=0.0)) == [0.0] * len(keras_own)
+    assert rates(TrainConfig(drop_connect_rate=0.4)) == pytest.approx([2 * r for r in keras_own])
+
+
+def test_test_time_flip_averages_each_test_image_with_its_mirror():
+    import keras
+    import numpy as np
+
+    from core.data import Cifar10
+    from core.progress import Progress
+    from core.train import predict_test_set
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (37, 32, 32, 3), dtype=np.uint8)
+    cifar = Cifar10(x, np.zeros(37, int), x, np.arange(37) % 10, "test")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(
+        keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))))   # sees left from right
+    plain = TrainConfig(augment_flip=False, augment_crop_padding=0)
+    once = predict_test_set(model, plain, cifar, Progress(), batch_size=16)
+    mirrored = predict_test_set(model, plain, Cifar10(x, cifar.y_train, x[:, :, ::-1], cifar.y_test, "test"),
+                                Progress(), batch_size=16)
+    both = predict_test_set(model, plain.replace(test_time_flip=True), cifar, Progress(), batch_size=16)
+    assert np.abs(once - mirrored).max() > 1e-3      # the model tells a mirror apart: the test can fail
+    np.testing.assert_allclose(both, (once + mirrored) / 2, atol=1e-6)
+
+
 def test_bn_momentum_sets_every_batchnorm_layer_of_the_base():
     import keras
 
@@ -140,4 +191,4 @@ def test_train_page_offers_the_presets_and_what_we_tried(app_factory, tmp_path):
     assert all(p.expectation in [c.value for c in at.caption] for p in presets())
     tried = next(e for e in at.expander if "What we tried" in e.label)
     shown = tried.markdown[0].value
-    assert "# Recipes: accuracy per minute" in shown and "| 96 px (the `best-cpu` preset's recipe) |" in shown
+    assert "# Recipes: accuracy per minute" in shown and "## D. Through the engine, this lab's machine idle" in shown
