@@ -193,8 +193,8 @@ class TrainConfig:
                                  low=0.0, high=0.999, step=0.01)
     drop_connect_rate: float = setting(0.2, "Stochastic depth (base)", "How often the deepest residual block "
                                        "of the base is skipped while training; shallower blocks are skipped "
-                                       "less, in proportion. Keras' EfficientNet uses 0.2; a short run from "
-                                       "scratch learns faster without it (0).", "model", low=0.0, high=0.9,
+                                       "less, in proportion. Keras' EfficientNet uses 0.2; the From scratch "
+                                       "preset, 5 epochs long, uses 0.", "model", low=0.0, high=0.9,
                                        step=0.05)
     # --- optimisation
     optimizer: str = setting("adam", "Optimizer", "The update rule.", "optimisation", choices=OPTIMIZERS)
