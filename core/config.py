@@ -172,15 +172,15 @@ class TrainConfig:
     fine_tune_from_block: int = setting(1, "Unfreeze from block", "Unfreeze blocks N..7 and the top convolution: "
                                         "1 opens the whole base; 6 opens only blocks 6–7.", "model", low=1, high=7,
                                         slider=True, only_when=("freeze_base", (True,)))
-    fine_tune_from_start: bool = setting(False, "Fine-tune from the first step", "Skip the head phase: blocks N..7 "
-                                         "and a fresh head train together from the first step, at the learning "
-                                         "rate above (BatchNorm frozen). With time for one epoch, it beats an "
-                                         "epoch spent on the head alone.", "model",
+    fine_tune_from_start: bool = setting(False, "Skip the head phase", "Fine-tune from the first step: blocks "
+                                         "N..7 and a fresh head train together at the learning rate (not the "
+                                         "fine-tuning one), BatchNorm frozen. The Quick demo does this in its one "
+                                         "epoch (docs/RECIPES.md, table D).", "model",
                                          only_when=("freeze_base", (True,)))
-    fine_tune_depthwise: bool = setting(True, "Fine-tune depthwise convolutions", "Off: the depthwise kernels "
-                                        "keep their ImageNet values while the rest of blocks N..7 fine-tunes. "
-                                        "Their gradients are the slowest part of a CPU step: blocks 4–7 at 64 px "
-                                        "train at 280 instead of 205 images/s on our 2-core CPU.", "model",
+    fine_tune_depthwise: bool = setting(True, "Tune depthwise kernels", "Fine-tune the depthwise convolutions of "
+                                        "blocks N..7 too. Off: their kernels keep their ImageNet values. Their "
+                                        "gradients are the slowest part of a CPU step: blocks 4–7 at 64 px train "
+                                        "at 280 instead of 206 images/s on our 2-core CPU.", "model",
                                         only_when=("freeze_base", (True,)))
     fine_tune_learning_rate: float = setting(1e-4, "Fine-tuning learning rate", "Usually 10× lower than the "
                                              "head's rate (Keras fine-tuning guide).", "model", low=0.0, high=10.0,

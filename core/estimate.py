@@ -1,10 +1,12 @@
 """Rough time-per-epoch estimates, from a table of figures we measured, without importing TensorFlow.
 
-Measured on the 2-core CPU of DESIGN.md (TensorFlow 2.21, B0, batch 128/32): 300 images/s at
-32 px and 10 images/s at 224 px. Throughput falls with FLOPs per image roughly as a power law;
-fitting those two points gives the exponent, and FLOPs per image come from the paper's figure at
-the native resolution scaled by (size / native)². GPUs: no figure of ours yet, so a GPU estimate
-is the CPU one divided by GPU_SPEEDUP and labelled as a guess.
+Measured on 2-core CPUs (TensorFlow 2.21, B0 training its whole network, batch 128/32): 300
+images/s at 32 px and 10 images/s at 224 px on the first CPU of DESIGN.md, 193 at 64 px on the
+lab's Xeon. Throughput falls with FLOPs per image roughly as a power law; between neighbouring
+anchors (and beyond the outer ones) the estimate follows the line through them in log-log, and
+FLOPs per image come from the paper's figure at the native resolution scaled by (size / native)².
+A run that trains only part of the network is faster by `training_speedup`. GPUs: no figure of
+ours yet, so a GPU estimate is the CPU one divided by GPU_SPEEDUP and labelled as a guess.
 """
 
 from __future__ import annotations
@@ -16,13 +18,21 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 from core.variants import VARIANT_NAMES, get_variant
 
-# (GFLOPs per image, images/s), both measured here: B0 @32 px and B0 @224 px on 2 CPU cores.
-CPU_ANCHORS = ((0.39 * (32 / 224) ** 2, 300.0), (0.39, 10.0))
+# (GFLOPs per image, images/s), measured: B0 @32, @64 and @224 px on 2 CPU cores, in FLOPs order.
+CPU_ANCHORS = ((0.39 * (32 / 224) ** 2, 300.0), (0.39 * (64 / 224) ** 2, 193.0), (0.39, 10.0))
+# How much faster an epoch runs when only part of the network trains, against all of it: B0 @64 px
+# on the lab's 2-core Xeon, 2026-11-30 (docs/RECIPES.md, table E: the whole base 193 images/s,
+# blocks 4-7 206, blocks 6-7 303, blocks 4-7 with their depthwise kernels kept 280, the head alone
+# 534). Blocks 2, 3, 5 and 7 are our interpolation between the measured ones.
+HEAD_ONLY_SPEEDUP = 534 / 193
+FINE_TUNE_SPEEDUP = {1: 1.0, 2: 1.0, 3: 1.03, 4: 206 / 193, 5: 1.3, 6: 303 / 193, 7: 303 / 193}
+DEPTHWISE_KEPT_SPEEDUP = 280 / 206
 CPU_CORES_MEASURED = 2
 GPU_SPEEDUP = 30.0           # a guess for a recent NVIDIA GPU against those 2 cores; not measured
 FIRST_STEP_SECONDS = 25.0    # graph tracing before the first batch (B7: ~90 s)
@@ -34,9 +44,37 @@ def gflops_per_image(variant: str, image_size: int) -> float:
 
 
 def _cpu_images_per_second(gflops: float) -> float:
-    (f1, t1), (f2, t2) = CPU_ANCHORS
+    # The segment between the two anchors around `gflops` (the outer segment beyond either end).
+    segment = next((i for i in range(len(CPU_ANCHORS) - 2) if gflops <= CPU_ANCHORS[i + 1][0]),
+                   len(CPU_ANCHORS) - 2)
+    (f1, t1), (f2, t2) = CPU_ANCHORS[segment], CPU_ANCHORS[segment + 1]
     exponent = math.log(t1 / t2) / math.log(f2 / f1)
     return t1 * (f1 / gflops) ** exponent
+
+
+def training_speedup(config: Mapping) -> float:
+    """How much faster than training the whole network a run's epochs go on average, from the
+    settings (a TrainConfig's dict): the head alone on a frozen base, then fine-tuning from a block
+    (its depthwise kernels kept or not), or fine-tuning from the first step."""
+    try:
+        return _training_speedup(config)
+    except (TypeError, ValueError):   # a half-filled form or an odd config file: no speed-up claimed
+        return 1.0
+
+
+def _training_speedup(config: Mapping) -> float:
+    if not config.get("freeze_base"):
+        return 1.0
+    fine_tune = FINE_TUNE_SPEEDUP.get(int(config.get("fine_tune_from_block", 1)), 1.0)
+    if not config.get("fine_tune_depthwise", True):
+        fine_tune *= DEPTHWISE_KEPT_SPEEDUP
+    epochs = max(1, int(config.get("epochs", 1)))
+    head_epochs = int(config.get("fine_tune_at_epoch", 0)) or epochs
+    if config.get("fine_tune_from_start"):
+        head_epochs = 0
+    head_epochs = min(head_epochs, epochs)
+    relative_time = head_epochs / HEAD_ONLY_SPEEDUP + (epochs - head_epochs) / fine_tune
+    return epochs / relative_time
 
 
 @lru_cache(maxsize=1)
@@ -61,15 +99,18 @@ def images_per_second(variant: str, image_size: int, device: dict | None = None)
     return rate * max(1, device["count"]) / CPU_CORES_MEASURED   # more cores help, roughly linearly
 
 
-def epoch_seconds(variant: str, image_size: int, n_images: int, device: dict | None = None) -> float:
-    """Seconds for one epoch over `n_images` training images (validation not included)."""
-    return n_images / images_per_second(variant, image_size, device)
+def epoch_seconds(variant: str, image_size: int, n_images: int, device: dict | None = None,
+                  speedup: float = 1.0) -> float:
+    """Seconds for one epoch over `n_images` training images (validation not included), training
+    the whole network, or `speedup` times faster (`training_speedup`)."""
+    return n_images / (images_per_second(variant, image_size, device) * speedup)
 
 
-def estimate_table(image_size: int, n_images: int, device: dict | None = None) -> list[dict]:
+def estimate_table(image_size: int, n_images: int, device: dict | None = None,
+                   speedup: float = 1.0) -> list[dict]:
     """One row per variant: variant label, images/s and seconds per epoch at `image_size`."""
-    return [{"variant": name.upper(), "images_per_second": images_per_second(name, image_size, device),
-             "seconds_per_epoch": epoch_seconds(name, image_size, n_images, device)}
+    return [{"variant": name.upper(), "images_per_second": images_per_second(name, image_size, device) * speedup,
+             "seconds_per_epoch": epoch_seconds(name, image_size, n_images, device, speedup)}
             for name in VARIANT_NAMES]
 
 

@@ -122,16 +122,13 @@ _IMAGENET_ONE_PASS = dict(
 
 QUICK_DEMO = Preset(
     "quick-demo", ":material/bolt: Quick demo",
-    "B0 from ImageNet weights at 64 px, one pass over all 50,000 training images: blocks 4-7 (their "
-    "depthwise kernels kept) and a fresh head train together from the first step, BatchNorm frozen, "
-    "Adam on a cosine from 3e-4, label smoothing 0.1, flip and translate inside the model (no "
-    "validation split); each test image is averaged with its mirror.",
+    "B0 from ImageNet weights at 64 px, one pass over all 50,000 training images: blocks 4-7 (depthwise "
+    "kernels kept) and a fresh head train together from the first step (BatchNorm frozen, Adam on a "
+    "cosine from 3e-4, label smoothing 0.1, flip and translate); each test image is averaged with its mirror.",
     _settings(**{**_IMAGENET_ONE_PASS, "image_size": 64, "test_time_flip": True}),
     measured=(
         Measurement(0.888, 4.2, "2026-11-30", THIS_MACHINE_IDLE, "this engine (bench/recipes.py)",
-                    note="the fine-tuning epoch 206 s (269 images/s); the same recipe without the "
-                         "flip ran the epoch at 398 images/s an hour earlier, 88.8% in 2.7 min "
-                         "(89.4% with the mirror, 0.3 min more): this machine's speed varies"),
+                    note="2.7 min an hour earlier, when the machine ran 1.5x faster per image"),
     ))
 
 BEST_CPU = Preset(
@@ -142,8 +139,7 @@ BEST_CPU = Preset(
     _settings(**{**_IMAGENET_ONE_PASS, "image_size": 128, "test_time_flip": True}),
     measured=(
         Measurement(0.952, 10.9, "2026-11-30", THIS_MACHINE_IDLE, "this engine (bench/recipes.py)",
-                    note="94.7% without the mirror; the fine-tuning epoch 485 s (106 images/s), the "
-                         "two passes over the test set about 2.5 min"),
+                    note="94.7% without the mirror"),
     ))
 
 FROM_SCRATCH = Preset(
@@ -159,8 +155,7 @@ FROM_SCRATCH = Preset(
               train_limit=0, val_fraction=0.1),
     measured=(
         Measurement(0.4886, 16.2, "2026-11-30", THIS_MACHINE_IDLE, "this engine (bench/recipes.py)",
-                    mirror_accuracy=0.4993, note="45,000 training images; validation accuracy by epoch "
-                    "22.6, 34.6, 42.1, 46.7, 47.6%; epochs of 163-210 s"),
+                    mirror_accuracy=0.4993, note="45,000 training images"),
         Measurement(0.438, 15.6, "", FIRST_MACHINE, "plain Keras",
                     note="45,000 training images, with Keras' stochastic depth (0.2); its weight decay "
                          "was not recorded"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.estimate import FIRST_STEP_SECONDS, epoch_seconds
+from core.estimate import FIRST_STEP_SECONDS, epoch_seconds, training_speedup
 from core.runs import TRAINING_STATES, RunStore, RunSummary
 
 CIFAR_TRAIN_IMAGES = 50_000
@@ -44,7 +44,8 @@ def estimated_run_seconds(summary: RunSummary) -> float:
         return FIRST_STEP_SECONDS + STEPS * int(config.get("batch_size", 128)) * rate
     images = config.get("train_limit") or round(CIFAR_TRAIN_IMAGES * (1 - float(config.get("val_fraction", 0.1))))
     try:
-        per_epoch = epoch_seconds(config.get("variant", "b0"), int(config.get("image_size", 32)), int(images))
+        per_epoch = epoch_seconds(config.get("variant", "b0"), int(config.get("image_size", 32)), int(images),
+                                  speedup=training_speedup(config))
     except (KeyError, ValueError, TypeError):
         per_epoch = 0.0
     remaining_epochs = max(1, int(summary.epochs or config.get("epochs", 1)) - summary.epochs_done)

@@ -8,7 +8,7 @@ import streamlit as st
 from core.config import ConfigError, TrainConfig, training_images
 from core.data import check_train_limit, data_status
 from core.memory import check_fits
-from core.estimate import detect_device, device_report, estimate_table, nvidia_gpu_names
+from core.estimate import detect_device, device_report, estimate_table, nvidia_gpu_names, training_speedup
 from core.jobs import JobError
 from core.queue import ordinal, queue_entries
 from core.runs import RESUMABLE_STATES, check_label
@@ -88,7 +88,9 @@ all_images = training_images(0, val_fraction, train_labels)
 train_limit = int(st.session_state[train_form.KEY_PREFIX + "train_limit"])
 train_images = training_images(train_limit, val_fraction, train_labels)
 device = detect_device()
-estimates = pd.DataFrame(estimate_table(image_size, train_images, device))
+# The parts that train set the speed as much as the size does (the head alone: 2.8x the whole base).
+speedup = training_speedup(train_form.form_values())
+estimates = pd.DataFrame(estimate_table(image_size, train_images, device, speedup))
 estimates["selected"] = estimates["variant"] == variant.name.upper()
 this = estimates[estimates["selected"]].iloc[0]
 m1, m2, m3, m4, m5 = st.columns(5)
@@ -98,8 +100,9 @@ m3.metric("Native resolution", f"{variant.resolution} px")
 m4.metric("ImageNet top-1", f"{variant.imagenet_top1:.1f}%")
 m5.metric("Est. time per epoch", eta_text(this["seconds_per_epoch"]),
           help=f"Rough estimate for {device['name']} at {image_size} px on {train_images:,} images, scaled from "
-               "figures we measured on a 2-core CPU (B0: 300 images/s at 32 px, 10 at 224 px); GPU figures "
-               "are a guess. The first step also spends 20 s or more compiling.")
+               "figures we measured on 2-core CPUs (B0 training all of it: 300 images/s at 32 px, 193 at 64, "
+               f"10 at 224; what trains here makes it {speedup:.1f}x that, docs/RECIPES.md table E); GPU "
+               "figures are a guess. The first step also spends 20 s or more compiling.")
 with st.expander(f"Time per epoch for every variant at {image_size} px on {device['name']}"):
     st.plotly_chart(epoch_time_figure(estimates), width="stretch", theme=None)
 

@@ -1,0 +1,37 @@
+"""Epoch-time estimates (core/estimate.py): they pass through the speeds we measured, and a run that
+trains only part of the network is estimated faster by what we measured for that part."""
+
+import pytest
+
+from core.config import TrainConfig
+from core.estimate import (DEPTHWISE_KEPT_SPEEDUP, FINE_TUNE_SPEEDUP, HEAD_ONLY_SPEEDUP, epoch_seconds,
+                           images_per_second, training_speedup)
+from core.presets import BEST_CPU, QUICK_DEMO
+
+TWO_CORES = {"kind": "cpu", "name": "CPU, 2 cores", "count": 2}
+
+
+def test_the_estimate_passes_through_the_measured_speeds():
+    for size, measured in ((32, 300.0), (64, 193.0), (224, 10.0)):
+        assert images_per_second("b0", size, TWO_CORES) == pytest.approx(measured)
+    speeds = [images_per_second("b0", size, TWO_CORES) for size in (16, 32, 48, 64, 128, 224, 600)]
+    assert speeds == sorted(speeds, reverse=True)             # larger images: slower, everywhere
+
+
+def test_what_trains_sets_the_speedup():
+    assert training_speedup(TrainConfig().to_dict()) == 1.0   # the whole network
+    head_only = TrainConfig(weights="imagenet", freeze_base=True, epochs=3).to_dict()
+    assert training_speedup(head_only) == pytest.approx(HEAD_ONLY_SPEEDUP)
+    two_phases = TrainConfig(weights="imagenet", freeze_base=True, fine_tune_at_epoch=1, epochs=2).to_dict()
+    assert training_speedup(two_phases) == pytest.approx(2 / (1 / HEAD_ONLY_SPEEDUP + 1))
+    assert training_speedup(QUICK_DEMO.config().to_dict()) == pytest.approx(FINE_TUNE_SPEEDUP[4] * DEPTHWISE_KEPT_SPEEDUP)
+    assert training_speedup({"freeze_base": True, "epochs": None}) == 1.0   # a half-filled form
+
+
+def test_the_quick_demo_estimate_is_near_what_it_measured():
+    # Its one epoch took 139 to 206 s on the lab's 2-core Xeon (docs/RECIPES.md, table D).
+    quick = QUICK_DEMO.config()
+    seconds = epoch_seconds("b0", quick.image_size, 50_000, TWO_CORES, training_speedup(quick.to_dict()))
+    assert 139 / 1.5 < seconds < 206 * 1.5
+    best = BEST_CPU.config()   # 485 s; the 224 px anchor is an older, slower CPU's: within 2x
+    assert 485 / 2 < epoch_seconds("b0", best.image_size, 50_000, TWO_CORES, training_speedup(best.to_dict())) < 485 * 2
