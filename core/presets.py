@@ -7,10 +7,11 @@ table; bench/recipes.py measures a preset through the engine and docs/RECIPES.md
 figure, losers included. A figure is only ever a measurement: a preset nobody has measured says so.
 
 How the recipes map onto TrainConfig: "head N epochs, then fine-tune" is `freeze_base=True`,
-`fine_tune_at_epoch=N` (BatchNorm stays frozen while fine-tuning, core.model.unfreeze). The
-engine's cosine schedule spans the whole run from `learning_rate` (it overrides the fine-tuning
-rate), so a fine-tuning phase "cosine from 3e-4" over the second of two epochs is a cosine that
-peaks at 6e-4: it passes 3e-4 where fine-tuning begins.
+`fine_tune_at_epoch=N` (BatchNorm stays frozen while fine-tuning, core.model.unfreeze); "one pass,
+the top blocks and the head from the first step" is `freeze_base=True, fine_tune_from_start=True`
+with `fine_tune_from_block`, and `fine_tune_depthwise=False` keeps the depthwise kernels frozen.
+The engine's cosine schedule spans the whole run from `learning_rate` (it overrides the
+fine-tuning rate).
 """
 
 from __future__ import annotations
@@ -23,15 +24,10 @@ from types import MappingProxyType
 from core.config import ConfigError, TrainConfig
 
 # The machines figures were measured on (DESIGN.md names them; bench/recipes.py prints its own).
-THIS_MACHINE_BUSY = ("the lab's 2-core Intel Xeon (AVX-512), no GPU, busy with five other engineers' builds "
-                     "and tests (load 5-8): minutes inflated, accuracy not")
 THIS_MACHINE_IDLE = "the lab's 2-core Intel Xeon (AVX-512), no GPU, idle apart from the benchmark"
 FIRST_MACHINE = "the first 2-core CPU of DESIGN.md, no GPU"
-FASTER_MACHINE = "a faster 2-core AMD EPYC CPU with AVX-512 (about 1.5x the first), no GPU"
 NOT_MEASURED = "not yet measured"
 RECIPES_DOC = Path(__file__).resolve().parents[1] / "docs" / "RECIPES.md"   # every figure, losers included
-# The plain Keras script behind DESIGN.md's 64 and 96 px figures set its rates per phase.
-PLAIN_RATES = "its head epoch ran at a constant 1e-3 and its fine-tuning epoch on a cosine from 3e-4"
 
 
 @dataclass(frozen=True)
@@ -106,14 +102,8 @@ def _settings(**values: object) -> Mapping[str, object]:
     return MappingProxyType(values)
 
 
-_IMAGENET_TWO_PHASES = dict(
-    variant="b0", weights="imagenet", head="gap", freeze_base=True, fine_tune_at_epoch=1,
-    fine_tune_from_block=1, optimizer="adam", learning_rate=6e-4, fine_tune_learning_rate=3e-4,
-    lr_schedule="cosine", warmup_epochs=0, epochs=2, batch_size=128, label_smoothing=0.1,
-    augment_flip=True, augment_crop_padding=4, train_limit=0, val_fraction=0.0)
-
 # One pass over the data, the top blocks and a fresh head training together from the first step:
-# on a 2-core CPU an epoch spent on the head alone costs as much as it gains (docs/RECIPES.md, D).
+# the two-phase recipe before it spent 220 of its 586 s of training on the head epoch (RECIPES.md, C).
 _IMAGENET_ONE_PASS = dict(
     variant="b0", weights="imagenet", head="gap", freeze_base=True, fine_tune_from_start=True,
     fine_tune_at_epoch=0, fine_tune_from_block=4, fine_tune_depthwise=False, optimizer="adam",
@@ -135,7 +125,7 @@ BEST_CPU = Preset(
     "best-cpu", ":material/trophy: Best on a laptop",
     "The Quick demo's recipe at 128 px: the highest accuracy we have measured on a CPU, for about "
     "three times the Quick demo's time.",
-    # 42,000 of the 50,000 images was no quicker on a slower day, and less accurate (RECIPES.md, D).
+    # 42,000 of the 50,000 images was no quicker in a slower hour, and less accurate (RECIPES.md, D).
     _settings(**{**_IMAGENET_ONE_PASS, "image_size": 128, "test_time_flip": True}),
     measured=(
         Measurement(0.952, 10.9, "2026-11-30", THIS_MACHINE_IDLE, "this engine (bench/recipes.py)",
