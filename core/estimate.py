@@ -69,10 +69,9 @@ def _training_speedup(config: Mapping) -> float:
     if not config.get("fine_tune_depthwise", True):
         fine_tune *= DEPTHWISE_KEPT_SPEEDUP
     epochs = max(1, int(config.get("epochs", 1)))
-    head_epochs = int(config.get("fine_tune_at_epoch", 0)) or epochs
-    if config.get("fine_tune_from_start"):
-        head_epochs = 0
-    head_epochs = min(head_epochs, epochs)
+    # Epochs on the head alone: none when fine-tuning from the start, all when it never fine-tunes.
+    head_epochs = 0 if config.get("fine_tune_from_start") else \
+        min(int(config.get("fine_tune_at_epoch", 0)) or epochs, epochs)
     relative_time = head_epochs / HEAD_ONLY_SPEEDUP + (epochs - head_epochs) / fine_tune
     return epochs / relative_time
 
