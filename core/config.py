@@ -16,7 +16,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -82,7 +82,8 @@ class Setting:
     allowed outside them (dropout's -1, "the variant's own rate"). `choices` are the allowed texts;
     `form_choices` the subset the dashboard offers (the rest need the command line); `path_allowed`
     also accepts a file path. `only_when` = (field, values): the setting has an effect only while
-    that field holds one of them (the form greys it out otherwise). `step` and `format` are hints
+    that field holds one of them (the form greys it out otherwise); `no_effect_when` = (field, values):
+    it has none while that field holds one of them. `step` and `format` are hints
     for the number box; `slider` draws a short whole-number range as a slider instead.
     """
 
@@ -98,9 +99,16 @@ class Setting:
     form_choices: tuple[str, ...] = ()
     path_allowed: bool = False
     only_when: tuple[str, tuple[Any, ...]] | None = None
+    no_effect_when: tuple[str, tuple[Any, ...]] | None = None
     step: float | None = None
     format: str | None = None
     slider: bool = False
+
+    def in_effect(self, value_of: Callable[[str], Any]) -> bool:
+        """Whether this setting changes anything, given `value_of(field)` for the other settings."""
+        if self.only_when is not None and value_of(self.only_when[0]) not in self.only_when[1]:
+            return False
+        return self.no_effect_when is None or value_of(self.no_effect_when[0]) not in self.no_effect_when[1]
 
     def range_text(self) -> str:
         """"a number in (0, 10]" for messages and help texts."""
@@ -184,7 +192,8 @@ class TrainConfig:
                                         only_when=("freeze_base", (True,)))
     fine_tune_learning_rate: float = setting(1e-4, "Fine-tuning learning rate", "Usually 10× lower than the "
                                              "head's rate (Keras fine-tuning guide).", "model", low=0.0, high=10.0,
-                                             low_open=True, format="%.1e", only_when=("freeze_base", (True,)))
+                                             low_open=True, format="%.1e", only_when=("freeze_base", (True,)),
+                                             no_effect_when=("fine_tune_from_start", (True,)))
     bn_momentum: float = setting(0.99, "BatchNorm momentum (base)", "How slowly the base's BatchNorm moving "
                                  "statistics (used at validation and test) follow the training batches. Keras' "
                                  "EfficientNet uses 0.99: from scratch its statistics are still wrong after a few "

@@ -147,7 +147,7 @@ def setting_widget(name: str, container, extra_help: str = "") -> None:
     """Draws the widget of one setting in `container`, as its declaration says."""
     s = declaration(name)
     key = _key(name)
-    disabled = s.only_when is not None and st.session_state.get(_key(s.only_when[0])) not in s.only_when[1]
+    disabled = not s.in_effect(lambda other: st.session_state.get(_key(other)))
     help_text = f"{s.help} {extra_help}".strip()
     kind = field_type(name)
     if kind == "bool":

@@ -43,8 +43,9 @@ def test_every_field_is_declared():
         elif field_type(f.name) == "str":
             assert s.choices and getattr(TrainConfig(), f.name) in s.choices, f.name
             assert set(s.form_choices) <= set(s.choices) and set(s.choice_labels) <= set(s.choices), f.name
-        if s.only_when:
-            assert s.only_when[0] in NAMES, f.name
+        for condition in (s.only_when, s.no_effect_when):
+            if condition:
+                assert condition[0] in NAMES, f.name
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -145,3 +146,14 @@ def test_only_when_greys_out_a_setting_without_effect(train_page):
     at.session_state["cfg_optimizer"] = "sgd"
     at.run()
     assert not _widgets_by_key(at)["momentum"][1].disabled
+
+    # The fine-tuning rate means nothing once the head phase is skipped. (The fine-tuning epoch stays
+    # open: a value other than 0 is refused then, and a greyed-out box could not be mended.)
+    at.session_state["cfg_freeze_base"] = True
+    at.run()
+    assert not _widgets_by_key(at)["fine_tune_learning_rate"][1].disabled
+    at.session_state["cfg_fine_tune_from_start"] = True
+    at.run()
+    widgets = _widgets_by_key(at)
+    assert widgets["fine_tune_learning_rate"][1].disabled and not widgets["fine_tune_at_epoch"][1].disabled
+    assert not widgets["fine_tune_from_block"][1].disabled
