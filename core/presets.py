@@ -25,7 +25,6 @@ from core.config import ConfigError, TrainConfig
 
 # The machines figures were measured on (DESIGN.md names them; bench/recipes.py prints its own).
 THIS_MACHINE_IDLE = "the lab's 2-core Intel Xeon (AVX-512), no GPU, idle apart from the benchmark"
-FIRST_MACHINE = "the first 2-core CPU of DESIGN.md, no GPU"
 NOT_MEASURED = "not yet measured"
 RECIPES_DOC = Path(__file__).resolve().parents[1] / "docs" / "RECIPES.md"   # every figure, losers included
 
