@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="a run folder with checkpoints/last.keras")
+    parser.add_argument("run", type=Path, help="a finished run's folder (its last checkpoint is tested)")
     parser.add_argument("sizes", type=int, nargs="+", help="image sizes to test at")
     parser.add_argument("--data-dir", default=os.environ.get("EFFLAB_DATA_DIR"))
     args = parser.parse_args()
@@ -33,12 +33,16 @@ def main() -> None:
     import numpy as np
 
     from core import data as data_mod
-    from core.config import TrainConfig
     from core.model import build_model, load_checkpoint
+    from core.runs import RunStore
     from core.train import PREDICT_BATCH, _predict_images
 
-    trained_config = TrainConfig.from_dict(json.loads((args.run / "config.json").read_text()))
-    trained = load_checkpoint(args.run / "checkpoints" / "last.keras")
+    run = RunStore(args.run.resolve().parent).get(args.run.name)
+    trained_config = run.read_config()
+    checkpoint = run.checkpoint("last")
+    if checkpoint is None:
+        sys.exit(f"run {args.run.name} has no checkpoint to test")
+    trained = load_checkpoint(checkpoint)
     cifar = data_mod.load_cifar10(args.data_dir)
     labels = cifar.y_test.ravel()
     mirrored = np.ascontiguousarray(cifar.x_test[:, :, ::-1])
