@@ -34,8 +34,9 @@ def main() -> None:
 
     from core import data as data_mod
     from core.model import build_model, load_checkpoint
+    from core.progress import Progress
     from core.runs import RunStore
-    from core.train import PREDICT_BATCH, _predict_images
+    from core.train import predict_test_set
 
     run = RunStore(args.run.resolve().parent).get(args.run.name)
     trained_config = run.read_config()
@@ -45,7 +46,7 @@ def main() -> None:
     trained = load_checkpoint(checkpoint)
     cifar = data_mod.load_cifar10(args.data_dir)
     labels = cifar.y_test.ravel()
-    mirrored = np.ascontiguousarray(cifar.x_test[:, :, ::-1])
+    mirrored = dataclasses.replace(cifar, x_test=np.ascontiguousarray(cifar.x_test[:, :, ::-1]))
 
     def accuracy(probabilities: np.ndarray) -> float:
         return float((probabilities.argmax(axis=1) == labels).mean())
@@ -53,12 +54,13 @@ def main() -> None:
     for size in args.sizes:
         # The same weights setting as the run: with ImageNet weights Keras' EfficientNet adds an input
         # rescaling that a weights="none" build lacks, and the copied weights would see other pixels.
-        config = dataclasses.replace(trained_config, image_size=size)
+        # The flip off: each pass is one side, averaged below, so both accuracies come from two passes.
+        config = dataclasses.replace(trained_config, image_size=size, test_time_flip=False)
         model = build_model(config)
         model.set_weights(trained.get_weights())
         began = time.perf_counter()
-        plain = _predict_images(model, config, cifar.x_test, cifar.y_test, 1, PREDICT_BATCH)
-        flipped = _predict_images(model, config, mirrored, cifar.y_test, 1, PREDICT_BATCH)
+        plain = predict_test_set(model, config, cifar, Progress())
+        flipped = predict_test_set(model, config, mirrored, Progress())
         print(json.dumps({
             "trained_at": trained_config.image_size, "tested_at": size,
             "test_accuracy": accuracy(plain), "mirror_test_accuracy": accuracy((plain + flipped) / 2),
