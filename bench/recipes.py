@@ -5,8 +5,9 @@ checkpoints and test prediction as `python -m core train --preset NAME`), into a
 own. Prints one JSON line: test accuracy, test accuracy averaging each test image's prediction with
 its mirror's (one more prediction pass over the test set from the final checkpoint, timed apart),
 the whole run's wall minutes (data, model build, compile, training, validation, test prediction),
-and the machine, with its load average before and after (a busy machine inflates minutes, not
-accuracy). docs/RECIPES.md records what it printed.
+and the machine, with its load average before and after and the share of CPU time its hypervisor
+took for other guests during the run ("steal": a busy machine, or a busy host, inflates minutes,
+not accuracy). docs/RECIPES.md records what it printed.
 
     python bench/recipes.py --recipe quick-demo [--images N] [--epochs N] [--set key=value ...]
     python bench/recipes.py --recipe from-scratch --smoke      # the same code, a few hundred images
@@ -84,7 +85,23 @@ def recipe_config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
-def machine(load_before: tuple[float, ...]) -> dict:
+def cpu_times() -> list[int]:
+    """The machine's CPU time counters since boot (/proc/stat: user, nice, system, idle, iowait,
+    irq, softirq, steal, ...), in ticks; [] where there is no /proc/stat."""
+    stat = Path("/proc/stat")
+    return [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:]] if stat.exists() else []
+
+
+def steal_percent(before: list[int], after: list[int]) -> float | None:
+    """The share of CPU time between two cpu_times() readings that a virtual machine's host gave
+    to other guests: on a shared cloud host it varies by the hour and slows every step alike."""
+    if len(before) < 8 or len(after) < 8:
+        return None
+    total = sum(after[:8]) - sum(before[:8])     # guest time is already counted in user time
+    return round(100 * (after[7] - before[7]) / total, 1) if total > 0 else None
+
+
+def machine(load_before: tuple[float, ...], times_before: list[int]) -> dict:
     """What ran it: CPU model and cores, GPUs, libraries, and how busy the machine was."""
     import keras
     import tensorflow as tf
@@ -93,7 +110,8 @@ def machine(load_before: tuple[float, ...]) -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU")),
             "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
             "load_average_before": [round(v, 2) for v in load_before],
-            "load_average_after": [round(v, 2) for v in os.getloadavg()]}
+            "load_average_after": [round(v, 2) for v in os.getloadavg()],
+            "steal_percent": steal_percent(times_before, cpu_times())}
 
 
 def mirror_accuracy(run, config: TrainConfig, data_dir: str | None) -> tuple[float, float]:
@@ -116,7 +134,7 @@ def mirror_accuracy(run, config: TrainConfig, data_dir: str | None) -> tuple[flo
 
 def run_recipe(args: argparse.Namespace) -> dict:
     config = recipe_config(args)   # a bad name fails before TensorFlow is imported
-    load_before = os.getloadavg()
+    load_before, times_before = os.getloadavg(), cpu_times()
     import_started = time.perf_counter()
     from core.jobs import JobManager
     from core.data import load_cifar10
@@ -145,7 +163,7 @@ def run_recipe(args: argparse.Namespace) -> dict:
     if status.get("state") == "completed" and not args.no_mirror and not config.test_time_flip:
         accuracy, seconds = mirror_accuracy(run, config, args.data_dir)
         result.update(mirror_test_accuracy=round(accuracy, 4), mirror_seconds=round(seconds, 1))
-    result["machine"] = machine(load_before)
+    result["machine"] = machine(load_before, times_before)
     return result
 
 

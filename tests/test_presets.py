@@ -181,8 +181,23 @@ def test_bench_recipes_smoke_trains_through_the_engine(tmp_path, fixture_data_di
     assert (result["recipe"], result["state"], result["smoke"]) == ("from-scratch", "completed", True)
     assert 0 <= result["test_accuracy"] <= 1 and 0 <= result["mirror_test_accuracy"] <= 1
     assert result["minutes"] > 0 and result["machine"]["cores"] >= 1 and result["machine"]["cpu"] is not None
+    steal = result["machine"]["steal_percent"]
+    assert steal is None or 0 <= steal <= 100
     assert result["training_images"] == 200 and result["settings"]["bn_momentum"] == 0.9
     assert Path(result["run"]).parent == tmp_path
+
+
+def test_bench_recipes_steal_is_the_hosts_share_of_cpu_time():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from recipes import steal_percent
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    # /proc/stat's first eight counters: user, nice, system, idle, iowait, irq, softirq, steal.
+    before = [100, 0, 10, 50, 0, 0, 0, 40, 7, 0]
+    after = [250, 0, 30, 80, 0, 0, 0, 140, 9, 0]    # 300 ticks passed, 100 of them stolen
+    assert steal_percent(before, after) == 33.3
+    assert steal_percent([], after) is None and steal_percent(before, before) is None
 
 
 def test_train_page_offers_the_presets_and_what_we_tried(app_factory, tmp_path):
