@@ -326,7 +326,7 @@ class TrainConfig:
                          "ImageNet weights, as we measured; use weights 'imagenet' or head 'gap'")
         if self.freeze_base and self.weights == "none":
             notes.append("freeze_base with random weights trains only the head on random features")
-        if self.image_size > 128:   # 96 px is the best-cpu preset's size: minutes, not hours, on a CPU
+        if self.image_size > 128:   # 120 px is the best-cpu preset's size: minutes, not hours, on a CPU
             notes.append(f"{self.image_size} px is GPU territory: B0 at 224 px trains ~10 images/s on a CPU")
         return notes
 

@@ -46,7 +46,8 @@ def test_quick_demo_is_one_pass_from_imagenet_weights_at_64_px_and_best_cpu_the_
     from core.train import cosine_rate
     assert cosine_rate(c, 0.0) == pytest.approx(3e-4, rel=0.01)
     best = get_preset("best-cpu").config()
-    assert best.image_size == 128 and best.replace(image_size=64) == c
+    assert best.image_size == 120 and best.replace(image_size=64) == c
+    assert c.augment_flip and c.augment_crop_padding == 0   # one pass: flip, no translate
 
 
 def test_an_unknown_preset_names_the_allowed_ones():
