@@ -189,11 +189,7 @@ def test_bench_recipes_smoke_trains_through_the_engine(tmp_path, fixture_data_di
 
 
 def test_bench_recipes_steal_is_the_hosts_share_of_cpu_time():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        from recipes import steal_percent
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    from bench.recipes import steal_percent
     # /proc/stat's first eight counters: user, nice, system, idle, iowait, irq, softirq, steal.
     before = [100, 0, 10, 50, 0, 0, 0, 40, 7, 0]
     after = [250, 0, 30, 80, 0, 0, 0, 140, 9, 0]    # 300 ticks passed, 100 of them stolen
