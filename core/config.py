@@ -163,6 +163,21 @@ class TrainConfig:
                            choice_labels={"none": "random (from scratch)", "imagenet": "ImageNet-trained"})
     image_size: int = setting(32, "Image size (px)", "CIFAR-10 images are 32×32; larger sizes are upscaled on the "
                               "fly in the input pipeline.", "model", low=MIN_IMAGE_SIZE, high=MAX_IMAGE_SIZE, step=32)
+    progressive_start_size: int = setting(0, "Progressive resizing: start at (px, 0 = off)", "Train the first "
+                                          "part of the run at this smaller size, then at the image size, which "
+                                          "validation and test always use: most steps cost the small size's time "
+                                          "and the last ones adapt the model to the size it is tested at "
+                                          "(fastai's progressive resizing). It must differ from the image size "
+                                          "by a multiple of 32, so that every stride-2 layer pads alike. On "
+                                          "Best on a laptop it saved a quarter of the training time and cost "
+                                          "0.2-0.5 points (docs/RECIPES.md, table H).",
+                                          "model", low=0, high=MAX_IMAGE_SIZE - 32, step=8)
+    progressive_start_fraction: float = setting(0.5, "Progressive resizing: share at the start size", "The share "
+                                                "of the run's training steps taken at the start size; the rest "
+                                                "run at the image size. 1 trains at the start size throughout "
+                                                "and only tests at the image size.", "model", low=0.0, high=1.0,
+                                                low_open=True, step=0.05,
+                                                no_effect_when=("progressive_start_size", (0,)))
     head: str = setting("gap", "Head", "The notebook's 'seed' head flattens the final feature map: fine at 32 px, "
                         "huge at 224 px.", "model", choices=HEADS,
                         choice_labels={"gap": "global average pooling + dropout + dense",
@@ -479,8 +494,30 @@ def _validate_combinations(c: TrainConfig) -> None:
     if c.lr_schedule == "plateau" and c.val_fraction == 0:
         raise ConfigError("lr_schedule", "constant or cosine when val_fraction is 0 (plateau watches "
                           "val_accuracy)", c.lr_schedule)
+    if c.progressive_start_size:
+        _check_progressive_start_size(c)
     pixels = c.batch_size * c.image_size * c.image_size
     if pixels > MAX_PIXELS_PER_BATCH:
         largest = MAX_PIXELS_PER_BATCH // (c.image_size * c.image_size)
         raise ConfigError("batch_size", f"at most {largest} at {c.image_size} px "
                           "(batch_size × image_size² must fit in memory)", c.batch_size)
+
+
+def progressive_start_sizes(image_size: int) -> list[int]:
+    """The start sizes progressive resizing allows below `image_size`, largest first.
+
+    EfficientNet pads each stride-2 layer by the parity of its input, fixed when the model is built
+    at `image_size` (keras.applications' correct_pad). Every B0-B7 halves the input five times, so
+    a size that differs by a multiple of 32 has the same parity at every stride-2 layer and the
+    model computes at it exactly what it would have been built for: 88 for 120, not 96.
+    """
+    return list(range(image_size - 32, MIN_IMAGE_SIZE - 1, -32))
+
+
+def _check_progressive_start_size(c: TrainConfig) -> None:
+    allowed = progressive_start_sizes(c.image_size)
+    if c.progressive_start_size not in allowed:
+        sizes = (f"one of {', '.join(map(str, allowed))}" if allowed
+                 else f"nothing else: image_size {c.image_size} leaves no smaller size of at least {MIN_IMAGE_SIZE}")
+        raise ConfigError("progressive_start_size", f"0 (off) or a size below image_size ({c.image_size}) "
+                          f"that differs from it by a multiple of 32: {sizes}", c.progressive_start_size)

@@ -5,7 +5,8 @@ images/s at 32 px and 10 images/s at 224 px on the first CPU of DESIGN.md, 193 a
 lab's Xeon. Throughput falls with FLOPs per image roughly as a power law; between neighbouring
 anchors (and beyond the outer ones) the estimate follows the line through them in log-log, and
 FLOPs per image come from the paper's figure at the native resolution scaled by (size / native)².
-A run that trains only part of the network is faster by `training_speedup`. GPUs: no figure of
+A run that trains only part of the network, or part of its steps at a smaller size (progressive
+resizing), is faster by `training_speedup`. GPUs: no figure of
 ours yet, so a GPU estimate is the CPU one divided by GPU_SPEEDUP and labelled as a guess.
 """
 
@@ -63,6 +64,26 @@ def training_speedup(config: Mapping) -> float:
 
 
 def _training_speedup(config: Mapping) -> float:
+    return _trainable_part_speedup(config) * _progressive_speedup(config)
+
+
+def relative_cost(variant: str, size: int, other_size: int) -> float:
+    """Seconds per image at `size` over seconds per image at `other_size` (the CPU power law)."""
+    return (_cpu_images_per_second(gflops_per_image(variant, other_size))
+            / _cpu_images_per_second(gflops_per_image(variant, size)))
+
+
+def _progressive_speedup(config: Mapping) -> float:
+    # Progressive resizing: a share of the steps at a smaller size, each that much cheaper.
+    start = int(config.get("progressive_start_size") or 0)
+    if not start:
+        return 1.0
+    variant, size = str(config.get("variant", "b0")), int(config["image_size"])
+    share = float(config.get("progressive_start_fraction", 0.5))
+    return 1 / (share * relative_cost(variant, start, size) + 1 - share)
+
+
+def _trainable_part_speedup(config: Mapping) -> float:
     if not config.get("freeze_base"):
         return 1.0
     fine_tune = FINE_TUNE_SPEEDUP.get(int(config.get("fine_tune_from_block", 1)), 1.0)

@@ -104,6 +104,23 @@ def _input_pipeline(inputs, config: TrainConfig):
     return x
 
 
+def resize_layer(model: keras.Model) -> keras.layers.Resizing | None:
+    """The in-model resize to `image_size`; None where the model takes CIFAR's 32 px as they are."""
+    for layer in model.layers:
+        if layer.name == f"{PREP_LAYER_PREFIX}resize":
+            return layer
+    return None
+
+
+def set_training_size(model: keras.Model, size: int) -> None:
+    """Makes the in-model resize produce `size` px from the next trace of a step on: progressive
+    resizing (core.train.ProgressiveResize). Convolutions and global pooling do not care about the
+    size, and the functional graph runs its layers on whatever shape arrives; checkpoints save the
+    layer's size, so it must be back at `image_size` whenever one is written."""
+    layer = resize_layer(model)
+    layer.height = layer.width = int(size)
+
+
 def host_preprocessing(model: keras.Model, config: TrainConfig) -> dict:
     """What the host pipeline (core.data.make_dataset) must do for `model`, as keyword arguments.
 

@@ -51,14 +51,18 @@ class RunRecorder(keras.callbacks.Callback):
     """The one callback: progress, stop, NaN guard, validation, metrics, checkpoints, heartbeat."""
 
     def __init__(self, run: Run, progress: Progress, stop_event: threading.Event, *, val_ds,
-                 train_images: int, steps: int, target_epochs: int, phase_name: str):
+                 train_images: int, steps: int, target_epochs: int, phase_name: str,
+                 resize: "ProgressiveResize | None" = None):
         super().__init__()
+        self.resize = resize   # progressive resizing: steps at two sizes, at two speeds
         self.run, self.progress, self.stop_event = run, progress, stop_event
         self.val_ds, self.train_images, self.steps = val_ds, train_images, steps
         self.target_epochs, self.phase_name = target_epochs, phase_name
         self.nan_at: tuple[str, int, str] | None = None   # (what became NaN, epoch, where)
         self.stopped_by_user = False
         self._first_step_of_fit = True
+        self._step_size: int | None = None                      # the image size of the last step
+        self._seconds_per_image: dict[int, tuple[float, int]] = {}   # size: (seconds, images) untraced
         self._last_progress_write = 0.0
         self._epoch_seconds_seen: list[float] = []
 
@@ -67,24 +71,34 @@ class RunRecorder(keras.callbacks.Callback):
         self._epoch = epoch
         self._epoch_start = time.perf_counter()
         self._batches_done = 0
-        self._timed_start, self._timed_images = self._epoch_start, 0
+        self._timed_start, self._timed_images, self._untimed_seconds = self._epoch_start, 0, 0.0
+        self._step_start = self._epoch_start
         self._batch_losses: list[tuple[int, float]] = []
         self.progress.update(state="running", phase=self.phase_name if not self._first_step_of_fit
                              else "compiling first step", epoch=epoch + 1, epochs=self.target_epochs,
                              batch=0, batches=self.steps)
 
+    def on_train_batch_begin(self, batch, logs=None):
+        self._step_start = time.perf_counter()
+
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
         self._batches_done = batch + 1
         loss = float(logs.get("loss", float("nan"))) if logs else float("nan")
+        size = self.resize.size_at(self._epoch, batch) if self.resize else 0
         if self._first_step_of_fit:
             # The first step of a fit() traces the graph (20 s or more on a CPU): keep it out of
             # images/s so the figure compares with plain Keras in its steady state.
             self._first_step_of_fit = False
             self._timed_start = now
             self.progress.update(compile_seconds=now - self._epoch_start)
+        elif size != self._step_size:
+            self._untimed_seconds += now - self._step_start   # progressive resizing traced anew
         else:
             self._timed_images += self._batch_images(batch)
+            seconds, images = self._seconds_per_image.get(size, (0.0, 0))
+            self._seconds_per_image[size] = (seconds + now - self._step_start, images + self._batch_images(batch))
+        self._step_size = size
         if not math.isfinite(loss):
             self.nan_at = (f"loss became {_nan_or_inf(loss)}", self._epoch + 1, f", batch {batch + 1}")
             self.model.stop_training = True
@@ -103,7 +117,7 @@ class RunRecorder(keras.callbacks.Callback):
         return math.ceil(self.train_images / self.steps)
 
     def _images_per_second(self, now: float) -> float:
-        elapsed = now - self._timed_start
+        elapsed = now - self._timed_start - self._untimed_seconds
         return self._timed_images / elapsed if elapsed > 0 and self._timed_images else float("nan")
 
     def _report(self, now: float, loss: float, accuracy: float) -> None:
@@ -114,6 +128,8 @@ class RunRecorder(keras.callbacks.Callback):
         typical_epoch = (np.median(self._epoch_seconds_seen) if self._epoch_seconds_seen
                          else self.steps * per_batch)
         eta = epoch_eta + (self.target_epochs - self._epoch - 1) * typical_epoch
+        if self.resize is not None and per_batch == per_batch:
+            epoch_eta, eta = (self._resize_eta(self._epoch + 1), self._resize_eta(self.target_epochs))
         # batch_losses is the running epoch's per-batch loss (a fresh tuple: viewers read it unlocked).
         self.progress.update(phase=self.phase_name, batch=self._batches_done, loss=loss, accuracy=accuracy,
                              images_per_second=ips, epoch_eta_seconds=epoch_eta, eta_seconds=eta,
@@ -122,6 +138,19 @@ class RunRecorder(keras.callbacks.Callback):
         if wall - self._last_progress_write >= PROGRESS_WRITE_SECONDS:
             self._last_progress_write = wall
             self.run.write_progress(self.progress.snapshot())
+
+    def _resize_eta(self, end_epoch: int) -> float:
+        """Seconds left to `end_epoch`'s end under progressive resizing: the steps left at each
+        size at that size's pace, measured, or else scaled from the other's by core.estimate."""
+        from core.estimate import relative_cost
+        measured = {size: seconds / images for size, (seconds, images) in self._seconds_per_image.items()
+                    if images}
+        if not measured:
+            return float("nan")
+        known, per_image = next(iter(measured.items()))
+        left = self.resize.remaining_steps(self._epoch, self._batches_done, end_epoch)
+        return sum(steps * self._batch_size * measured.get(size, per_image * relative_cost(
+            self.resize.config.variant, size, known)) for size, steps in left.items())
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -189,7 +218,8 @@ def save_checkpoint(model, run: Run, *, best: bool = False) -> None:
 
 
 def _callbacks(config: TrainConfig, recorder: RunRecorder, steps: int, start_epoch: int):
-    callbacks = [recorder]
+    # ProgressiveResize first, so that the other callbacks never see the start size.
+    callbacks = [recorder.resize, recorder] if recorder.resize else [recorder]
     if config.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_accuracy", mode="max", factor=config.plateau_factor,
@@ -220,6 +250,48 @@ class CosineSchedule(keras.callbacks.Callback):
         # Under JAX, reading self.model syncs fit's state to the model first (Keras does it for
         # every callback), so the rate reaches the very next step (tests/test_backend.py).
         self.model.optimizer.learning_rate.assign(cosine_rate(self.config, self._epoch + batch / self.steps))
+
+
+class ProgressiveResize(keras.callbacks.Callback):
+    """fastai's progressive resizing: the first `progressive_start_fraction` of the run's training
+    steps at `progressive_start_size`, the rest at `image_size` (docs/RECIPES.md, table H).
+
+    The size is baked into the traced train step, so changing it traces a new one: one slow step
+    (about 20 s on a CPU) once per run. Only training steps see the start size: the layer is set
+    to it as each step begins and back to `image_size` as it ends, so whatever runs between steps
+    (validation, a checkpoint, Keras' own validation, the test set) sees `image_size`.
+    """
+
+    def __init__(self, config: TrainConfig, steps: int):
+        super().__init__()
+        self.config, self.steps = config, steps
+        self.switch_step = round(config.progressive_start_fraction * config.epochs * steps)
+        self._traced_for: int | None = None   # the size the current train step was made for
+
+    def size_at(self, epoch: int, batch: int) -> int:
+        early = epoch * self.steps + batch < self.switch_step
+        return self.config.progressive_start_size if early else self.config.image_size
+
+    def remaining_steps(self, epoch: int, batches_done: int, end_epoch: int) -> dict[int, int]:
+        """{size: training steps left at it} after `batches_done` steps of `epoch`, to `end_epoch`'s end."""
+        done, end = epoch * self.steps + batches_done, end_epoch * self.steps
+        early = max(0, min(self.switch_step, end) - done)
+        return {self.config.progressive_start_size: early, self.config.image_size: max(0, end - done - early)}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        from core.model import set_training_size
+        size = self.size_at(self._epoch, batch)
+        set_training_size(self.model, size)   # also what a retrace for a smaller last batch reads
+        if size != self._traced_for:
+            self.model.make_train_function(force=True)
+            self._traced_for = size
+
+    def on_train_batch_end(self, batch, logs=None):
+        from core.model import set_training_size
+        set_training_size(self.model, self.config.image_size)
 
 
 def cosine_rate(config: TrainConfig, epoch_float: float) -> float:
@@ -475,8 +547,9 @@ def _fit_phase(run: Run, setup: Setup, phase_name: str, phase_end: int, done: in
         with setup.strategy.scope():
             unfreeze(model, config.fine_tune_from_block, depthwise=config.fine_tune_depthwise)
             compile_model(model, config, config.fine_tune_learning_rate, jit_compile=setup.jit_compile)
+    resize = ProgressiveResize(config, setup.steps) if config.progressive_start_size else None
     recorder = RunRecorder(run, progress, stop_event, val_ds=setup.val_ds, train_images=setup.train_images,
-                           steps=setup.steps, target_epochs=target_epochs, phase_name=phase_name)
+                           steps=setup.steps, target_epochs=target_epochs, phase_name=phase_name, resize=resize)
     model.fit(setup.train_ds, initial_epoch=done, epochs=phase_end, steps_per_epoch=setup.steps,
               callbacks=_callbacks(config, recorder, setup.steps, done), shuffle=False, verbose=0)
     done = int(run.read_status().get("checkpoint_epoch", done))

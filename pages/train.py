@@ -101,7 +101,8 @@ m4.metric("ImageNet top-1", f"{variant.imagenet_top1:.1f}%")
 m5.metric("Est. time per epoch", eta_text(this["seconds_per_epoch"]),
           help=f"Rough estimate for {device['name']} at {image_size} px on {train_images:,} images, scaled from "
                "figures we measured on 2-core CPUs (B0 training all of it: 300 images/s at 32 px, 193 at 64, "
-               f"10 at 224; what trains here makes it {speedup:.1f}x that, docs/RECIPES.md table E); GPU "
+               f"10 at 224; what trains here, and progressive resizing where it is on, make it {speedup:.1f}x "
+               "that, docs/RECIPES.md tables E and H); GPU "
                "figures are a guess. The first step also spends 20 s or more compiling.")
 with st.expander(f"Time per epoch for every variant at {image_size} px on {device['name']}"):
     st.plotly_chart(epoch_time_figure(estimates), width="stretch", theme=None)

@@ -28,6 +28,22 @@ def test_what_trains_sets_the_speedup():
     assert training_speedup({"freeze_base": True, "epochs": None}) == 1.0   # a half-filled form
 
 
+def test_progressive_resizing_speeds_up_by_the_share_of_steps_at_the_smaller_size():
+    whole = TrainConfig(image_size=120).to_dict()
+    cost_at_88 = images_per_second("b0", 120, TWO_CORES) / images_per_second("b0", 88, TWO_CORES)
+    assert 0.4 < cost_at_88 < 0.8   # fewer pixels: cheaper, if not quite by the pixel count
+    for share in (0.25, 0.6, 1.0):
+        progressive = TrainConfig(image_size=120, progressive_start_size=88,
+                                  progressive_start_fraction=share).to_dict()
+        assert training_speedup(progressive) == pytest.approx(1 / (share * cost_at_88 + 1 - share))
+    # It multiplies what fine-tuning part of the network saves.
+    both = {**QUICK_DEMO.config().to_dict(), "image_size": 120, "progressive_start_size": 88,
+            "progressive_start_fraction": 0.5}
+    assert training_speedup(both) == pytest.approx(
+        FINE_TUNE_SPEEDUP[4] * DEPTHWISE_KEPT_SPEEDUP / (0.5 * cost_at_88 + 0.5))
+    assert training_speedup(whole) == 1.0
+
+
 def test_the_quick_demo_estimate_is_near_what_it_measured():
     # Its one epoch took 139 to 218 s on the lab's 2-core Xeon (docs/RECIPES.md, tables D and G).
     quick = QUICK_DEMO.config()

@@ -17,11 +17,13 @@ NAMES = [f.name for f in declared_fields()]
 # Settings that must hold for a bound to be tried alone (fine-tuning needs a frozen base; with 1000
 # epochs no count setting is beyond `epochs`).
 CONTEXT = {"freeze_base": True, "epochs": 1000}
+# The largest progressive start size is 32 below the largest image size, whose batch must be small.
+CONTEXT_OF = {"progressive_start_size": {"image_size": 600, "batch_size": 1}}
 
 
 def _accepts(name, value) -> bool:
     try:
-        TrainConfig.from_dict({**CONTEXT, name: value})
+        TrainConfig.from_dict({**CONTEXT, **CONTEXT_OF.get(name, {}), name: value})
     except ConfigError as exc:
         assert exc.field == name, f"{name}={value!r} refused for another field: {exc}"
         return False
@@ -74,7 +76,7 @@ def test_validation_enforces_the_declaration(name):
     if s.special is not None:
         assert _accepts(name, cast(s.special))
     with pytest.raises(ConfigError) as caught:
-        TrainConfig.from_dict({**CONTEXT, name: _outside(high, +1)})
+        TrainConfig.from_dict({**CONTEXT, **CONTEXT_OF.get(name, {}), name: _outside(high, +1)})
     assert str(caught.value).startswith(f"{name}: expected {s.range_text()}; got ")
 
 
