@@ -29,6 +29,11 @@ from core.safe_io import disk_words
 
 PROGRESS_WRITE_SECONDS = 1.0     # progress.json at most this often: viewers poll about once a second
 PREDICT_BATCH = 256
+# On a CPU, prediction slows down once a batch's activations outgrow the caches: B0 at 120 px
+# predicted 100 images/s 32 at a time and 50-67 at 256, at 64 px 400-630 at 64 and 200-380 at
+# 256; at 32 px 256 at a time is as fast as any (docs/RECIPES.md, table H). So a CPU predicts
+# about this many pixels at once.
+CPU_PREDICT_PIXELS = 32 * 120 * 120
 
 
 class TrainingStopped(Exception):
@@ -303,6 +308,11 @@ def cosine_rate(config: TrainConfig, epoch_float: float) -> float:
     return low + 0.5 * (base - low) * (1 + math.cos(math.pi * t))
 
 
+def cpu_predict_batch(image_size: int) -> int:
+    """Images a CPU predicts at once at `image_size`: 32 at 120 px, 112 at 64, 256 at 32."""
+    return max(16, min(PREDICT_BATCH, CPU_PREDICT_PIXELS // (image_size * image_size)))
+
+
 def predict_test_set(model, config: TrainConfig, cifar: data_mod.Cifar10, progress: Progress,
                      replicas: int = 1, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """Class probabilities for every test image, in order, `batch_size` images at a time; with
@@ -493,8 +503,10 @@ def _set_up(run: Run, config: TrainConfig, done: int, data_dir: str | None, stop
     whole_batches = on_gpu or replicas > 1 or keras.backend.backend() == "jax"
     jit_compile = use_jit_compile(config.jit_compile)
     # Validation and test prediction run max(batch, 256) images at once where memory allows it,
-    # fewer where it does not (B7 at 600 px): core/memory.py says how many fit.
+    # fewer where it does not (B7 at 600 px): core/memory.py says how many fit. A CPU runs fewer.
     predict_batch = max(1, budget(config).predict_batch)
+    if not on_gpu:
+        predict_batch = min(predict_batch, cpu_predict_batch(config.image_size))
 
     if processes.several():
         # Every process builds the same initial weights, or their replicas would differ.

@@ -126,6 +126,12 @@ def test_predict_batch_agrees_with_the_engine():
     assert memory.PREDICT_BATCH == PREDICT_BATCH
 
 
+def test_a_cpu_predicts_fewer_images_at_once_the_larger_they_are():
+    # Past the caches a CPU predicts slower per image (docs/RECIPES.md, table H); memory caps it too.
+    from core.train import cpu_predict_batch
+    assert [cpu_predict_batch(size) for size in (32, 64, 120, 224, 600)] == [256, 112, 32, 16, 16]
+
+
 def test_meminfo_parsing(tmp_path):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       24684544 kB\nMemFree:         1000 kB\nMemAvailable:   19000000 kB\n")
