@@ -169,8 +169,8 @@ class TrainConfig:
                                           "and the last ones adapt the model to the size it is tested at "
                                           "(fastai's progressive resizing). It must differ from the image size "
                                           "by a multiple of 32, so that every stride-2 layer pads alike. On "
-                                          "Best on a laptop it saved a quarter of the training time and cost "
-                                          "0.2-0.5 points (docs/RECIPES.md, table H).",
+                                          "Best on a laptop it saved a third of the training time and cost "
+                                          "0.4-0.7 points (docs/RECIPES.md, table H).",
                                           "model", low=0, high=MAX_IMAGE_SIZE - 32, step=8)
     progressive_start_fraction: float = setting(0.5, "Progressive resizing: share at the start size", "The share "
                                                 "of the run's training steps taken at the start size; the rest "

@@ -25,6 +25,8 @@ from core.config import ConfigError, TrainConfig
 
 # The machines figures were measured on (DESIGN.md names them; bench/recipes.py prints its own).
 THIS_MACHINE_IDLE = "the lab's 2-core Intel Xeon (AVX-512), no GPU, idle apart from the benchmark"
+SLOWER_EPYC_IDLE = ("a 2-core AMD EPYC without AVX-512, about half the Xeon's speed at 120 px, no GPU, idle "
+                    "apart from the benchmark")
 NOT_MEASURED = "not yet measured"
 RECIPES_DOC = Path(__file__).resolve().parents[1] / "docs" / "RECIPES.md"   # every figure, losers included
 
@@ -132,6 +134,8 @@ BEST_CPU = Preset(
         Measurement(0.9503, 11.1, "2026-12-01", THIS_MACHINE_IDLE, "this engine (bench/recipes.py)",
                     note="the epoch 521 s (100 images/s); in the faster hour of RECIPES.md table D, "
                          "128 px ran 106 images/s"),
+        Measurement(0.9520, 23.8, "2026-12-01", SLOWER_EPYC_IDLE, "this engine (bench/recipes.py)",
+                    note="the epoch 1,221 s (42 images/s); test passes 32 images at a time (RECIPES.md, H)"),
     ))
 
 FROM_SCRATCH = Preset(
