@@ -230,6 +230,7 @@ FORM_ROWS = [
     ({"lr_schedule": "plateau", "val_fraction": 0.0}, "lr_schedule", "plateau watches val_accuracy"),
     ({"variant": "b7", "image_size": 600, "batch_size": 4096}, "batch_size", "at most 186 at 600 px"),
     ({"image_size": 512, "batch_size": 300}, "batch_size", "at most 256 at 512 px"),
+    ({"image_size": 120, "progressive_start_size": 96}, "progressive_start_size", "one of 88, 56; got 96"),
 ]
 
 
@@ -257,7 +258,10 @@ def test_form_widgets_cannot_hold_a_value_the_settings_refuse(app):
             continue
         name = key[4:]
         as_type = int if widget.proto.data_type == widget.proto.INT else float
-        context = {"freeze_base": True, "epochs": 1000} if name == "fine_tune_at_epoch" else {}
+        # The bounds that hold only alongside another setting (the largest start size needs the
+        # largest image, in a small batch).
+        context = {"fine_tune_at_epoch": {"freeze_base": True, "epochs": 1000},
+                   "progressive_start_size": {"image_size": 600, "batch_size": 1}}.get(name, {})
         assert widget.min is not None and widget.max is not None, name
         for bound in (widget.min, widget.max):
             TrainConfig.from_dict({**context, name: as_type(bound)})   # raises if a bound is refused
