@@ -127,14 +127,14 @@ class RunRecorder(keras.callbacks.Callback):
 
     def _report(self, now: float, loss: float, accuracy: float) -> None:
         ips = self._images_per_second(now)
-        remaining_batches = self.steps - self._batches_done
-        per_batch = self._batch_size / ips if ips == ips and ips > 0 else float("nan")
-        epoch_eta = remaining_batches * per_batch
-        typical_epoch = (np.median(self._epoch_seconds_seen) if self._epoch_seconds_seen
-                         else self.steps * per_batch)
-        eta = epoch_eta + (self.target_epochs - self._epoch - 1) * typical_epoch
-        if self.resize is not None and per_batch == per_batch:
-            epoch_eta, eta = (self._resize_eta(self._epoch + 1), self._resize_eta(self.target_epochs))
+        if self.resize is not None:   # steps at two sizes, at two paces
+            epoch_eta, eta = self._resize_eta(self._epoch + 1), self._resize_eta(self.target_epochs)
+        else:
+            per_batch = self._batch_size / ips if ips == ips and ips > 0 else float("nan")
+            epoch_eta = (self.steps - self._batches_done) * per_batch
+            typical_epoch = (np.median(self._epoch_seconds_seen) if self._epoch_seconds_seen
+                             else self.steps * per_batch)
+            eta = epoch_eta + (self.target_epochs - self._epoch - 1) * typical_epoch
         # batch_losses is the running epoch's per-batch loss (a fresh tuple: viewers read it unlocked).
         self.progress.update(phase=self.phase_name, batch=self._batches_done, loss=loss, accuracy=accuracy,
                              images_per_second=ips, epoch_eta_seconds=epoch_eta, eta_seconds=eta,
