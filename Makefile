@@ -41,8 +41,16 @@ $(VENV)/.installed-ray: requirements-ray.txt $(VENV)/.installed-runtime
 run: $(RUNTIME) $(if $(EFFLAB_RAY_ADDRESS),$(VENV)/.installed-ray)
 	$(PY) -m streamlit run dashboard/app.py --server.port $(PORT)
 
+# Two pytest workers (pytest-xdist) on 2 cores: most of a slow test's time runs on one core
+# (TensorFlow tracing a step, a Streamlit script run, a server starting, a browser waiting), so two
+# side by side took 49 minutes where one after the other took 84 (AMD EPYC, 2 cores). --dist
+# loadfile keeps each file in one worker, so its module fixtures are built once.
+# TEST_WORKERS=0 runs in this process, one test at a time.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+
 test: $(VENV)/.installed-test $(RUNTIME)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-jax
 
 # The engine once more under Keras's JAX backend, as on a GPU machine that has CUDA for JAX but no
@@ -50,7 +58,7 @@ test: $(VENV)/.installed-test $(RUNTIME)
 # parallelism over several devices runs on a CPU too. Small: XLA compiles each new shape for ~30 s here.
 JAX_TESTS := tests/test_backend.py tests/test_data.py tests/test_processes.py
 test-jax: $(VENV)/.installed-test $(RUNTIME)
-	KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 $(PY) -m pytest $(JAX_TESTS)
+	KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 $(PY) -m pytest $(XDIST) $(JAX_TESTS)
 
 bench: $(RUNTIME)
 	$(PY) bench/train_throughput.py

@@ -71,11 +71,17 @@ def chromium_page(width: int = 1400, height: int = 1000):
 
 
 def settle(page, seconds: float = 1.0) -> None:
-    """Waits until Streamlit reports it is not running a script, then a little longer."""
-    page.wait_for_selector('[data-testid="stApp"]')
+    """Waits (up to a minute) until Streamlit reports it is not running a script, then a little
+    longer. The app's script state must read "notRunning": a page just opened reads "initial" until
+    its first run starts, and shows no status widget before that run nor in its first moments (on a
+    busy machine the page was read blank). Fragments that redraw every second run now and then, so
+    the state is polled rather than awaited once."""
+    app = page.locator('[data-testid="stApp"]')
+    app.wait_for()
     deadline = time.time() + 60
     while time.time() < deadline:
-        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+        if app.get_attribute("data-test-script-state") == "notRunning" \
+                and page.locator('[data-testid="stStatusWidget"]').count() == 0:
             break
         time.sleep(0.2)
     time.sleep(seconds)

@@ -37,10 +37,14 @@ os.environ["KERAS_HOME"] = str(_SESSION_HOME / "keras")
 os.environ["EFFLAB_CACHE_DIR"] = str(_SESSION_HOME / "cache")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REAL_DATA_DIR = os.environ.get("EFFLAB_DATA_DIR")
+# Fixture runs use their own data; the real copy is only reached through `real_data_dir`. The
+# path moves to a variable of its own rather than vanishing: `make test` runs pytest-xdist, whose
+# workers start from this (the controller's) environment after it has already been imported here.
+_REAL_DATA_ENV = "EFFLAB_TEST_REAL_DATA_DIR"
+REAL_DATA_DIR = os.environ.pop("EFFLAB_DATA_DIR", None) or os.environ.get(_REAL_DATA_ENV)
+if REAL_DATA_DIR:
+    os.environ[_REAL_DATA_ENV] = REAL_DATA_DIR
 WEIGHTS_DIR = os.environ.get("EFFLAB_WEIGHTS_DIR")
-# Fixture runs use their own data; the real copy is only reached through `real_data_dir`.
-os.environ.pop("EFFLAB_DATA_DIR", None)
 
 
 def _need(env_value: str | None, what: str, name: str):
