@@ -43,7 +43,8 @@ run: $(RUNTIME) $(if $(EFFLAB_RAY_ADDRESS),$(VENV)/.installed-ray)
 
 # Two pytest workers (pytest-xdist) on 2 cores: most of a slow test's time runs on one core
 # (TensorFlow tracing a step, a Streamlit script run, a server starting, a browser waiting), so two
-# side by side took 49 minutes where one after the other took 84 (AMD EPYC, 2 cores). --dist
+# side by side ran the main pytest below in 49.6 minutes where one after the other took 84 (AMD
+# EPYC, 2 cores; test-jax, 8 more minutes, is mostly one test and gains nothing). --dist
 # loadfile keeps each file in one worker, so its module fixtures are built once.
 # TEST_WORKERS=0 runs in this process, one test at a time.
 TEST_WORKERS ?= 2
