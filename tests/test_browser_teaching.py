@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -78,6 +79,11 @@ def _find_a_learning_rate(page, url: str) -> None:
     screenshot(page, "teaching-lr-finder")
 
     page.get_by_role("button", name=f"Use this rate ({suggestion})").click()
+    # The button lives in a fragment, which reruns the whole page to redraw the form: two script runs,
+    # and the page may read "not running" between them (CI once read the old rate a second later).
+    deadline = time.time() + 60
+    while float(rate_box.input_value()) != pytest.approx(float(suggestion)) and time.time() < deadline:
+        time.sleep(0.5)
     settle(page, 1)
     assert float(rate_box.input_value()) == pytest.approx(float(suggestion))
     assert not exceptions_shown(page), exceptions_shown(page)
