@@ -7,6 +7,7 @@ batches. No accuracy: docs/RECIPES.md says what these speeds bought.
 
     python bench/fine_tune_speed.py [--size 64] [--images 2048] [--policy float32|mixed_bfloat16]
     KERAS_BACKEND=jax python bench/fine_tune_speed.py      # the same under JAX (XLA) on the CPU
+    python bench/fine_tune_speed.py --jit                  # TensorFlow with XLA (jit_compile=True)
 
 Cases: "head" (frozen base), "from block N" (blocks N..7 and the top conv), "from block N, depthwise
 kept" (their depthwise kernels frozen), and "predict" (inference only).
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--policy", default="float32", help="Keras dtype policy, e.g. mixed_bfloat16")
     parser.add_argument("--data-dir", default=os.environ.get("EFFLAB_DATA_DIR"))
     parser.add_argument("--case", action="append", choices=CASES, help="repeatable; default: all")
+    parser.add_argument("--jit", action="store_true", help="XLA under TensorFlow too (JAX always jits)")
     args = parser.parse_args()
 
     import keras
@@ -47,7 +49,7 @@ def main() -> None:
     cifar = data_mod.load_cifar10(args.data_dir)
     x, y = cifar.x_train[:args.images], keras.utils.to_categorical(cifar.y_train[:args.images], 10)
     config = TrainConfig(weights="imagenet", image_size=args.size, freeze_base=True, batch_size=args.batch_size)
-    jit = keras.backend.backend() == "jax"   # JAX without jit dispatches op by op
+    jit = args.jit or keras.backend.backend() == "jax"   # JAX without jit dispatches op by op
 
     class BatchTimes(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
@@ -73,7 +75,7 @@ def main() -> None:
                 model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0, callbacks=[timer])
             speed = args.batch_size / float(np.median(timer.seconds[:-1] or timer.seconds))
         print(json.dumps({"case": case, "size": args.size, "policy": args.policy,
-                          "backend": keras.backend.backend(), "images_per_second": round(speed, 1),
+                          "backend": keras.backend.backend(), "jit": jit, "images_per_second": round(speed, 1),
                           "cores": os.cpu_count()}), flush=True)
         keras.backend.clear_session()
 
