@@ -79,8 +79,9 @@ def _find_a_learning_rate(page, url: str) -> None:
     screenshot(page, "teaching-lr-finder")
 
     page.get_by_role("button", name=f"Use this rate ({suggestion})").click()
-    # The button lives in a fragment, which reruns the whole page to redraw the form: two script runs,
-    # and the page may read "not running" between them (CI once read the old rate a second later).
+    # The button lives in a fragment, which reruns the whole page to redraw the form (two script runs),
+    # and on a busy machine the page may still read "not running" before the first has begun: CI once
+    # read the old rate a second after the click. So wait for the rate itself.
     deadline = time.time() + 60
     while float(rate_box.input_value()) != pytest.approx(float(suggestion)) and time.time() < deadline:
         time.sleep(0.5)
