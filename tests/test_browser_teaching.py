@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 
 from browser import (CHROMIUM, TRAINING_IMAGES, chart_problems, chromium_page, exceptions_shown, screenshot,
                      set_number, settle, streamlit_server)
+from conftest import wait_for
 from test_pages_classroom import SAMPLE_PHOTO
 
 from core.lr_find import END_RATE, START_RATE
@@ -82,9 +82,8 @@ def _find_a_learning_rate(page, url: str) -> None:
     # The button lives in a fragment, which reruns the whole page to redraw the form (two script runs),
     # and on a busy machine the page may still read "not running" before the first has begun: CI once
     # read the old rate a second after the click. So wait for the rate itself.
-    deadline = time.time() + 60
-    while float(rate_box.input_value()) != pytest.approx(float(suggestion)) and time.time() < deadline:
-        time.sleep(0.5)
+    wait_for(lambda: float(rate_box.input_value()) == pytest.approx(float(suggestion)), 60,
+             "the suggested rate in the form's learning-rate box")
     settle(page, 1)
     assert float(rate_box.input_value()) == pytest.approx(float(suggestion))
     assert not exceptions_shown(page), exceptions_shown(page)
