@@ -45,10 +45,11 @@ run: $(RUNTIME) $(if $(EFFLAB_RAY_ADDRESS),$(VENV)/.installed-ray)
 # (TensorFlow tracing a step, a Streamlit script run, a server starting, a browser waiting), so two
 # side by side ran the main pytest below in 49.6 minutes where one after the other took 84 (AMD
 # EPYC, 2 cores; test-jax, 8 more minutes, is mostly one test and gains nothing). --dist
-# loadfile keeps each file in one worker, so its module fixtures are built once.
+# loadfile keeps each file in one worker, so its module fixtures are built once; the files go out
+# slowest first (tests/file_order.py), not xdist's most-tests-first, so both workers end together.
 # TEST_WORKERS=0 runs in this process, one test at a time.
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadfile
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: $(VENV)/.installed-test $(RUNTIME)
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)

@@ -14,8 +14,9 @@ pipeline is then numpy batches through keras.utils.PyDataset (core/batches.py) i
     python bench/device_check.py --make-subset cifar_subset.npz    # from EFFLAB_DATA_DIR, then carry it
 
 --smoke runs the same code with tiny sizes (32 px, batch 16, a few steps) so a CPU finishes in
-minutes; tests/test_device_check.py runs it. Without --subset, images come from CIFAR-10
-(EFFLAB_DATA_DIR) or, failing that, random pixels (throughput only; transfer is then skipped).
+minutes; tests/test_device_check_tensorflow.py and tests/test_device_check_jax.py run it. Without
+--subset, images come from CIFAR-10 (EFFLAB_DATA_DIR) or, failing that, random pixels (throughput
+only; transfer is then skipped).
 """
 
 from __future__ import annotations

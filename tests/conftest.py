@@ -14,6 +14,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cifar_fixture import write_cifar_fixture  # noqa: E402
+# The slowest files first, so that make test's two workers finish together (tests/file_order.py).
+from file_order import pytest_collection_modifyitems, pytest_runtest_logreport, pytest_sessionfinish  # noqa: E402,F401
 
 
 class _NoTensorFlow:

@@ -1,9 +1,8 @@
-"""bench/device_check.py --smoke: the GPU check's own code, run small on this CPU so it cannot rot.
+"""bench/device_check.py --smoke, the GPU check's own code run small on this CPU so it cannot rot:
+what test_device_check_tensorflow.py and test_device_check_jax.py share.
 
-Once with TensorFlow (every figure, the engine included) and once as on the lent GPU machine:
-KERAS_BACKEND=jax with TensorFlow made unimportable (a `sys.meta_path` finder: setting
-`sys.modules["tensorflow"] = None` would break Keras, which checks that key), where every figure,
-the engine's included, must still be measured.
+Two files rather than one, so that pytest-xdist (`--dist loadfile`, Makefile) can give the two
+runs, minutes each, to different workers.
 """
 
 import json
@@ -19,7 +18,7 @@ from cifar_fixture import fixture_arrays
 
 # XLA compiles every B0 step function under JAX, slowly on a CPU (minutes on these 2 shared cores),
 # and float16 is emulated: both runs take longer than the suite's 15-minute default on a busy machine.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+MARKS = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "bench/device_check.py"
@@ -36,15 +35,16 @@ assert "tensorflow" not in sys.modules
 """
 
 
-@pytest.fixture(scope="module")
-def subset(tmp_path_factory) -> str:
+def write_subset(tmp_path_factory) -> str:
+    """A small CIFAR-format .npz for --subset: 100 training and 40 test images."""
     x_train, y_train, x_test, y_test = fixture_arrays(train_per_class=10, test_per_class=4)
     path = tmp_path_factory.mktemp("subset") / "cifar_subset.npz"
     np.savez_compressed(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     return str(path)
 
 
-def _smoke(subset: str, weights_dir: str | None, *, backend: str) -> list[dict]:
+def smoke(subset: str, weights_dir: str | None, *, backend: str) -> list[dict]:
+    """Runs `device_check.py --smoke` under `backend` (JAX without TensorFlow); its JSON lines."""
     env = {**os.environ, "KERAS_BACKEND": backend}
     env.pop("EFFLAB_WEIGHTS_DIR", None)
     args = [SCRIPT, "--smoke", "--subset", subset]
@@ -59,14 +59,15 @@ def _smoke(subset: str, weights_dir: str | None, *, backend: str) -> list[dict]:
     return lines
 
 
-def _by_figure(lines: list[dict]) -> dict[str, list[dict]]:
+def by_figure(lines: list[dict]) -> dict[str, list[dict]]:
     figures: dict[str, list[dict]] = {}
     for line in lines:
         figures.setdefault(line["figure"], []).append(line)
     return figures
 
 
-def _check_common(figures: dict, weights_dir: str | None) -> None:
+def check_common(figures: dict, weights_dir: str | None) -> None:
+    """What both backends must measure: the device, plain Keras both ways, the host pipeline, transfer."""
     assert figures["device"][0]["devices"] and figures["device"][0]["smoke"] is True
     plain = figures["plain_keras_train_images_per_second"]
     assert sorted(p["mixed_precision"] for p in plain) == [False, True]
@@ -79,24 +80,3 @@ def _check_common(figures: dict, weights_dir: str | None) -> None:
     else:
         assert "skipped" in transfer[0]
 
-
-def test_smoke_with_tensorflow(subset, request):
-    weights_dir = os.environ.get("EFFLAB_WEIGHTS_DIR") and request.getfixturevalue("weights_dir")
-    lines = _smoke(subset, weights_dir, backend="tensorflow")
-    figures = _by_figure(lines)
-    _check_common(figures, weights_dir)
-    engine = figures["engine_train_images_per_second"]
-    assert sorted(e["mixed_precision"] for e in engine) == [False, True]
-    assert all("error" not in e and e["value"] > 0 for e in engine), engine
-    assert len(figures["engine_over_plain_keras"]) == 2
-
-
-def test_smoke_with_jax_and_no_tensorflow(subset, request):
-    pytest.importorskip("jax")
-    weights_dir = os.environ.get("EFFLAB_WEIGHTS_DIR") and request.getfixturevalue("weights_dir")
-    figures = _by_figure(_smoke(subset, weights_dir, backend="jax"))
-    _check_common(figures, weights_dir)
-    engine = figures["engine_train_images_per_second"]
-    assert [e["mixed_precision"] for e in engine] == [False]      # float16 is emulated on a CPU: too slow here
-    assert "error" not in engine[0] and engine[0]["value"] > 0, engine
-    assert figures["host_pipeline_images_per_second"][0]["pipeline"] == "core.data.make_dataset (numpy PyDataset)"

@@ -1,0 +1,28 @@
+"""bench/device_check.py --smoke with TensorFlow: every figure, the engine's included.
+
+The JAX run, as on the lent GPU machine, is test_device_check_jax.py; what they share is
+device_check_smoke.py.
+"""
+
+import os
+
+import pytest
+
+from device_check_smoke import MARKS, by_figure, check_common, smoke, write_subset
+
+pytestmark = MARKS
+
+
+@pytest.fixture(scope="module")
+def subset(tmp_path_factory) -> str:
+    return write_subset(tmp_path_factory)
+
+
+def test_smoke_with_tensorflow(subset, request):
+    weights_dir = os.environ.get("EFFLAB_WEIGHTS_DIR") and request.getfixturevalue("weights_dir")
+    figures = by_figure(smoke(subset, weights_dir, backend="tensorflow"))
+    check_common(figures, weights_dir)
+    engine = figures["engine_train_images_per_second"]
+    assert sorted(e["mixed_precision"] for e in engine) == [False, True]
+    assert all("error" not in e and e["value"] > 0 for e in engine), engine
+    assert len(figures["engine_over_plain_keras"]) == 2
