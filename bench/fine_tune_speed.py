@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CASES = ("predict", "head", "from block 6", "from block 4", "from block 4, depthwise kept", "from block 1")
+CASES = ("predict", "head", "from block 6", "from block 5, depthwise kept", "from block 4",
+         "from block 4, depthwise kept", "from block 1")
 
 
 def main() -> None:
