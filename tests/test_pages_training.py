@@ -83,6 +83,10 @@ def test_start_queue_a_second_cancel_it_and_stop(app, tmp_path):
     run_id = manager.active_run_id
     assert run_id and (tmp_path / "runs" / run_id / "config.json").exists()
     assert not _button(at, "Start training").disabled          # a queue, not a refusal
+    # A double click (or one click dispatched twice by a busy server) starts one run, and says so.
+    _button(at, "Start training").click().run()
+    assert [p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")] == [run_id]
+    assert any(run_id in t.value and "one run, not two" in t.value for t in at.toast), [t.value for t in at.toast]
 
     # A second tab on the same server sees the training run and queues its own behind it.
     other = AppTest.from_file(APP, default_timeout=120)
