@@ -24,7 +24,7 @@ LIVE_REFRESH_SECONDS = 1.0
 # dispatched twice (a suite run once got two identical runs 48 ms apart): it names the first run
 # rather than queuing a copy. Someone who wants the copy presses Start again a few seconds later.
 DOUBLE_START_SECONDS = 5.0
-LAST_START_KEY = "last_start"                 # (settings, name, author, monotonic time, run id)
+LAST_START_KEY = "last_start"                 # what started (settings, name, author), when, which run
 LOADED_FILE_KEY = "settings_file_loaded"      # file id of the settings file last applied to the form
 ADJUSTED_KEY = "settings_file_adjusted"       # what the form could not hold of it
 
@@ -165,16 +165,17 @@ def start_training() -> None:
         st.session_state["train_error"] = f"Check the settings: {problem}"
         return
     name, author = st.session_state.get(RUN_NAME_KEY, ""), st.session_state.get(RUN_AUTHOR_KEY, "")
+    what = (config.to_json(), name, author)
     last = st.session_state.get(LAST_START_KEY)
-    if last and last[:3] == (config.to_json(), name, author) and time.monotonic() - last[3] < DOUBLE_START_SECONDS:
-        st.toast(f"Run {last[4]} has just started with these settings: one run, not two")
+    if last and last["what"] == what and time.monotonic() - last["at"] < DOUBLE_START_SECONDS:
+        st.toast(f"Run {last['run_id']} has just started with these settings: one run, not two")
         return
     try:
         run_id = manager.start(config, name=name, author=author)
     except JobError as exc:
         st.session_state["train_error"] = str(exc)
         return
-    st.session_state[LAST_START_KEY] = (config.to_json(), name, author, time.monotonic(), run_id)
+    st.session_state[LAST_START_KEY] = {"what": what, "at": time.monotonic(), "run_id": run_id}
     state.remember_my_run(run_id)
     queued = state.status(run_id).get("state") == "queued"
     st.toast(f"Run {run_id} is queued: it starts when a slot frees" if queued else f"Started run {run_id}")

@@ -35,7 +35,8 @@ assert "tensorflow" not in sys.modules
 """
 
 
-def write_subset(tmp_path_factory) -> str:
+@pytest.fixture(scope="module")
+def subset(tmp_path_factory) -> str:
     """A small CIFAR-format .npz for --subset: 100 training and 40 test images."""
     x_train, y_train, x_test, y_test = fixture_arrays(train_per_class=10, test_per_class=4)
     path = tmp_path_factory.mktemp("subset") / "cifar_subset.npz"
@@ -60,6 +61,7 @@ def smoke(subset: str, weights_dir: str | None, *, backend: str) -> list[dict]:
 
 
 def by_figure(lines: list[dict]) -> dict[str, list[dict]]:
+    """The JSON lines grouped by their "figure"."""
     figures: dict[str, list[dict]] = {}
     for line in lines:
         figures.setdefault(line["figure"], []).append(line)
@@ -79,4 +81,3 @@ def check_common(figures: dict, weights_dir: str | None) -> None:
         assert all(0.0 <= t["value"] <= 1.0 for t in transfer)
     else:
         assert "skipped" in transfer[0]
-

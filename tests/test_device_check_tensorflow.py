@@ -6,16 +6,9 @@ device_check_smoke.py.
 
 import os
 
-import pytest
-
-from device_check_smoke import MARKS, by_figure, check_common, smoke, write_subset
+from device_check_smoke import MARKS, by_figure, check_common, smoke, subset  # noqa: F401 (subset: a fixture)
 
 pytestmark = MARKS
-
-
-@pytest.fixture(scope="module")
-def subset(tmp_path_factory) -> str:
-    return write_subset(tmp_path_factory)
 
 
 def test_smoke_with_tensorflow(subset, request):
