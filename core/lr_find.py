@@ -6,7 +6,9 @@ A fresh model is trained for about a hundred batches while the rate rises expone
 does); the test stops early once the smoothed loss exceeds four times its minimum (it has
 exploded: larger rates are of no interest). The suggestion is the rate where the smoothed loss
 falls fastest (steepest descent against log rate), or a tenth of the rate at its minimum when
-the curve has no clear descent. The model's weights and optimizer state are put back afterwards,
+the curve has no clear descent, never below the lowest rate tried. Like fastai, the first batches
+count for neither: their "smoothed" loss is one or two raw losses, and a lucky first batch once
+made the minimum of a whole curve and a suggestion of 1e-8. The model's weights and optimizer state are put back afterwards,
 so the test leaves the model it was given as it found it.
 
 Batches are numpy arrays drawn from the training split the run would use (same seed, same
@@ -48,6 +50,8 @@ class LrFinding:
         """How the suggestion was chosen, in words for the page."""
         if self.steepest is not None and self.suggestion == self.steepest:
             return "steepest descent of the smoothed loss"
+        if self.suggestion > self.minimum_rate / 10:      # raised to the first rate (suggest())
+            return "the lowest rate tried: the loss fell at no rate"
         return "a tenth of the rate at the lowest smoothed loss"
 
 
@@ -72,20 +76,24 @@ def smooth(losses, beta: float = SMOOTHING) -> np.ndarray:
 def suggest(rates, smoothed, skip_start: int = SKIP_START) -> tuple[float, float | None, float]:
     """(suggestion, steepest-descent rate or None, rate at the minimum) from a finished curve.
 
-    The steepest descent is looked for between the first `skip_start` batches and the minimum:
-    after the minimum the loss only rises.
+    Both the minimum and the steepest descent are looked for after the first `skip_start` batches
+    (when the curve is longer than that), the descent only up to the minimum: after it the loss
+    only rises. Without a descent the suggestion is a tenth of the minimum's rate, but not below
+    the first rate: the test says nothing about rates it never tried.
     """
     rates, smoothed = np.asarray(rates, dtype=np.float64), np.asarray(smoothed, dtype=np.float64)
+    settled = skip_start if len(smoothed) > skip_start else 0
     finite = np.isfinite(smoothed)
-    lowest = int(np.argmin(np.where(finite, smoothed, np.inf)))
+    lowest = settled + int(np.argmin(np.where(finite, smoothed, np.inf)[settled:]))
     minimum_rate = float(rates[lowest])
     steepest = None
-    if lowest - skip_start >= 2:
+    if lowest - settled >= 2:
         slope = np.gradient(smoothed[:lowest + 1], np.log10(rates[:lowest + 1]))
-        best = skip_start + int(np.argmin(slope[skip_start:lowest]))
+        best = settled + int(np.argmin(slope[settled:lowest]))
         if slope[best] < 0:
             steepest = float(rates[best])
-    return (steepest if steepest is not None else minimum_rate / 10), steepest, minimum_rate
+    suggestion = steepest if steepest is not None else max(minimum_rate / 10, float(rates[0]))
+    return suggestion, steepest, minimum_rate
 
 
 def range_test(model, batches, *, steps: int = STEPS, start: float = START_RATE, end: float = END_RATE,

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from core.lr_find import DIVERGED_FACTOR, END_RATE, START_RATE, rate_schedule, smooth, suggest
+from core.lr_find import DIVERGED_FACTOR, END_RATE, SKIP_START, START_RATE, rate_schedule, smooth, suggest
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,35 @@ def test_suggestion_is_the_steepest_descent_before_the_minimum():
     assert minimum == pytest.approx(rates[np.argmin(curve)])
     rising = np.linspace(2.3, 9.0, 100)                                   # no descent at all
     suggestion, steepest, minimum = suggest(rates, rising)
-    assert steepest is None and minimum == rates[0] and suggestion == pytest.approx(rates[0] / 10)
+    assert steepest is None and minimum == rates[SKIP_START]
+    assert suggestion == rates[0]                     # not a tenth of it: no rate below the first was tried
+    short = np.array([2.3, 2.1, 2.2, 2.4])            # stopped before the first batches settled
+    assert suggest(rates[:4], short) == (rates[0], None, rates[1])
+
+
+def test_a_lucky_first_batch_is_not_the_minimum():
+    # What CI met (a from-scratch B0 on 160 images): the first batch's loss happened to be the lowest
+    # of the whole curve, so the minimum sat at the second rate and the suggestion was 1.2e-8, a tenth
+    # of a rate nobody would train with. Smoothed from such a start, the curve falls at 1e-3 again.
+    rates = rate_schedule(100)
+    x = np.log10(rates)
+    smoothed = 2.9 - 0.5 / (1 + np.exp(-(x + 3) * 4)) + np.where(x > -1, (x + 1) ** 2 * 5, 0)
+    smoothed[:2] = 2.0, 2.3                           # the smoothed loss starts as the first raw loss
+    assert np.argmin(smoothed) == 0                   # the old rule's minimum
+    suggestion, steepest, minimum = suggest(rates, smoothed)
+    assert steepest == suggestion and suggestion == pytest.approx(1e-3, rel=0.5)
+    assert minimum == pytest.approx(rates[SKIP_START + np.argmin(smoothed[SKIP_START:])])
+
+
+def test_the_method_says_how_the_rate_was_chosen():
+    from core.lr_find import LrFinding
+    rates = rate_schedule(100)
+
+    def method(suggestion, steepest, minimum_rate):
+        return LrFinding(rates, rates, rates, suggestion, steepest, minimum_rate, "finished").method
+    assert method(1e-3, 1e-3, 1e-2) == "steepest descent of the smoothed loss"
+    assert method(1e-3, None, 1e-2) == "a tenth of the rate at the lowest smoothed loss"
+    assert method(rates[0], None, rates[SKIP_START]) == "the lowest rate tried: the loss fell at no rate"
 
 
 def test_chart_has_a_log_axis_and_marks_the_suggestion():
