@@ -16,6 +16,6 @@ def test_smoke_with_tensorflow(subset, request):
     figures = by_figure(smoke(subset, weights_dir, backend="tensorflow"))
     check_common(figures, weights_dir)
     engine = figures["engine_train_images_per_second"]
-    assert sorted(e["mixed_precision"] for e in engine) == [False, True]
+    assert [e["mixed_precision"] for e in engine] == [False]            # the smoke's engine: float32 only
     assert all("error" not in e and e["value"] > 0 for e in engine), engine
-    assert len(figures["engine_over_plain_keras"]) == 2
+    assert len(figures["engine_over_plain_keras"]) == 1
