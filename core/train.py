@@ -315,14 +315,23 @@ def cpu_predict_batch(image_size: int) -> int:
 
 def predict_test_set(model, config: TrainConfig, cifar: data_mod.Cifar10, progress: Progress,
                      replicas: int = 1, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """Class probabilities for every test image, in order, `batch_size` images at a time; with
-    `config.test_time_flip`, the mean of each image's and its mirror image's."""
+    """Class probabilities for every test image, in order, `batch_size` images at a time.
+
+    With `config.test_time_flip`, an image whose top class is below `config.test_time_flip_below`
+    gets the mean of its and its mirror image's probabilities; the others keep their own (below 1,
+    the mirror pass covers only the images the model is unsure of).
+    """
     progress.update(phase="evaluating test set")
-    if config.test_time_flip:
-        mirrored = np.ascontiguousarray(cifar.x_test[:, :, ::-1])
-        y_prob = _predict_images(model, config, cifar.x_test, cifar.y_test, replicas, batch_size)
-        return (y_prob + _predict_images(model, config, mirrored, cifar.y_test, replicas, batch_size)) / 2
-    return _predict_images(model, config, cifar.x_test, cifar.y_test, replicas, batch_size)
+    y_prob = _predict_images(model, config, cifar.x_test, cifar.y_test, replicas, batch_size)
+    if not config.test_time_flip:
+        return y_prob
+    below = config.test_time_flip_below
+    unsure = np.arange(len(y_prob)) if below >= 1 else np.flatnonzero(y_prob.max(axis=1) < below)
+    if len(unsure):
+        mirrored = np.ascontiguousarray(cifar.x_test[unsure, :, ::-1])
+        y_prob[unsure] = (y_prob[unsure] + _predict_images(model, config, mirrored, cifar.y_test[unsure],
+                                                           replicas, batch_size)) / 2
+    return y_prob
 
 
 def _predict_images(model, config: TrainConfig, x_test: np.ndarray, y_test: np.ndarray, replicas: int,

@@ -42,7 +42,7 @@ def test_quick_demo_is_one_pass_from_imagenet_weights_at_64_px_and_best_cpu_the_
     assert c.freeze_base and c.fine_tune_from_start and not c.has_fine_tune_phase_within(c.epochs)
     assert (c.fine_tune_from_block, c.fine_tune_depthwise) == (4, False)
     assert (c.lr_schedule, c.label_smoothing, c.train_limit, c.val_fraction) == ("cosine", 0.1, 0, 0.0)
-    assert c.test_time_flip
+    assert c.test_time_flip and c.test_time_flip_below == 0.85          # the unsure images only
     from core.train import cosine_rate
     assert cosine_rate(c, 0.0) == pytest.approx(3e-4, rel=0.01)
     best = get_preset("best-cpu").config()
@@ -131,7 +131,7 @@ def test_drop_connect_rate_scales_every_residual_dropout_of_the_base():
     assert rates(TrainConfig(drop_connect_rate=0.4)) == pytest.approx([2 * r for r in keras_own])
 
 
-def test_test_time_flip_averages_each_test_image_with_its_mirror():
+def test_test_time_flip_averages_each_test_image_with_its_mirror_or_only_the_unsure_ones():
     import keras
     import numpy as np
 
@@ -152,6 +152,26 @@ def test_test_time_flip_averages_each_test_image_with_its_mirror():
     both = predict_test_set(model, plain.replace(test_time_flip=True), cifar, Progress(), batch_size=16)
     assert np.abs(once - mirrored).max() > 1e-3      # the model tells a mirror apart: the test can fail
     np.testing.assert_allclose(both, (once + mirrored) / 2, atol=1e-6)
+
+    # Only below a confidence: the unsure images are averaged with their mirrors, the others keep
+    # their own probabilities, and the mirror pass sees the unsure ones alone.
+    below = float(np.median(once.max(axis=1)))
+    unsure = once.max(axis=1) < below
+    assert 0 < unsure.sum() < len(x)
+    import core.train
+    seen = []
+    real = core.train._predict_images
+
+    def spy(model, config, x_test, *args):
+        seen.append(len(x_test))
+        return real(model, config, x_test, *args)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(core.train, "_predict_images", spy)
+        some = predict_test_set(model, plain.replace(test_time_flip=True, test_time_flip_below=below), cifar,
+                                Progress(), batch_size=16)
+    assert seen == [len(x), int(unsure.sum())]
+    np.testing.assert_allclose(some[unsure], both[unsure], atol=1e-6)
+    np.testing.assert_allclose(some[~unsure], once[~unsure], atol=1e-6)
 
 
 def test_bn_momentum_sets_every_batchnorm_layer_of_the_base():

@@ -1,0 +1,69 @@
+"""Which test images need the test-time flip's mirror pass: a finished run's checkpoint predicts the
+test set plain and mirrored (both timed), then this prints, for each confidence threshold given,
+the share of images below it (those `test_time_flip_below` would mirror) and the test accuracy when
+only they are averaged with their mirrors. The same predictions serve every threshold, so the
+accuracies compare exactly. A benchmark, not a test: docs/RECIPES.md (table I) says what it found.
+
+    python bench/recipes.py --recipe best-cpu --runs-dir runs-bench
+    python bench/flip_below.py runs-bench/<run id> 0.8 0.85 0.9
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a finished run's folder (its last checkpoint predicts)")
+    parser.add_argument("thresholds", type=float, nargs="+", help="top-class probabilities, in (0, 1]")
+    parser.add_argument("--data-dir", default=os.environ.get("EFFLAB_DATA_DIR"))
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from core import data as data_mod
+    from core.model import load_checkpoint
+    from core.progress import Progress
+    from core.runs import RunStore
+    from core.train import cpu_predict_batch, predict_test_set
+
+    run = RunStore(args.run.parent).get(args.run.name)
+    config = run.read_config().replace(test_time_flip=False)
+    model = load_checkpoint(run.checkpoint("last"))
+    cifar = data_mod.load_cifar10(args.data_dir)
+    mirrored = dataclasses.replace(cifar, x_test=np.ascontiguousarray(cifar.x_test[:, :, ::-1]))
+    batch = cpu_predict_batch(config.image_size)
+    seconds = {}
+    started = time.perf_counter()
+    plain = predict_test_set(model, config, cifar, Progress(), batch_size=batch)
+    seconds["plain"] = time.perf_counter() - started
+    started = time.perf_counter()
+    mirror = predict_test_set(model, config, mirrored, Progress(), batch_size=batch)
+    seconds["mirror"] = time.perf_counter() - started
+    labels = np.asarray(cifar.y_test).reshape(-1)
+
+    def accuracy(probabilities) -> float:
+        return round(float((probabilities.argmax(axis=1) == labels).mean()), 4)
+
+    print(json.dumps({"run": run.run_id, "image_size": config.image_size, "plain": accuracy(plain),
+                      "every_image_mirrored": accuracy((plain + mirror) / 2),
+                      "plain_seconds": round(seconds["plain"], 1), "mirror_seconds": round(seconds["mirror"], 1)}))
+    confidence = plain.max(axis=1)
+    for below in args.thresholds:
+        unsure = confidence < below if below < 1 else np.ones(len(plain), bool)
+        averaged = np.where(unsure[:, None], (plain + mirror) / 2, plain)
+        print(json.dumps({"below": below, "mirrored_share": round(float(unsure.mean()), 3),
+                          "test_accuracy": accuracy(averaged)}))
+
+
+if __name__ == "__main__":
+    main()
