@@ -8,8 +8,8 @@ exploded: larger rates are of no interest). The suggestion is the rate where the
 falls fastest (steepest descent against log rate), or a tenth of the rate at its minimum when
 the curve has no clear descent, never below the lowest rate tried. Like fastai, the first batches
 count for neither: their "smoothed" loss is one or two raw losses, and a lucky first batch once
-made the minimum of a whole curve and a suggestion of 1e-8. The model's weights and optimizer state are put back afterwards,
-so the test leaves the model it was given as it found it.
+made the minimum of a whole curve and a suggestion of 1e-8. The model's weights and optimizer
+state are put back afterwards, so the test leaves the model it was given as it found it.
 
 Batches are numpy arrays drawn from the training split the run would use (same seed, same
 training-image limit), fed through `model.train_on_batch`: the same on TensorFlow and JAX.

@@ -327,11 +327,13 @@ def predict_test_set(model, config: TrainConfig, cifar: data_mod.Cifar10, progre
         return y_prob
     below = config.test_time_flip_below
     unsure = np.arange(len(y_prob)) if below >= 1 else np.flatnonzero(y_prob.max(axis=1) < below)
-    if len(unsure):
-        mirrored = np.ascontiguousarray(cifar.x_test[unsure, :, ::-1])
-        y_prob[unsure] = (y_prob[unsure] + _predict_images(model, config, mirrored, cifar.y_test[unsure],
-                                                           replicas, batch_size)) / 2
-    return y_prob
+    if not len(unsure):
+        return y_prob
+    mirrored = np.ascontiguousarray(cifar.x_test[unsure, :, ::-1])
+    averaged = y_prob.copy()    # not written into what predict returned (a backend may share it)
+    averaged[unsure] = (y_prob[unsure] + _predict_images(model, config, mirrored, cifar.y_test[unsure],
+                                                         replicas, batch_size)) / 2
+    return averaged
 
 
 def _predict_images(model, config: TrainConfig, x_test: np.ndarray, y_test: np.ndarray, replicas: int,

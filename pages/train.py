@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.config import ConfigError, TrainConfig, training_images
 from core.data import check_train_limit, data_status
@@ -15,7 +14,7 @@ from core.jobs import JobError
 from core.queue import ordinal, queue_entries
 from core.runs import RESUMABLE_STATES, check_label
 from core.variants import get_variant
-from dashboard import control, lr_panel, state, train_form
+from dashboard import control, lr_panel, start_guard, state, train_form
 from dashboard.charts import epoch_time_figure, eta_text
 from dashboard.run_status import status_display, wait_text, where_text
 
@@ -23,8 +22,6 @@ LIVE_REFRESH_SECONDS = 1.0
 # A second Start with the same settings this soon is a double click, or one click that a busy server
 # dispatched twice (a suite run once got two identical runs 48 ms apart): it names the first run
 # rather than queuing a copy. Someone who wants the copy presses Start again a few seconds later.
-DOUBLE_START_SECONDS = 5.0
-LAST_START_KEY = "last_start"                 # what started (settings, name, author), when, which run
 LOADED_FILE_KEY = "settings_file_loaded"      # file id of the settings file last applied to the form
 ADJUSTED_KEY = "settings_file_adjusted"       # what the form could not hold of it
 
@@ -165,18 +162,19 @@ def start_training() -> None:
         st.session_state["train_error"] = f"Check the settings: {problem}"
         return
     name, author = st.session_state.get(RUN_NAME_KEY, ""), st.session_state.get(RUN_AUTHOR_KEY, "")
-    what = (config.to_json(), name, author)
-    last = st.session_state.get(LAST_START_KEY)
-    if last and last["what"] == what and time.monotonic() - last["at"] < DOUBLE_START_SECONDS:
-        st.toast(f"Run {last['run_id']} has just started with these settings: one run, not two")
-        return
+    what = (str(manager.store.root), config.to_json(), name, author)
+    context = get_script_run_ctx()
     try:
-        run_id = manager.start(config, name=name, author=author)
+        started = start_guard.GUARD.start_once(what, context.session_id if context else "",
+                                               lambda: manager.start(config, name=name, author=author))
     except JobError as exc:
         st.session_state["train_error"] = str(exc)
         return
-    st.session_state[LAST_START_KEY] = {"what": what, "at": time.monotonic(), "run_id": run_id}
+    run_id = started.run_id
     state.remember_my_run(run_id)
+    if not started.new:
+        st.toast(f"Run {run_id} has just started with these settings: one run, not two")
+        return
     queued = state.status(run_id).get("state") == "queued"
     st.toast(f"Run {run_id} is queued: it starts when a slot frees" if queued else f"Started run {run_id}")
 
