@@ -19,9 +19,6 @@ from dashboard.charts import epoch_time_figure, eta_text
 from dashboard.run_status import status_display, wait_text, where_text
 
 LIVE_REFRESH_SECONDS = 1.0
-# A second Start with the same settings this soon is a double click, or one click that a busy server
-# dispatched twice (a suite run once got two identical runs 48 ms apart): it names the first run
-# rather than queuing a copy. Someone who wants the copy presses Start again a few seconds later.
 LOADED_FILE_KEY = "settings_file_loaded"      # file id of the settings file last applied to the form
 ADJUSTED_KEY = "settings_file_adjusted"       # what the form could not hold of it
 
@@ -162,6 +159,9 @@ def start_training() -> None:
         st.session_state["train_error"] = f"Check the settings: {problem}"
         return
     name, author = st.session_state.get(RUN_NAME_KEY, ""), st.session_state.get(RUN_AUTHOR_KEY, "")
+    # The same Start again moments later (a double click, or one click a busy server dispatched
+    # twice) gets the run it made back, from any session (dashboard/start_guard.py). Someone who
+    # wants the copy presses Start again a few seconds later.
     what = (str(manager.store.root), config.to_json(), name, author)
     context = get_script_run_ctx()
     try:
