@@ -10,51 +10,40 @@ accuracies compare exactly. A benchmark, not a test: docs/RECIPES.md (table I) s
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from finished_run import open_finished_run, parser  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="a finished run's folder (its last checkpoint predicts)")
-    parser.add_argument("thresholds", type=float, nargs="+", help="top-class probabilities, in (0, 1]")
-    parser.add_argument("--data-dir", default=os.environ.get("EFFLAB_DATA_DIR"))
-    args = parser.parse_args()
+    arguments = parser(__doc__.splitlines()[0])
+    arguments.add_argument("thresholds", type=float, nargs="+", help="top-class probabilities, in (0, 1]")
+    args = arguments.parse_args()
 
     import numpy as np
 
-    from core import data as data_mod
-    from core.model import load_checkpoint
     from core.progress import Progress
-    from core.runs import RunStore
     from core.train import cpu_predict_batch, predict_test_set
 
-    run = RunStore(args.run.parent).get(args.run.name)
-    config = run.read_config().replace(test_time_flip=False)
-    model = load_checkpoint(run.checkpoint("last"))
-    cifar = data_mod.load_cifar10(args.data_dir)
-    mirrored = dataclasses.replace(cifar, x_test=np.ascontiguousarray(cifar.x_test[:, :, ::-1]))
+    finished = open_finished_run(args.run, args.data_dir)
+    config = finished.config.replace(test_time_flip=False)
     batch = cpu_predict_batch(config.image_size)
     seconds = {}
     started = time.perf_counter()
-    plain = predict_test_set(model, config, cifar, Progress(), batch_size=batch)
+    plain = predict_test_set(finished.model, config, finished.cifar, Progress(), batch_size=batch)
     seconds["plain"] = time.perf_counter() - started
     started = time.perf_counter()
-    mirror = predict_test_set(model, config, mirrored, Progress(), batch_size=batch)
+    mirror = predict_test_set(finished.model, config, finished.mirrored, Progress(), batch_size=batch)
     seconds["mirror"] = time.perf_counter() - started
-    labels = np.asarray(cifar.y_test).reshape(-1)
 
     def accuracy(probabilities) -> float:
-        return round(float((probabilities.argmax(axis=1) == labels).mean()), 4)
+        return round(finished.accuracy(probabilities), 4)
 
-    print(json.dumps({"run": run.run_id, "image_size": config.image_size, "plain": accuracy(plain),
+    print(json.dumps({"run": finished.run.run_id, "image_size": config.image_size, "plain": accuracy(plain),
                       "every_image_mirrored": accuracy((plain + mirror) / 2),
                       "plain_seconds": round(seconds["plain"], 1), "mirror_seconds": round(seconds["mirror"], 1)}))
     confidence = plain.max(axis=1)
