@@ -68,16 +68,22 @@ def job_manager() -> JobManager:
     return JobManager(runs_dir=os.environ.get("EFFLAB_RUNS_DIR"), data_dir=os.environ.get("EFFLAB_DATA_DIR"))
 
 
+def session_id() -> str:
+    """This browser session's id; "" outside a script run."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
+
+
 def _audience_interval(fastest: float) -> float:
     """Counts this session as watching now; the interval the live audience's size calls for."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-    ctx, now = get_script_run_ctx(), time.time()
+    me, now = session_id(), time.time()
     with _live_viewers_lock:
-        if ctx is not None:
-            _live_viewers[ctx.session_id] = now
-        for session_id, seen in list(_live_viewers.items()):
+        if me:
+            _live_viewers[me] = now
+        for viewer, seen in list(_live_viewers.items()):
             if now - seen > LIVE_VIEWER_TIMEOUT_SECONDS:
-                del _live_viewers[session_id]
+                del _live_viewers[viewer]
         watching = len(_live_viewers)
     return max(fastest, round(watching / LIVE_REDRAWS_PER_SECOND, 1))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.config import ConfigError, TrainConfig, training_images
 from core.data import check_train_limit, data_status
@@ -163,9 +162,8 @@ def start_training() -> None:
     # twice) gets the run it made back, from any session (dashboard/start_guard.py). Someone who
     # wants the copy presses Start again a few seconds later.
     what = (str(manager.store.root), config.to_json(), name, author)
-    context = get_script_run_ctx()
     try:
-        started = start_guard.GUARD.start_once(what, context.session_id if context else "",
+        started = start_guard.GUARD.start_once(what, state.session_id(),
                                                lambda: manager.start(config, name=name, author=author))
     except JobError as exc:
         st.session_state["train_error"] = str(exc)
