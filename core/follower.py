@@ -64,6 +64,9 @@ class FollowerRun:
     def write_progress(self, snapshot: dict) -> None:
         pass
 
+    def append_batch_losses(self, epoch: int, batch_losses) -> None:
+        pass
+
     def write_predictions(self, *args, **kwargs) -> bool:
         return False
 

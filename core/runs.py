@@ -30,7 +30,7 @@ import threading
 import time
 import unicodedata
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +45,7 @@ from core.errors import SelfExplainedError
 CONFIG_FILE = "config.json"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.csv"
+BATCHES_FILE = "batches.csv"            # every finished epoch's per-batch running-mean loss
 PROGRESS_FILE = "progress.json"
 PREDICTIONS_FILE = "predictions.npz"
 CHECKPOINT_DIR = "checkpoints"
@@ -54,7 +55,7 @@ STOP_REQUEST_FILE = "stop-request"      # present while a stop is asked for; any
 TENSORBOARD_DIR = "tensorboard"
 LR_FINDING_FILE = "lr_find.json"        # a learning-rate finder job's curve and suggestion
 # Artifacts a caller may ask a version stamp of (for its caches), and where each lives.
-ARTIFACTS = {"config": CONFIG_FILE, "status": STATUS_FILE, "metrics": METRICS_FILE,
+ARTIFACTS = {"config": CONFIG_FILE, "status": STATUS_FILE, "metrics": METRICS_FILE, "batches": BATCHES_FILE,
              "progress": PROGRESS_FILE, "predictions": PREDICTIONS_FILE,
              "last": f"{CHECKPOINT_DIR}/{LAST_CHECKPOINT}", "best": f"{CHECKPOINT_DIR}/{BEST_CHECKPOINT}",
              "lr_find": LR_FINDING_FILE}
@@ -64,6 +65,7 @@ KINDS = ("train", "lr_find")
 CHECKPOINTS = ("last", "best")
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
                   "epoch_seconds", "images_per_second")
+BATCH_COLUMNS = ("epoch", "batch", "loss")   # loss: Keras' running mean over the epoch's batches 1..batch
 STATES = ("queued", "running", "stopping", "stopped", "completed", "failed", "interrupted", "cancelled")
 ACTIVE_STATES = ("queued", "running", "stopping")        # not to be deleted or resumed
 TRAINING_STATES = ("running", "stopping")                # a trainer somewhere owns the run
@@ -350,6 +352,7 @@ class Run:
         Drops rows past the checkpoint (their weights were never saved) and restores the row of the
         checkpoint's own epoch when its append failed (a full disk): status.json keeps a copy of it.
         """
+        self.truncate_batch_losses_after(checkpoint_epoch)
         rows = self.read_metrics()
         if any(r["epoch"] > checkpoint_epoch for r in rows):
             self._rewrite_metrics([r for r in rows if r["epoch"] <= checkpoint_epoch])
@@ -375,6 +378,39 @@ class Run:
         writer.writeheader()
         writer.writerows(rows)
         safe_io.atomic_write_text(self._file(METRICS_FILE), buffer.getvalue())
+
+    # --- per-batch losses: the curve inside each epoch, kept after the run ------------------
+    def append_batch_losses(self, epoch: int, batch_losses: Sequence[tuple[int, float]]) -> None:
+        """Appends a finished epoch's (batch, running-mean loss) reports, in one durable append."""
+        path = self._file(BATCHES_FILE)
+        safe_io.cut_partial_last_line(path)
+        lines = [] if safe_io.modified_time(path) and path.stat().st_size else [",".join(BATCH_COLUMNS)]
+        lines += [f"{int(epoch)},{int(batch)},{float(loss)!r}" for batch, loss in batch_losses]
+        safe_io.append_line_durably(path, ("\n".join(lines) + "\n").encode("utf-8"))
+
+    def read_batch_losses(self) -> dict[int, list[tuple[int, float]]]:
+        """{epoch: [(batch, running-mean loss), ...]} for the finished epochs written so far (runs
+        from before this file, and epochs a crash cut short, have none); garbled lines are skipped."""
+        try:
+            text = safe_io.read_text(self._file(BATCHES_FILE), safe_io.MAX_CSV_BYTES)
+        except FileNotFoundError:
+            return {}
+        epochs: dict[int, list[tuple[int, float]]] = {}
+        for line in text.splitlines()[1:] if text.endswith("\n") else text.splitlines()[1:-1]:
+            try:
+                epoch, batch, loss = line.split(",")
+                epochs.setdefault(int(epoch), []).append((int(batch), float(loss)))
+            except ValueError:
+                continue
+        return epochs
+
+    def truncate_batch_losses_after(self, epoch: int) -> None:
+        """Drops the epochs past `epoch`: a resume redoes them from the checkpoint."""
+        epochs = self.read_batch_losses()
+        if any(e > epoch for e in epochs):
+            lines = [",".join(BATCH_COLUMNS)] + [f"{e},{b},{loss!r}" for e, pairs in sorted(epochs.items())
+                                                 if e <= epoch for b, loss in pairs]
+            safe_io.atomic_write_text(self._file(BATCHES_FILE), "\n".join(lines) + "\n")
 
     # --- progress ----------------------------------------------------------------------------
     def write_progress(self, progress: dict[str, Any]) -> None:

@@ -195,6 +195,8 @@ class RunRecorder(keras.callbacks.Callback):
             self.run.write_status(checkpoint_epoch=epoch + 1, epoch=epoch + 1, checkpoint_row=row,
                                   **({"best_epoch": epoch + 1} if best else {}))
         self.run.append_metrics(row)
+        # After the row: the curve inside the epoch, for the charts once progress.json has moved on.
+        self.run.append_batch_losses(epoch + 1, self._batch_losses)
         self.progress.update(phase=self.phase_name, last_epoch=row)
 
 

@@ -67,6 +67,10 @@ def test_failure_then_start_stop_resume(tmp_path, fixture_data_dir):
     assert status["state"] == "completed", status
     assert [r["epoch"] for r in run.read_metrics()] == list(range(1, done + 3))
     assert int(load_checkpoint(run.checkpoint("last")).optimizer.iterations) == (done + 2) * steps_per_epoch
+    # Every finished epoch's batches, once each: the epoch the stop cut short left none.
+    batch_losses = run.read_batch_losses()
+    assert sorted(batch_losses) == list(range(1, done + 3))
+    assert all([b for b, _ in pairs] == list(range(1, steps_per_epoch + 1)) for pairs in batch_losses.values())
     y_true, y_prob = run.read_predictions()
     assert y_prob.shape == (100, 10) and status["test_accuracy"] is not None
 
@@ -86,6 +90,8 @@ def test_trained_run_has_every_file_of_the_contract(trained_run):
     assert row["epoch"] == 1 and row["images_per_second"] > 0 and 0 <= row["val_accuracy"] <= 1
     progress = trained_run.read_progress()
     assert progress["state"] == "completed" and progress["batches"] == progress["batch"] > 0
+    (epoch_1,) = trained_run.read_batch_losses().values()
+    assert len(epoch_1) == progress["batches"] and all(loss > 0 for _, loss in epoch_1)
 
 
 def test_unknown_or_active_runs_cannot_be_resumed(tmp_path, trained_run):

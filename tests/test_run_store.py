@@ -32,8 +32,8 @@ def store(tmp_path):
 # --- structure: nobody outside the store names a run file -----------------------------------------
 RUN_FILE_NAMES = [runs_mod.CONFIG_FILE, runs_mod.STATUS_FILE, runs_mod.METRICS_FILE, runs_mod.PROGRESS_FILE,
                   runs_mod.PREDICTIONS_FILE, runs_mod.LAST_CHECKPOINT, runs_mod.BEST_CHECKPOINT,
-                  runs_mod.STOP_REQUEST_FILE]
-RUN_FILE_CONSTANTS = ["CONFIG_FILE", "STATUS_FILE", "METRICS_FILE", "PROGRESS_FILE", "PREDICTIONS_FILE",
+                  runs_mod.STOP_REQUEST_FILE, runs_mod.BATCHES_FILE]
+RUN_FILE_CONSTANTS = ["CONFIG_FILE", "STATUS_FILE", "METRICS_FILE", "BATCHES_FILE", "PROGRESS_FILE", "PREDICTIONS_FILE",
                       "LAST_CHECKPOINT", "BEST_CHECKPOINT", "CHECKPOINT_DIR", "STOP_REQUEST_FILE"]
 
 
@@ -290,6 +290,26 @@ def test_a_row_whose_append_failed_is_restored_on_resume(store):
     assert run.read_metrics()[1]["loss"] == 0.5
     run.reconcile_metrics(2)                              # idempotent: never twice
     assert [r["epoch"] for r in run.read_metrics()] == [1, 2]
+
+
+def test_batch_losses_are_kept_per_epoch_and_follow_the_checkpoint_on_resume(store):
+    run = store.create(TrainConfig())
+    assert run.read_batch_losses() == {} and run.version("batches") == 0.0
+    run.append_batch_losses(1, [(1, 2.3), (2, 2.1), (3, 1.9)])
+    run.append_batch_losses(2, [(1, 1.5), (2, float("nan"))])
+    assert run.version("batches") > 0
+    losses = run.read_batch_losses()
+    assert losses[1] == [(1, 2.3), (2, 2.1), (3, 1.9)] and losses[2][0] == (1, 1.5)
+    assert np.isnan(losses[2][1][1])                       # a NaN loss is recorded, not dropped
+    with open(run.path / runs_mod.BATCHES_FILE, "a") as fh:
+        fh.write("3,1,1.4")                                # killed mid-append: no newline
+    assert sorted(run.read_batch_losses()) == [1, 2]
+    run.append_batch_losses(3, [(1, 1.3)])                 # the resumed epoch is not glued to it
+    assert run.read_batch_losses()[3] == [(1, 1.3)]
+    # Resuming from epoch 2's checkpoint: epoch 3 is redone, so its batches go.
+    run.reconcile_metrics(2)
+    assert sorted(run.read_batch_losses()) == [1, 2]
+    assert run.read_batch_losses()[1] == [(1, 2.3), (2, 2.1), (3, 1.9)]
 
 
 def test_every_atomic_write_is_fsynced_with_its_folder(store, monkeypatch):
