@@ -26,6 +26,8 @@ from dashboard.style import colour, style_figure
 NO_EPOCHS_TEXT = "No finished epochs yet"
 NO_BATCHES_TEXT = "Waiting for the first batch (the first step compiles the model, 20 s or more)"
 NO_ESTIMATES_TEXT = "No estimates yet"
+NO_BATCH_HISTORY_TEXT = "No finished epoch with its batches recorded yet"
+BATCH_SMOOTHING = 0.9         # the per-batch loss line's EMA when the page's slider is at 0
 LOSS_AXIS = "loss (cross-entropy)"
 ACCURACY_AXIS = "accuracy (%)"
 EPOCH_AXIS = "epoch"
@@ -317,6 +319,54 @@ def batch_loss_figure(batch_losses: Sequence[tuple[int, float]], *, epoch: int |
     if not fig.data:
         return _placeholder(fig, NO_BATCHES_TEXT)
     fig.update_xaxes(tickformat="d")
+    return fig
+
+
+def losses_through_epochs(epochs: dict[int, Sequence[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """(x, per-batch loss) over a whole run from its {epoch: [(batch, running mean), ...]}: x is in
+    epochs, batch b of n in epoch e at e - 1 + b / n, so runs with different batch sizes line up."""
+    xs, ys = [], []
+    for epoch, pairs in sorted(epochs.items()):
+        batches, _, derived = per_batch_losses(pairs)
+        if len(batches):
+            xs.append(epoch - 1 + batches / batches.max())
+            ys.append(derived)
+    return (np.concatenate(xs), np.concatenate(ys)) if xs else (np.array([]), np.array([]))
+
+
+def loss_per_batch_figure(runs: dict[str, dict[int, Sequence[tuple[int, float]]]], *,
+                          smoothing: float = 0.0, uirevision: str = "static") -> go.Figure:
+    """Every finished epoch's per-batch training loss, one colour per run, on an epoch axis: the
+    curve a one-epoch run has instead of a single point per epoch. Each batch's own loss (derived
+    from Keras' running means) is drawn faint; the line is its debiased EMA, at `smoothing` or,
+    when that is 0, at BATCH_SMOOTHING: single batches are too noisy to read unsmoothed."""
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1); got {smoothing!r}")
+    weight = smoothing or BATCH_SMOOTHING
+    fig, max_epoch = go.Figure(), 0.0
+    for i, (label, epochs) in enumerate((runs or {}).items()):
+        x, y = losses_through_epochs(epochs or {})
+        if not len(x):
+            continue
+        max_epoch = max(max_epoch, float(np.ceil(x.max())))
+        name = legend_text(label)
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="lines", name=f"{name} (each batch)", legendgroup=name, showlegend=False,
+            opacity=RAW_OPACITY, line=dict(color=colour(i), width=1),
+            hovertemplate=f"{name}<br>epoch %{{x:.3f}}: %{{y:.4f}}<extra>one batch</extra>"))
+        fig.add_trace(go.Scatter(
+            x=x, y=smooth(y, weight), mode="lines", name=name, legendgroup=name,
+            line=dict(color=colour(i), width=3),
+            hovertemplate=f"{name}<br>epoch %{{x:.3f}}: %{{y:.4f}}<extra>smoothed</extra>"))
+    _finish(fig, uirevision, title="Training loss per batch", x_title=EPOCH_AXIS, y_title=LOSS_AXIS,
+            height=CURVES_HEIGHT)
+    if not fig.data:
+        return _placeholder(fig, NO_BATCH_HISTORY_TEXT)
+    if max_epoch > 2:        # one or two epochs: Plotly's own ticks (0.2, 0.4, ...) say where in them
+        _epoch_ticks(fig, max_epoch)
+    _legend_below(fig)
+    fig.update_xaxes(range=[0, max_epoch])
+    fig.update_layout(title_subtitle_text=f"EMA smoothing {weight:g}; faint lines: each batch")
     return fig
 
 

@@ -159,6 +159,22 @@ def _metrics(root: str, run_id: str, mtime: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _batch_losses(root: str, run_id: str, mtime: float) -> dict[int, list[tuple[int, float]]]:
+    return RunStore(root).get(run_id).read_batch_losses()
+
+
+def batch_losses(run_id: str) -> dict[int, list[tuple[int, float]]]:
+    """{epoch: [(batch, running-mean loss), ...]} of a run's finished epochs ({} when none)."""
+    run = get_run(run_id)
+    return {} if run is None else _batch_losses(str(store().root), run_id, run.version("batches"))
+
+
+def batches_version(run_id: str) -> float:
+    """The version stamp of a run's per-batch losses: it changes when an epoch's batches are added."""
+    return version(run_id, "batches")
+
+
 def metrics_version(run_id: str) -> float:
     """The version stamp of a run's metrics (0 when it has none): it changes exactly when an epoch is added."""
     return version(run_id, "metrics")

@@ -1,6 +1,7 @@
-"""Live curves: loss and accuracy per epoch for one or several runs, the running epoch's batches,
-learning rate and throughput — redrawn in place while a run trains: the running epoch's batches
-every few seconds (less often when a crowd watches), the epoch charts the moment an epoch lands."""
+"""Live curves: loss and accuracy per epoch for one or several runs, every finished epoch's loss
+per batch, the running epoch's batches, learning rate and throughput — redrawn in place while a
+run trains: the running epoch's batches every few seconds (less often when a crowd watches), the
+epoch charts the moment an epoch lands."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import streamlit as st
 from core.runs import ACTIVE_STATES, TRAINING_STATES
 from dashboard import state, url_state
 from dashboard.nav import COMPARE_KEY, COMPARE_PARAM
-from dashboard.charts import (batch_loss_figure, curves_figure, learning_rate_figure, run_legend_label,
-                              throughput_figure)
+from dashboard.charts import (batch_loss_figure, curves_figure, learning_rate_figure, loss_per_batch_figure,
+                              run_legend_label, throughput_figure)
 
 # Each redraw costs the server CPU per viewer, taken from the training it shows (bench/viewers.py
 # measures it), so only the running epoch's batch chart is redrawn on a timer. The epoch charts
@@ -51,11 +52,13 @@ active = next((rid for rid in chosen if rid in training), None)   # the run whos
 # So figures are built once per change of their data and shared, read-only, by every session.
 @st.cache_resource(max_entries=32, show_spinner=False)
 def epoch_figures(versions: tuple, labels: tuple, smoothing: float) -> dict:
-    """The four epoch-level charts for runs at these metrics.csv versions ((run id, mtime), ...)."""
-    frames = {label: state.metrics_frame(rid) for (rid, _), label in zip(versions, labels)}
+    """The charts of finished epochs for runs at these versions ((run id, metrics, batches), ...)."""
+    frames = {label: state.metrics_frame(rid) for (rid, *_), label in zip(versions, labels)}
+    batches = {label: state.batch_losses(rid) for (rid, *_), label in zip(versions, labels)}
     # uirevision keyed by the selection: a redraw keeps the user's zoom until they change runs.
-    revision = "|".join(rid for rid, _ in versions)
+    revision = "|".join(rid for rid, *_ in versions)
     return {"loss": curves_figure(frames, "loss", smoothing=smoothing, uirevision=revision),
+            "batches": loss_per_batch_figure(batches, smoothing=smoothing, uirevision=f"steps-{revision}"),
             "accuracy": curves_figure(frames, "accuracy", smoothing=smoothing, uirevision=revision),
             "lr": learning_rate_figure(frames, uirevision=revision),
             "ips": throughput_figure(frames, uirevision=revision)}
@@ -69,7 +72,7 @@ def batch_figure(run_id: str, epoch, second: int, _batch_losses: tuple):
 
 
 def _figures() -> dict:
-    return epoch_figures(tuple((rid, state.metrics_version(rid)) for rid in chosen),
+    return epoch_figures(tuple((rid, state.metrics_version(rid), state.batches_version(rid)) for rid in chosen),
                          tuple(_legend(rid) for rid in chosen), smoothing)
 
 
@@ -84,6 +87,10 @@ def draw_loss_and_accuracy() -> None:
     left, right = st.columns(2)
     left.plotly_chart(figures["loss"], width="stretch", theme=None, key="loss_chart")
     right.plotly_chart(figures["accuracy"], width="stretch", theme=None, key="accuracy_chart")
+
+
+def draw_loss_per_batch() -> None:
+    st.plotly_chart(_figures()["batches"], width="stretch", theme=None, key="loss_per_batch_chart")
 
 
 def draw_batches() -> None:
@@ -106,7 +113,8 @@ def draw_rate_and_throughput() -> None:
 def _live_snapshot() -> tuple:
     """What the epoch charts and the page's layout depend on: a change means redraw the page."""
     return (tuple(state.job_manager().active_run_ids),
-            tuple((state.metrics_version(rid), state.status(rid).get("state")) for rid in chosen))
+            tuple((state.metrics_version(rid), state.status(rid).get("state")) for rid in chosen),
+            tuple(state.batches_version(rid) for rid in chosen))
 
 
 def watch_live() -> None:
@@ -121,7 +129,15 @@ def watch_live() -> None:
 
 drawn = st.session_state[DRAWN_VERSIONS_KEY] = _live_snapshot()
 any_active = active in chosen or any(run_state in ACTIVE_STATES for _, run_state in drawn[1])
+# The presets train one epoch: a per-epoch chart then holds one point, and the curve is in the batches.
+# (Runs from before batches.csv, or still in their first epoch, have no batch history: no empty chart.)
+with_batches = any(state.batch_losses(rid) for rid in chosen)
+short_runs = all(len(state.metrics_frame(rid)) <= 1 for rid in chosen)
+if with_batches and short_runs:
+    draw_loss_per_batch()
 draw_loss_and_accuracy()
 if any_active:
     st.fragment(run_every=state.live_refresh_seconds(LIVE_REFRESH_SECONDS))(watch_live)()
+if with_batches and not short_runs:
+    draw_loss_per_batch()
 draw_rate_and_throughput()

@@ -104,6 +104,16 @@ def wait_for(predicate, timeout: float = 300, what: str = "condition") -> None:
         time.sleep(0.05)
 
 
+def plotly_values(data):
+    """A trace's array from a chart's JSON: Plotly 6 sends numpy arrays as {"dtype", "bdata"} (base64)."""
+    import base64
+
+    import numpy as np
+    if isinstance(data, dict) and "bdata" in data:
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"])
+    return np.asarray(data)
+
+
 # --- watching a run folder from outside (as another process would) -------------------------------
 def read_status_file(run_dir) -> dict:
     """A run folder's status.json; {} while it is missing or being replaced."""

@@ -252,6 +252,38 @@ def test_batch_loss_placeholder_while_compiling():
     assert_labelled(fig)
 
 
+def test_loss_per_batch_spans_every_epoch_and_lines_up_runs_of_different_batch_sizes():
+    # Run A: two epochs of 4 batches; run B: one epoch of 2 (twice the batch size). Running means in.
+    run_a = {1: [(1, 2.0), (2, 1.5), (3, 1.0), (4, 1.0)], 2: [(1, 0.8), (2, 0.6), (3, 0.6), (4, 0.6)]}
+    run_b = {1: [(1, 2.0), (2, 1.0)]}
+    fig = charts.loss_per_batch_figure({"A": run_a, "B": run_b})
+    lines = [t for t in fig.data if t.showlegend is not False]
+    faint = [t for t in fig.data if t.showlegend is False]
+    assert [t.name for t in lines] == ["A", "B"] and len(faint) == 2
+    assert list(faint[0].x) == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0])
+    assert list(faint[0].y) == pytest.approx([2.0, 1.0, 0.0, 1.0, 0.8, 0.4, 0.6, 0.6])   # each batch's own
+    assert list(faint[1].x) == pytest.approx([0.5, 1.0])             # batch 1 of 2 sits mid-epoch
+    assert lines[0].line.color == faint[0].line.color != lines[1].line.color
+    assert faint[0].opacity < 1 and faint[0].line.width < lines[0].line.width
+    # The slider at 0: the line is a 0.9 EMA (single batches are noise); at 0.5, that.
+    assert list(lines[0].y) == pytest.approx(list(charts.smooth(faint[0].y, charts.BATCH_SMOOTHING)))
+    assert "0.9" in fig.layout.title.subtitle.text
+    half = charts.loss_per_batch_figure({"A": run_a}, smoothing=0.5)
+    assert list(half.data[1].y) == pytest.approx(list(charts.smooth(faint[0].y, 0.5)))
+    assert fig.layout.title.text == "Training loss per batch"
+    assert fig.layout.xaxis.title.text == "epoch" and list(fig.layout.xaxis.range) == [0, 2]
+    assert fig.layout.yaxis.title.text == "loss (cross-entropy)"
+    assert_labelled(fig)
+
+
+def test_loss_per_batch_placeholder_and_bad_smoothing():
+    fig = charts.loss_per_batch_figure({"old run": {}})
+    assert not fig.data and fig.layout.annotations[0].text == charts.NO_BATCH_HISTORY_TEXT
+    assert_labelled(fig)
+    with pytest.raises(ValueError, match="smoothing"):
+        charts.loss_per_batch_figure({}, smoothing=1.0)
+
+
 # --- learning rate and throughput ---------------------------------------------------------------
 def test_learning_rate_is_a_step_line_on_a_log_axis():
     fig = charts.learning_rate_figure({"a": metrics(), "b": metrics(2)}, uirevision="lr")
@@ -334,6 +366,7 @@ def test_epoch_time_figure_handles_missing_estimates_and_empty_input():
 def test_builders_use_house_fonts():
     from dashboard.style import BASE_FONT_SIZE
     for fig in (charts.curves_figure({"r": metrics()}, "loss"), charts.batch_loss_figure([(1, 1.0)]),
+                charts.loss_per_batch_figure({"r": {1: [(1, 1.0)]}}),
                 charts.learning_rate_figure({"r": metrics()}), charts.throughput_figure({"r": metrics()}),
                 charts.epoch_time_figure(estimates())):
         assert fig.layout.font.size == BASE_FONT_SIZE

@@ -4,7 +4,6 @@ compare runs) on the shared trained run, and unit tests of their pure helpers
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import shutil
@@ -20,6 +19,7 @@ from PIL import Image
 from core.data import CLASS_NAMES
 from core.evaluate import evaluate, mistakes
 from core.runs import PREDICTIONS_FILE, RunStore
+from conftest import plotly_values
 from dashboard import compare_charts, nav, slides
 
 PRESENT, TRY, REPORT, COMPARE = ("../pages/present.py", "../pages/try_image.py", "../pages/report.py",
@@ -41,13 +41,6 @@ def _query(at) -> dict[str, str]:
 
 def _figures(at) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
-def _values(data) -> np.ndarray:
-    """A trace's array: Plotly 6 sends numpy arrays as {"dtype", "bdata"} (base64)."""
-    if isinstance(data, dict) and "bdata" in data:
-        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"])
-    return np.asarray(data)
 
 
 def _images(at) -> list:
@@ -171,12 +164,12 @@ def test_curves_slide_of_a_training_run_redraws_itself(app, trained_run, tmp_pat
         assert any("Training right now" in m.value for m in at.markdown)
         at = app(PRESENT, runs_dir=runs, present="1", run=run.run_id, slide="5")
         loss = _figures(at)[0]
-        assert len(_values(loss["data"][0]["x"])) == 1
+        assert len(plotly_values(loss["data"][0]["x"])) == 1
         row = dict(run.read_metrics()[-1], epoch=2)
         run.append_metrics(row)
         at.run()                                   # what the fragment's timer does in a browser
         assert not at.exception
-        assert list(_values(_figures(at)[0]["data"][0]["x"])) == [1, 2]
+        assert list(plotly_values(_figures(at)[0]["data"][0]["x"])) == [1, 2]
     finally:
         mark_active(run.run_id, False)
 
@@ -310,7 +303,7 @@ def test_compare_page(app, two_runs):
     assert set(settings.index) == {"variant", "learning_rate", "optimizer"}
     assert settings.loc["variant"].tolist() == ["b2", "b0"] or settings.loc["variant"].tolist() == ["b0", "b2"]
     # per-class accuracy side by side
-    bars = {t["name"]: _values(t["y"]) for t in per_class["data"]}
+    bars = {t["name"]: plotly_values(t["y"]) for t in per_class["data"]}
     assert bars["B0"] == pytest.approx(100 * base.per_class["recall"].to_numpy())
     assert bars["B2"] == pytest.approx(100 * other.per_class["recall"].to_numpy())
     # confusion difference: B2 − B0 (the older run is the baseline), diagonal blank

@@ -3,13 +3,15 @@ nothing in core is mocked."""
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import APP
+from conftest import APP, plotly_values
 from core.jobs import JobManager
 
 TRAIN, CURVES, RUNS = "../pages/train.py", "../pages/curves.py", "../pages/runs.py"
@@ -144,7 +146,11 @@ def test_more_training_images_than_the_data_holds_are_refused_before_start(app):
 def test_curves_page_overlays_runs(app, trained_run):
     at = app(CURVES, runs_dir=trained_run.path.parent)
     charts = at.get("plotly_chart")
-    assert len(charts) >= 4
+    assert len(charts) >= 5
+    # A one-epoch run's curve is its batches: that chart comes first, with a point per batch.
+    first = json.loads(charts[0].proto.spec)
+    assert first["layout"]["title"]["text"] == "Training loss per batch"
+    assert len(plotly_values(first["data"][0]["x"])) == trained_run.read_progress()["batches"]
     assert at.multiselect[0].value == [trained_run.run_id]
     assert at.query_params["runs"] == [trained_run.run_id] or at.query_params["runs"] == trained_run.run_id
 
