@@ -192,6 +192,8 @@ else:
             pixels = np.ascontiguousarray(images[index])
             col.image(thumbnail_png(pixels.tobytes(), pixels.shape, size, method),
                       caption=caption(item["true"], item["predicted"], item["confidence"]),
-                      output_format="PNG")   # PNG: JPEG would blur the crisp pixels
+                      # PNG: JPEG would blur the crisp pixels. The width, because without it a
+                      # caption wider than the image ("automobile → truck (93%)") stretches it.
+                      width=size, output_format="PNG")
             col.button("Inspect", key=f"inspect_{index}", on_click=open_detail, args=(index,),
                        help=f"Test image #{index}: top-5 probabilities and a saliency map")
