@@ -130,9 +130,10 @@ def watch_live() -> None:
 drawn = st.session_state[DRAWN_VERSIONS_KEY] = _live_snapshot()
 any_active = active in chosen or any(run_state in ACTIVE_STATES for _, run_state in drawn[1])
 # The presets train one epoch: a per-epoch chart then holds one point, and the curve is in the batches.
+# Decided by the epochs a run is set to train, not those done, so that a live page keeps its layout.
 # (Runs from before batches.csv, or still in their first epoch, have no batch history: no empty chart.)
 with_batches = any(state.batch_losses(rid) for rid in chosen)
-short_runs = all(len(state.metrics_frame(rid)) <= 1 for rid in chosen)
+short_runs = all(by_id[rid].epochs <= 1 for rid in chosen)
 if with_batches and short_runs:
     draw_loss_per_batch()
 draw_loss_and_accuracy()
