@@ -4,7 +4,6 @@ nothing in core is mocked."""
 from __future__ import annotations
 
 import json
-
 import shutil
 import time
 

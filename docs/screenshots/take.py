@@ -5,8 +5,9 @@ in Debian's Chromium as the browser tests drive it (tests/browser.py).
 
 RUNS_DIR holds the finished runs to show (the README's came from `bench/recipes.py --recipe
 quick-demo` and `--recipe best-cpu`, named "Quick demo" and "Best on a laptop"); the newest run is
-the one the result pages open on, and Live curves shows them all. Each picture is the first screen of its page at 1400 x 1000, what
-a person sees before scrolling. Exits non-zero if a page shows an exception.
+the one the result pages open on, and Live curves shows them all. Each picture is the first screen
+of its page at 1400 x 1000, what a person sees before scrolling. Exits non-zero if a page shows an
+exception.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-
+sys.path.insert(0, str(ROOT / "tests"))    # the browser tests' helpers
 sys.path.insert(0, str(ROOT))
 
 from browser import chromium_page, exceptions_shown, settle, streamlit_server  # noqa: E402
