@@ -384,9 +384,9 @@ class Run:
         """Appends a finished epoch's (batch, running-mean loss) reports, in one durable append."""
         path = self._file(BATCHES_FILE)
         safe_io.cut_partial_last_line(path)
-        lines = [] if safe_io.modified_time(path) and path.stat().st_size else [",".join(BATCH_COLUMNS)]
-        lines += [f"{int(epoch)},{int(batch)},{float(loss)!r}" for batch, loss in batch_losses]
-        safe_io.append_line_durably(path, ("\n".join(lines) + "\n").encode("utf-8"))
+        has_header = safe_io.modified_time(path) and path.stat().st_size
+        text = _batch_lines({epoch: batch_losses}, header=not has_header)
+        safe_io.append_line_durably(path, text.encode("utf-8"))
 
     def read_batch_losses(self) -> dict[int, list[tuple[int, float]]]:
         """{epoch: [(batch, running-mean loss), ...]} for the finished epochs written so far (runs
@@ -408,9 +408,8 @@ class Run:
         """Drops the epochs past `epoch`: a resume redoes them from the checkpoint."""
         epochs = self.read_batch_losses()
         if any(e > epoch for e in epochs):
-            lines = [",".join(BATCH_COLUMNS)] + [f"{e},{b},{loss!r}" for e, pairs in sorted(epochs.items())
-                                                 if e <= epoch for b, loss in pairs]
-            safe_io.atomic_write_text(self._file(BATCHES_FILE), "\n".join(lines) + "\n")
+            kept = {e: pairs for e, pairs in epochs.items() if e <= epoch}
+            safe_io.atomic_write_text(self._file(BATCHES_FILE), _batch_lines(kept, header=True))
 
     # --- progress ----------------------------------------------------------------------------
     def write_progress(self, progress: dict[str, Any]) -> None:
@@ -552,6 +551,13 @@ class Run:
             end = _number(status.get("ended_at")) or _number(status.get("heartbeat"))
             summary.duration_seconds = max(0.0, end - started_at)
         return summary
+
+
+def _batch_lines(epochs: dict[int, Sequence[tuple[int, float]]], *, header: bool) -> str:
+    """batches.csv text for {epoch: [(batch, loss), ...]}, each line ending in a newline."""
+    lines = [",".join(BATCH_COLUMNS)] if header else []
+    lines += [f"{int(e)},{int(b)},{float(loss)!r}" for e, pairs in sorted(epochs.items()) for b, loss in pairs]
+    return "".join(line + "\n" for line in lines)
 
 
 def _number(value: Any) -> float:
