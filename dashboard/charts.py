@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -368,6 +368,13 @@ def loss_per_batch_figure(runs: dict[str, dict[int, Sequence[tuple[int, float]]]
     fig.update_xaxes(range=[0, max_epoch])
     fig.update_layout(title_subtitle_text=f"EMA smoothing {weight:g}; faint lines: each batch")
     return fig
+
+
+def loss_per_batch_leads(epochs_set: Iterable[int]) -> bool:
+    """Whether the per-batch loss chart goes before the per-epoch charts: every run shown is set to
+    train one epoch (the presets), so each per-epoch chart holds a single point and the curve is in
+    the batches. Decided by the epochs a run is set to, not those done, so a live page keeps its layout."""
+    return all(int(epochs) <= 1 for epochs in epochs_set)
 
 
 # --- planning ------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import math
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,8 @@ import plotly.io as pio
 
 from core.data import CLASS_NAMES
 from core.evaluate import Evaluation
-from dashboard.charts import curves_figure, run_legend_label
+from dashboard.charts import (BATCH_SMOOTHING, curves_figure, loss_per_batch_figure, loss_per_batch_leads,
+                              run_legend_label)
 from dashboard.images import caption, upscale
 from dashboard.result_charts import confusion_figure, per_class_error_figure
 from dashboard.style import FONT_FAMILY
@@ -196,8 +198,34 @@ def _mistakes_grid(mistakes: pd.DataFrame, images: np.ndarray | None, limit: int
     return '<div class="mistakes">' + "".join(items) + "</div>"
 
 
+def _curves(charts: _Charts, label: str, metrics: pd.DataFrame,
+            batch_losses: Mapping[int, Sequence[tuple[int, float]]] | None, epochs: int) -> str:
+    """The curves section: loss and accuracy per epoch, and the loss per batch where it was recorded,
+    first for a one-epoch run (whose per-epoch charts hold one point each)."""
+    epoch_note = ('<p class="note">Per epoch. Solid: training set; dashed: validation set. Hover for '
+                  "values, drag to zoom, double-click to reset.</p>")
+    batch_note = ('<p class="note">Per batch, every finished epoch: the thick line is the training '
+                  f"loss smoothed (EMA {BATCH_SMOOTHING:g}), the faint one each batch's own loss.</p>")
+
+    def epoch_charts() -> str:
+        loss = charts(curves_figure({label: metrics}, "loss"), "loss")
+        accuracy = charts(curves_figure({label: metrics}, "accuracy"), "accuracy")
+        return f'{epoch_note}<div class="grid2">{loss}{accuracy}</div>'
+
+    def batch_chart() -> str:
+        return batch_note + charts(loss_per_batch_figure({label: dict(batch_losses)}), "loss-per-batch")
+
+    if not batch_losses:
+        return epoch_charts()
+    # Left to right: the chart made first is the one that carries plotly.js, and it must come first.
+    if loss_per_batch_leads([epochs]):
+        return batch_chart() + epoch_charts()
+    return epoch_charts() + batch_chart()
+
+
 def build_report(*, run_id: str, config: dict[str, Any], status: dict[str, Any], metrics: pd.DataFrame,
                  evaluation: Evaluation, mistakes: pd.DataFrame, images: np.ndarray | None,
+                 batch_losses: Mapping[int, Sequence[tuple[int, float]]] | None = None,
                  generated: datetime | None = None, mistakes_shown: int = MISTAKES_SHOWN) -> str:
     """The run as one HTML document that needs no network. (Longer than our usual functions on
     purpose: the document's template is inline, so the whole page reads in one place.)
@@ -210,6 +238,8 @@ def build_report(*, run_id: str, config: dict[str, Any], status: dict[str, Any],
         evaluation: core.evaluate.evaluate() of its test predictions.
         mistakes: core.evaluate.mistakes() of the same predictions, ranked (most confident first).
         images: The test images the predictions are for (N, 32, 32, 3), or None when unavailable.
+        batch_losses: Every finished epoch's per-batch losses (core.runs.Run.read_batch_losses);
+            None or empty for a run from before they were recorded (no per-batch chart then).
         generated: When the report was made (default: now).
         mistakes_shown: How many of the top mistakes to embed.
 
@@ -224,8 +254,7 @@ def build_report(*, run_id: str, config: dict[str, Any], status: dict[str, Any],
     named = f"{named} · " if named else ""
     variant = str(config.get("variant", "?")).upper()
     charts = _Charts()
-    loss = charts(curves_figure({label: metrics}, "loss"), "loss")
-    accuracy = charts(curves_figure({label: metrics}, "accuracy"), "accuracy")
+    curves = _curves(charts, label, metrics, batch_losses, int(config.get("epochs", 1)))
     confusion = charts(confusion_figure(evaluation.confusion, selectable=False), "confusion")
     per_class = charts(per_class_error_figure(evaluation.per_class), "per-class")
 
@@ -266,9 +295,7 @@ takes them.</p>
 {_settings_table(config)}
 <table class="status">{status_rows}</table>
 <h2 id="curves">Training curves</h2>
-<p class="note">Solid: training set; dashed: validation set. Hover for values, drag to zoom,
-double-click to reset.</p>
-<div class="grid2">{loss}{accuracy}</div>
+{curves}
 <h2 id="confusion">Confusion matrix</h2>
 <p class="note">Rows: the true class; columns: what the model predicted. The diagonal holds the
 correct answers; {wrong:,} of {evaluation.n:,} test images are off it.</p>

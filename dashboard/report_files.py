@@ -1,6 +1,6 @@
 """The shareable report of a run, built once per version of what it shows (config, status,
-metrics, predictions) and shared by every session: dashboard/report.py builds the HTML, this
-caches it for the Report page."""
+metrics, per-batch losses, predictions) and shared by every session: dashboard/report.py builds
+the HTML, this caches it for the Report page."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def _report(root: str, run_id: str, times: tuple[float, ...], images_ok: bool) -
         images = images if len(images) == evaluation.n else None
     html = build_report(run_id=run_id, config=run.read_config().to_dict(), status=state.status(run_id),
                         metrics=state.metrics_frame(run_id), evaluation=evaluation,
-                        mistakes=mistakes(y_true, y_prob), images=images, generated=datetime.now())
+                        mistakes=mistakes(y_true, y_prob), images=images, batch_losses=run.read_batch_losses(),
+                        generated=datetime.now())
     return html, per_class_csv(evaluation)
 
 
@@ -39,6 +40,6 @@ def report_files(run_id: str) -> tuple[str, str, str | None]:
     except DataError as exc:
         images_ok, note = False, f"The test images could not be loaded, so the mistakes are listed without them: {exc}"
     run = state.get_run(run_id)
-    times = run.versions("config", "status", "metrics", "predictions") if run else ()
+    times = run.versions("config", "status", "metrics", "batches", "predictions") if run else ()
     html, csv = _report(str(state.store().root), run_id, times, images_ok)
     return html, csv, note

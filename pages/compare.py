@@ -1,8 +1,8 @@
 """Compare runs: one sentence on top per run saying what it changed against the oldest and what that
-did ("B2 instead of B0, same settings: +6.1 points; cat↔dog confusions −40"), then curves overlaid,
-settings side by side with the differences highlighted,
-per-class accuracy side by side, and how two runs' confusions differ ("B2 confuses cat and dog
-40 fewer times than B0").
+did ("B2 instead of B0, same settings: +6.1 points; cat↔dog confusions −40"), then curves overlaid
+(per epoch, and per batch where the runs recorded it: first for one-epoch runs), settings side by
+side with the differences highlighted, per-class accuracy side by side, and how two runs'
+confusions differ ("B2 confuses cat and dog 40 fewer times than B0").
 
 ?runs=id1,id2 opens the page on those runs (the same parameter as the curves page).
 """
@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.evaluate import compare_confusions
 from dashboard import state, url_state
-from dashboard.charts import curves_figure
+from dashboard.charts import curves_figure, loss_per_batch_figure, loss_per_batch_leads
 from dashboard.nav import COMPARE_KEY, COMPARE_PARAM
 from dashboard.compare_charts import (change_sentence, confusion_difference_figure, differing_rows,
                                       highlight_differences, pair_changes, per_class_accuracy_figure,
@@ -65,12 +65,26 @@ for rid in [r for r in chosen if r != oldest][:SENTENCES_ON_TOP]:
 # --- curves -------------------------------------------------------------------------------------------
 st.subheader("Curves", anchor=False)
 frames = {labels[rid]: state.metrics_frame(rid) for rid in chosen}
-left, right = st.columns(2)
+batch_history = {labels[rid]: state.batch_losses(rid) for rid in chosen}   # {} for runs from before batches.csv
 revision = "|".join(chosen)
+
+
+def draw_loss_per_batch() -> None:
+    st.plotly_chart(loss_per_batch_figure(batch_history, uirevision=f"steps-{revision}"),
+                    key="compare_loss_per_batch", config=CHART_CONFIG, theme=None)
+
+
+with_batches = any(batch_history.values())
+batches_first = with_batches and loss_per_batch_leads(by_id[rid].epochs for rid in chosen)
+if batches_first:
+    draw_loss_per_batch()
+left, right = st.columns(2)
 left.plotly_chart(curves_figure(frames, "loss", uirevision=revision), key="compare_loss",
                   config=CHART_CONFIG, theme=None)
 right.plotly_chart(curves_figure(frames, "accuracy", uirevision=revision), key="compare_accuracy",
                    config=CHART_CONFIG, theme=None)
+if with_batches and not batches_first:
+    draw_loss_per_batch()
 
 # --- settings -----------------------------------------------------------------------------------------
 st.subheader("Settings", anchor=False)

@@ -13,7 +13,7 @@ from core.runs import ACTIVE_STATES, TRAINING_STATES
 from dashboard import state, url_state
 from dashboard.nav import COMPARE_KEY, COMPARE_PARAM
 from dashboard.charts import (batch_loss_figure, curves_figure, learning_rate_figure, loss_per_batch_figure,
-                              run_legend_label, throughput_figure)
+                              loss_per_batch_leads, run_legend_label, throughput_figure)
 
 # Each redraw costs the server CPU per viewer, taken from the training it shows (bench/viewers.py
 # measures it), so only the running epoch's batch chart is redrawn on a timer. The epoch charts
@@ -129,16 +129,14 @@ def watch_live() -> None:
 
 drawn = st.session_state[DRAWN_VERSIONS_KEY] = _live_snapshot()
 any_active = active in chosen or any(run_state in ACTIVE_STATES for _, run_state in drawn[1])
-# The presets train one epoch: a per-epoch chart then holds one point, and the curve is in the batches.
-# Decided by the epochs a run is set to train, not those done, so that a live page keeps its layout.
-# (Runs from before batches.csv, or still in their first epoch, have no batch history: no empty chart.)
+# Runs from before batches.csv, or still in their first epoch, have no batch history: no empty chart.
 with_batches = any(state.batch_losses(rid) for rid in chosen)
-short_runs = all(by_id[rid].epochs <= 1 for rid in chosen)
-if with_batches and short_runs:
+batches_first = with_batches and loss_per_batch_leads(by_id[rid].epochs for rid in chosen)
+if batches_first:
     draw_loss_per_batch()
 draw_loss_and_accuracy()
 if any_active:
     st.fragment(run_every=state.live_refresh_seconds(LIVE_REFRESH_SECONDS))(watch_live)()
-if with_batches and not short_runs:
+if with_batches and not batches_first:
     draw_loss_per_batch()
 draw_rate_and_throughput()

@@ -18,7 +18,7 @@ from core.history import COMPOUND_SCALING, compound_scaling, history_frame
 from core.runs import ACTIVE_STATES
 from core.variants import VARIANTS
 from dashboard import model_answers, nav, slides, state
-from dashboard.charts import curves_figure
+from dashboard.charts import batch_loss_figure, curves_figure, loss_per_batch_figure, loss_per_batch_leads
 from dashboard.images import caption, overlay_heatmap, upscale
 from dashboard.result_charts import (SCALING_LABELS, confusion_figure, history_scatter_figure, runs_frame,
                                      scaling_figure)
@@ -196,23 +196,44 @@ def config_slide() -> None:
         st.caption(f"Run {run_id}")
 
 
+EPOCH_CURVES_NOTE = "Solid: the training images. Dashed: validation images it never learns from."
+BATCH_CURVES_NOTE = ("Left: the loss on each batch of training images (thick: smoothed). Right: solid, the "
+                     "training images; dashed, validation images it never learns from.")
+
+
+def loss_figure(frames: dict, progress: dict) -> tuple:
+    """(the slide's loss chart, the note under it). A one-epoch run (the presets) has one point per
+    epoch, so its slide shows the loss batch by batch: every recorded batch once the epoch is done,
+    the running epoch's batches while it trains; other runs, and a one-epoch run before its first
+    batch, the loss per epoch."""
+    if loss_per_batch_leads([summary.epochs]):
+        history = state.batch_losses(run_id)
+        if history:
+            return loss_per_batch_figure({variant: history}, uirevision=f"steps-{run_id}"), BATCH_CURVES_NOTE
+        if progress.get("batch_losses"):
+            return (batch_loss_figure(progress["batch_losses"], epoch=progress.get("epoch"),
+                                      uirevision=f"batch-{run_id}"), BATCH_CURVES_NOTE)
+    return curves_figure(frames, "loss", uirevision=run_id), EPOCH_CURVES_NOTE
+
+
 def draw_curves(live: bool) -> None:
     if live:
         state.keep_live_refresh_in_budget(slides.LIVE_REFRESH_SECONDS)
     frames = {variant: state.metrics_frame(run_id)}
-    cols = st.columns(2)
-    for col, metric in zip(cols, ("loss", "accuracy")):
-        with col:
-            chart(slides.projector(curves_figure(frames, metric, uirevision=run_id), slides.HALF_CHART_HEIGHT),
-                  f"slide_{metric}")
-    if live:
-        # From memory when this server trains it, else from its progress file (the CLI, another server).
-        progress = state.job_manager().progress(run_id) if summary.state in ACTIVE_STATES else {}
-        if progress:
-            st.markdown(f"**Live:** {progress.get('phase', 'training')}, epoch {progress.get('epoch')} of "
-                        f"{progress.get('epochs')}, batch {progress.get('batch')} of {progress.get('batches')}.")
-    else:
-        st.markdown("Solid: the training images. Dashed: validation images it never learns from.")
+    # From memory when this server trains it, else from its progress file (the CLI, another server).
+    progress = state.job_manager().progress(run_id) if live and summary.state in ACTIVE_STATES else {}
+    loss, note = loss_figure(frames, progress)
+    left, right = st.columns(2)
+    with left:
+        chart(slides.projector(loss, slides.HALF_CHART_HEIGHT), "slide_loss")
+    with right:
+        chart(slides.projector(curves_figure(frames, "accuracy", uirevision=run_id), slides.HALF_CHART_HEIGHT),
+              "slide_accuracy")
+    if progress:
+        st.markdown(f"**Live:** {progress.get('phase', 'training')}, epoch {progress.get('epoch')} of "
+                    f"{progress.get('epochs')}, batch {progress.get('batch')} of {progress.get('batches')}.")
+    elif not live:
+        st.markdown(note)
 
 
 def curves_slide() -> None:

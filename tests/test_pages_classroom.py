@@ -18,7 +18,7 @@ from PIL import Image
 
 from core.data import CLASS_NAMES
 from core.evaluate import evaluate, mistakes
-from core.runs import PREDICTIONS_FILE, RunStore
+from core.runs import BATCHES_FILE, METRICS_FILE, PREDICTIONS_FILE, RunStore
 from conftest import plotly_values
 from dashboard import compare_charts, nav, slides
 
@@ -85,8 +85,11 @@ def test_presentation_from_url_steps_through_every_slide(app, trained_run):
     assert [t["name"] for t in history[0]["data"]] == ["Published (ImageNet)", "Your CIFAR-10 runs"]
     assert history[0]["layout"]["font"]["size"] >= slides.FIG_FONT       # projector-sized
     assert seen["scaling"][0][0]["data"][0]["type"] == "bar"
+    # A one-epoch run: its loss per epoch would be one point, so the slide shows it batch by batch.
     loss, accuracy = seen["curves"][0]
-    assert loss["layout"]["title"]["text"] == "Loss per epoch" and len(loss["data"]) == 2
+    batches = sum(len(pairs) for pairs in trained_run.read_batch_losses().values())
+    assert loss["layout"]["title"]["text"] == "Training loss per batch"
+    assert [len(plotly_values(t["x"])) for t in loss["data"]] == [batches, batches]   # each batch, smoothed
     assert accuracy["layout"]["title"]["text"] == "Accuracy per epoch"
     confusion = seen["confusion"][0][0]["data"][0]
     assert confusion["type"] == "heatmap" and np.array(confusion["z"]).sum() == ev.n
@@ -170,6 +173,32 @@ def test_curves_slide_of_a_training_run_redraws_itself(app, trained_run, tmp_pat
         at.run()                                   # what the fragment's timer does in a browser
         assert not at.exception
         assert list(plotly_values(_figures(at)[0]["data"][0]["x"])) == [1, 2]
+    finally:
+        mark_active(run.run_id, False)
+
+
+def test_curves_slide_of_a_one_epoch_run_shows_its_running_batches(app, trained_run, tmp_path):
+    """A one-epoch run still in its epoch has no batches.csv yet: the slide draws the batches of its
+    progress file (what the CLI or another server writes) instead of an empty per-epoch chart."""
+    import os
+    import socket
+
+    from core.runs import mark_active
+    runs = _copy_run(trained_run, tmp_path / "runs")
+    run = RunStore(runs).get(trained_run.run_id)
+    (run.path / BATCHES_FILE).unlink()
+    (run.path / METRICS_FILE).unlink()
+    run.write_status(state="running", pid=os.getpid(), host=socket.gethostname(), epochs=1)
+    run.write_progress({"phase": "training", "epoch": 1, "epochs": 1, "batch": 3, "batches": 5,
+                        "batch_losses": [[1, 2.5], [2, 2.4], [3, 2.2]]})
+    mark_active(run.run_id, True)
+    try:
+        at = app(PRESENT, runs_dir=runs, present="1", run=run.run_id, slide="5")
+        assert not at.exception, [e.value for e in at.exception]
+        loss = _figures(at)[0]
+        assert loss["layout"]["title"]["text"] == "Training loss in epoch 1 (per batch)"
+        assert list(plotly_values(loss["data"][1]["y"])) == [2.5, 2.4, 2.2]       # Keras' running mean
+        assert any("batch 3 of 5" in m.value for m in at.markdown)
     finally:
         mark_active(run.run_id, False)
 
@@ -295,7 +324,10 @@ def test_compare_page(app, two_runs):
     base, other = (evaluate(*RunStore(runs).get(rid).read_predictions()) for rid in (base_id, other_id))
     at = app(COMPARE, runs_dir=runs)
     assert set(at.multiselect(key="compare_chosen").value) == {base_id, other_id}
-    loss, accuracy, per_class, difference = _figures(at)
+    per_batch, loss, accuracy, per_class, difference = _figures(at)
+    # one-epoch runs: the loss batch by batch first (each batch faint, then smoothed, per run)
+    assert per_batch["layout"]["title"]["text"] == "Training loss per batch"
+    assert [t["name"] for t in per_batch["data"] if t.get("showlegend") is not False] in (["B0", "B2"], ["B2", "B0"])
     assert {t["name"] for t in loss["data"]} == {"B0 · train", "B0 · validation", "B2 · train", "B2 · validation"}
     assert accuracy["layout"]["title"]["text"] == "Accuracy per epoch"
     # settings: only the differing ones, highlighted
@@ -319,7 +351,18 @@ def test_compare_page(app, two_runs):
     assert len(at.dataframe[1].value) == len(json.loads((runs / base_id / "config.json").read_text()))
     at.radio(key="compare_scale").set_value("% of the true class").run()
     assert not at.exception
-    assert "% of the true class" in _figures(at)[3]["layout"]["title"]["text"]
+    assert "% of the true class" in _figures(at)[4]["layout"]["title"]["text"]
+
+
+def test_compare_page_puts_the_batches_after_longer_runs_and_leaves_them_out_without_any(app, two_runs):
+    runs, base_id, other_id = two_runs
+    RunStore(runs).get(other_id).write_status(epochs=3)          # set to three epochs: the usual order
+    titles = [f["layout"]["title"]["text"] for f in _figures(app(COMPARE, runs_dir=runs))]
+    assert titles[:3] == ["Loss per epoch", "Accuracy per epoch", "Training loss per batch"]
+    for rid in (base_id, other_id):                              # runs from before batches.csv
+        (runs / rid / BATCHES_FILE).unlink()
+    titles = [f["layout"]["title"]["text"] for f in _figures(app(COMPARE, runs_dir=runs))]
+    assert titles[:2] == ["Loss per epoch", "Accuracy per epoch"] and "Training loss per batch" not in titles
 
 
 def test_compare_page_needs_two_runs(app, trained_run):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 from datetime import datetime
 from html.parser import HTMLParser
@@ -16,13 +17,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import plotly_values
 from core.data import CLASS_NAMES, load_cifar10
 from core.evaluate import evaluate, mistakes
 from dashboard.images import upscale
 from dashboard.report import (MISTAKES_SHOWN, THUMB_SIDE, build_report, csv_filename, per_class_csv,
                               report_filename)
 
-N_CHARTS = 4     # loss, accuracy, confusion matrix, per-class error
+N_CHARTS = 5     # loss per batch, loss and accuracy per epoch, confusion matrix, per-class error
 
 
 class _Tags(HTMLParser):
@@ -48,14 +50,13 @@ def _parse(html: str) -> _Tags:
 
 @pytest.fixture(scope="module")
 def run_data(trained_run, fixture_data_dir):
-    import json
-
     y_true, y_prob = trained_run.read_predictions()
     config = json.loads(trained_run._file("config.json").read_text())
     metrics = pd.DataFrame(trained_run.read_metrics())
     images = load_cifar10(fixture_data_dir, allow_download=False).x_test
     return dict(run_id=trained_run.run_id, config=config, status=trained_run.read_status(), metrics=metrics,
-                evaluation=evaluate(y_true, y_prob), mistakes=mistakes(y_true, y_prob), images=images)
+                evaluation=evaluate(y_true, y_prob), mistakes=mistakes(y_true, y_prob), images=images,
+                batch_losses=trained_run.read_batch_losses())
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,30 @@ def test_report_is_self_contained(report):
     assert len(charts) == N_CHARTS
     assert len(re.findall(r'Plotly\.newPlot\(\s*"chart-', report)) == N_CHARTS
     assert 3_000_000 < len(report.encode()) < 7_000_000
+
+
+def _chart_ids(html: str) -> list[str]:
+    return re.findall(r'Plotly\.newPlot\(\s*"chart-([a-z-]+)"', html)
+
+
+def test_one_epoch_report_leads_with_the_loss_per_batch(report, run_data):
+    """The trained run is set to one epoch: its per-epoch charts hold one point each, so the curve
+    batch by batch comes first, and carries plotly.js (the first chart of the file must)."""
+    assert run_data["config"]["epochs"] == 1 and run_data["batch_losses"]
+    assert _chart_ids(report) == ["loss-per-batch", "loss", "accuracy", "confusion", "per-class"]
+    assert report.index("window.PlotlyConfig") < report.index('id="chart-loss-per-batch"')
+    batches = sum(len(pairs) for pairs in run_data["batch_losses"].values())
+    figure = re.search(r'Plotly\.newPlot\(\s*"chart-loss-per-batch",\s*(\[.*?\]),\s*\{', report, re.S)
+    traces = json.loads(figure.group(1))
+    assert [len(plotly_values(t["x"])) for t in traces] == [batches, batches]    # each batch, and smoothed
+
+
+def test_longer_runs_put_the_batches_after_the_epochs_and_older_runs_go_without(run_data):
+    longer = build_report(**dict(run_data, config={**run_data["config"], "epochs": 3}))
+    assert _chart_ids(longer) == ["loss", "accuracy", "loss-per-batch", "confusion", "per-class"]
+    older = build_report(**dict(run_data, batch_losses={}))
+    assert _chart_ids(older) == ["loss", "accuracy", "confusion", "per-class"]
+    assert "Per batch" not in older
 
 
 def test_report_holds_settings_tables_and_mistakes(report, run_data):
