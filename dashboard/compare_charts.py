@@ -1,13 +1,15 @@
 """Builders for the run-comparison page: tables and figures from several runs, no st.* calls.
 
-Runs are named by short labels ("B0", "B2"; "B0 · 1423-3f9a" when two runs share a variant), so
-sentences read like "B2 confuses cat and dog 40 fewer times than B0".
+Runs are named by short labels (their names, "Quick demo", or their variants, "B0", "B2"; "B0 ·
+1423-3f9a" when two runs would share one), so sentences read like "B2 confuses cat and dog 40 fewer
+times than B0".
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -29,11 +31,12 @@ def short_id(run_id: str) -> str:
     return f"{match.group(1)}-{match.group(2)}" if match else str(run_id)
 
 
-def short_labels(variants: Mapping[str, str]) -> dict[str, str]:
-    """{run_id: label}: the variant ("B2") when it names one run, else variant and short id."""
-    names = {rid: (v or "?").upper() for rid, v in variants.items()}
-    counts = pd.Series(list(names.values())).value_counts()
-    return {rid: name if counts[name] == 1 else f"{name} · {short_id(rid)}" for rid, name in names.items()}
+def short_labels(variants: Mapping[str, str], names: Mapping[str, str] | None = None) -> dict[str, str]:
+    """{run_id: label}: the run's name ("Quick demo") when it was given one, else its variant ("B2");
+    a label two runs would share gets each run's short id ("B0 · 1423-3f9a")."""
+    labels = {rid: ((names or {}).get(rid) or "").strip() or (v or "?").upper() for rid, v in variants.items()}
+    counts = Counter(labels.values())
+    return {rid: label if counts[label] == 1 else f"{label} · {short_id(rid)}" for rid, label in labels.items()}
 
 
 def _text(value) -> str:

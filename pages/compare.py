@@ -43,7 +43,7 @@ if len(chosen) < 2:
     st.info("Choose at least two runs.")
     st.stop()
 
-labels = short_labels({rid: by_id[rid].variant for rid in chosen})
+labels = short_labels({rid: by_id[rid].variant for rid in chosen}, {rid: by_id[rid].name for rid in chosen})
 
 
 # --- in one sentence: what each run changed against the oldest, and what that did ---------------------

@@ -356,9 +356,11 @@ def test_compare_page(app, two_runs):
 
 def test_compare_page_puts_the_batches_after_longer_runs_and_leaves_them_out_without_any(app, two_runs):
     runs, base_id, other_id = two_runs
-    RunStore(runs).get(other_id).write_status(epochs=3)          # set to three epochs: the usual order
-    titles = [f["layout"]["title"]["text"] for f in _figures(app(COMPARE, runs_dir=runs))]
-    assert titles[:3] == ["Loss per epoch", "Accuracy per epoch", "Training loss per batch"]
+    RunStore(runs).get(other_id).write_status(epochs=3, name="Longer run")   # three epochs: the usual order
+    figures = _figures(app(COMPARE, runs_dir=runs))
+    assert [f["layout"]["title"]["text"] for f in figures[:3]] == ["Loss per epoch", "Accuracy per epoch",
+                                                                   "Training loss per batch"]
+    assert {t["name"] for t in figures[2]["data"] if t.get("showlegend") is not False} == {"B0", "Longer run"}
     for rid in (base_id, other_id):                              # runs from before batches.csv
         (runs / rid / BATCHES_FILE).unlink()
     titles = [f["layout"]["title"]["text"] for f in _figures(app(COMPARE, runs_dir=runs))]
@@ -403,6 +405,11 @@ def test_compare_builders():
                                           "20261125-160000-b2-0002": "b2"})
     assert labels["20261125-160000-b2-0002"] == "B2"
     assert labels["20261125-142301-b0-3f9a"] == "B0 · 1423-3f9a"
+    named = compare_charts.short_labels({"20261125-142301-b0-3f9a": "b0", "20261125-150000-b0-0001": "b0",
+                                         "20261125-160000-b2-0002": "b2"},
+                                        {"20261125-142301-b0-3f9a": "Quick demo", "20261125-160000-b2-0002": "B0"})
+    assert named == {"20261125-142301-b0-3f9a": "Quick demo", "20261125-150000-b0-0001": "B0 · 1500-0001",
+                     "20261125-160000-b2-0002": "B0 · 1600-0002"}      # a name that is another run's variant
     frame = compare_charts.settings_frame({"A": {"lr": 0.001, "flip": True}, "B": {"lr": 0.003, "flip": True,
                                                                                   "extra": 1}})
     assert frame.loc["lr"].tolist() == ["0.001", "0.003"] and frame.loc["extra"].tolist() == ["—", "1"]
