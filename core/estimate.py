@@ -1,4 +1,4 @@
-"""Rough time-per-epoch estimates, from a table of figures we measured, without importing TensorFlow.
+"""Rough time-per-epoch and whole-run estimates, from figures we measured, without importing TensorFlow.
 
 Measured on 2-core CPUs (TensorFlow 2.21, B0 training its whole network, batch 128/32): 300
 images/s at 32 px and 10 images/s at 224 px on the first CPU of DESIGN.md, 193 at 64 px on the
@@ -6,8 +6,9 @@ lab's Xeon. Throughput falls with FLOPs per image roughly as a power law; betwee
 anchors (and beyond the outer ones) the estimate follows the line through them in log-log, and
 FLOPs per image come from the paper's figure at the native resolution scaled by (size / native)².
 A run that trains only part of the network, or part of its steps at a smaller size (progressive
-resizing), is faster by `training_speedup`. GPUs: no figure of
-ours yet, so a GPU estimate is the CPU one divided by GPU_SPEEDUP and labelled as a guess.
+resizing), is faster by `training_speedup`. A whole run (`run_estimate`) adds the validation passes,
+the test set with its mirror pass, and the first step's tracing. GPUs: no figure of ours yet, so a
+GPU estimate is the CPU one divided by GPU_SPEEDUP and labelled as a guess.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ DEPTHWISE_KEPT_SPEEDUP = 280 / 206
 CPU_CORES_MEASURED = 2
 GPU_SPEEDUP = 30.0           # a guess for a recent NVIDIA GPU against those 2 cores; not measured
 FIRST_STEP_SECONDS = 25.0    # graph tracing before the first batch (B7: ~90 s)
+# Predicting (validation, the test set) against training the whole network: B0 @64 px on the lab's
+# Xeon, 576 images/s predicting against 193 training (docs/RECIPES.md, table E).
+PREDICT_SPEEDUP = 576 / 193
+TEST_IMAGES = 10_000         # CIFAR-10's test set, predicted once at the end of every run
+# The share of the test images a test-time flip below a confidence threshold mirrors: 14-37% at
+# 0.80-0.85 for the presets' checkpoints (docs/RECIPES.md, table I).
+UNSURE_SHARE = 0.3
 
 
 def gflops_per_image(variant: str, image_size: int) -> float:
@@ -124,6 +132,38 @@ def epoch_seconds(variant: str, image_size: int, n_images: int, device: dict | N
     """Seconds for one epoch over `n_images` training images (validation not included), training
     the whole network, or `speedup` times faster (`training_speedup`)."""
     return n_images / (images_per_second(variant, image_size, device) * speedup)
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """Seconds a whole run should take, by part (rough: the same measured speeds as epoch_seconds)."""
+
+    training: float      # every epoch's training steps
+    validation: float    # every epoch's pass over the validation images
+    test: float          # the test set at the end, and its mirror pass where the test-time flip is on
+    tracing: float       # the graph tracing before the first step
+
+    @property
+    def total(self) -> float:
+        return self.training + self.validation + self.test + self.tracing
+
+
+def run_estimate(config: Mapping, n_train: int, device: dict | None = None,
+                 n_test: int = TEST_IMAGES) -> RunEstimate:
+    """The whole run of these settings (a TrainConfig's dict) on `n_train` training images: the
+    validation images are the share val_fraction holds out beside them (core.data.split_train_val),
+    every image is predicted PREDICT_SPEEDUP times faster than it trains."""
+    rate = images_per_second(str(config.get("variant", "b0")), int(config["image_size"]), device)
+    epochs = max(1, int(config.get("epochs", 1)))
+    val_fraction = float(config.get("val_fraction", 0.0))
+    n_val = round(n_train * val_fraction / (1 - val_fraction)) if val_fraction < 1 else 0
+    mirrored = 0.0
+    if config.get("test_time_flip"):
+        mirrored = 1.0 if float(config.get("test_time_flip_below", 1.0)) >= 1 else UNSURE_SHARE
+    predict_rate = rate * PREDICT_SPEEDUP
+    return RunEstimate(training=epochs * n_train / (rate * training_speedup(config)),
+                       validation=epochs * n_val / predict_rate,
+                       test=n_test * (1 + mirrored) / predict_rate, tracing=FIRST_STEP_SECONDS)
 
 
 def estimate_table(image_size: int, n_images: int, device: dict | None = None,

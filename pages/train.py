@@ -8,7 +8,8 @@ import streamlit as st
 from core.config import ConfigError, TrainConfig, training_images
 from core.data import check_train_limit, data_status
 from core.memory import check_fits
-from core.estimate import detect_device, device_report, estimate_table, nvidia_gpu_names, training_speedup
+from core.estimate import (detect_device, device_report, estimate_table, nvidia_gpu_names, run_estimate,
+                           training_speedup)
 from core.jobs import JobError
 from core.queue import ordinal, queue_entries
 from core.runs import RESUMABLE_STATES, check_label
@@ -89,7 +90,9 @@ train_limit = int(st.session_state[train_form.KEY_PREFIX + "train_limit"])
 train_images = training_images(train_limit, val_fraction, train_labels)
 device = detect_device()
 # The parts that train set the speed as much as the size does (the head alone: 2.8x the whole base).
-speedup = training_speedup(train_form.form_values())
+form_values = train_form.form_values()
+speedup = training_speedup(form_values)
+whole_run = run_estimate({**form_values, "variant": variant.name}, train_images, device)
 estimates = pd.DataFrame(estimate_table(image_size, train_images, device, speedup))
 estimates["selected"] = estimates["variant"] == variant.name.upper()
 this = estimates[estimates["selected"]].iloc[0]
@@ -98,12 +101,17 @@ m1.metric("Parameters (no top)", f"{variant.base_params / 1e6:.1f} M")
 m2.metric("Layers", variant.base_layers)
 m3.metric("Native resolution", f"{variant.resolution} px")
 m4.metric("ImageNet top-1", f"{variant.imagenet_top1:.1f}%")
-m5.metric("Est. time per epoch", eta_text(this["seconds_per_epoch"]),
-          help=f"Rough estimate for {device['name']} at {image_size} px on {train_images:,} images, scaled from "
-               "figures we measured on 2-core CPUs (B0 training all of it: 300 images/s at 32 px, 193 at 64, "
-               f"10 at 224; what trains here, and progressive resizing where it is on, make it {speedup:.1f}x "
-               "that, docs/RECIPES.md tables E and H); GPU "
-               "figures are a guess. The first step also spends 20 s or more compiling.")
+parts = [f"{eta_text(this['seconds_per_epoch'])} per epoch on {train_images:,} images, so "
+         f"{eta_text(whole_run.training)} of training",
+         f"{eta_text(whole_run.validation)} validating" if whole_run.validation else "no validation",
+         f"{eta_text(whole_run.test)} predicting the test set (and its mirror pass where the test-time flip is on)",
+         f"{eta_text(whole_run.tracing)} compiling the first step"]
+m5.metric("Est. whole run", eta_text(whole_run.total),
+          help=f"Rough estimate for {device['name']} at {image_size} px: " + "; ".join(parts) + ". Scaled from "
+               "figures we measured on 2-core CPUs (B0 training all of it: 300 images/s at 32 px, 193 at 64, 10 at "
+               "224; predicting 3x faster; what trains here, and progressive resizing where it is on, make "
+               f"training {speedup:.1f}x that, docs/RECIPES.md tables E and H); GPU figures are a guess. The "
+               "presets' runs on the lab's 2-core Xeon came within 1.4x of it.")
 with st.expander(f"Time per epoch for every variant at {image_size} px on {device['name']}"):
     st.plotly_chart(epoch_time_figure(estimates), width="stretch", theme=None)
 

@@ -4,9 +4,11 @@ trains only part of the network is estimated faster by what we measured for that
 import pytest
 
 from core.config import TrainConfig
-from core.estimate import (DEPTHWISE_KEPT_SPEEDUP, FINE_TUNE_SPEEDUP, HEAD_ONLY_SPEEDUP, epoch_seconds,
-                           images_per_second, training_speedup)
-from core.presets import BEST_CPU, QUICK_DEMO
+from core.config import training_images
+from core.estimate import (DEPTHWISE_KEPT_SPEEDUP, FINE_TUNE_SPEEDUP, FIRST_STEP_SECONDS, HEAD_ONLY_SPEEDUP,
+                           PREDICT_SPEEDUP, TEST_IMAGES, UNSURE_SHARE, epoch_seconds, images_per_second,
+                           run_estimate, training_speedup)
+from core.presets import BEST_CPU, FROM_SCRATCH, QUICK_DEMO, THIS_MACHINE_IDLE
 
 TWO_CORES = {"kind": "cpu", "name": "CPU, 2 cores", "count": 2}
 
@@ -51,3 +53,28 @@ def test_the_quick_demo_estimate_is_near_what_it_measured():
     assert 139 / 1.5 < seconds < 218 * 1.5
     best = BEST_CPU.config()   # 521 s at 120 px (G); the 224 px anchor is an older, slower CPU's: within 2x
     assert 521 / 2 < epoch_seconds("b0", best.image_size, 50_000, TWO_CORES, training_speedup(best.to_dict())) < 521 * 2
+
+
+def test_a_whole_run_adds_validation_the_test_set_and_its_mirror_and_tracing():
+    config = TrainConfig(image_size=64, epochs=3, val_fraction=0.1, test_time_flip=False).to_dict()
+    rate = images_per_second("b0", 64, TWO_CORES)
+    estimate = run_estimate(config, 45_000, TWO_CORES)
+    assert estimate.training == pytest.approx(3 * epoch_seconds("b0", 64, 45_000, TWO_CORES))
+    assert estimate.validation == pytest.approx(3 * 5_000 / (rate * PREDICT_SPEEDUP))    # 10% held out, each epoch
+    assert estimate.test == pytest.approx(TEST_IMAGES / (rate * PREDICT_SPEEDUP))
+    assert estimate.tracing == FIRST_STEP_SECONDS
+    assert estimate.total == pytest.approx(estimate.training + estimate.validation + estimate.test + FIRST_STEP_SECONDS)
+    every_image = run_estimate({**config, "test_time_flip": True, "test_time_flip_below": 1.0}, 45_000, TWO_CORES)
+    unsure_only = run_estimate({**config, "test_time_flip": True, "test_time_flip_below": 0.85}, 45_000, TWO_CORES)
+    assert every_image.test == pytest.approx(2 * estimate.test)
+    assert unsure_only.test == pytest.approx((1 + UNSURE_SHARE) * estimate.test)
+    assert run_estimate({**config, "val_fraction": 0.0}, 45_000, TWO_CORES).validation == 0
+
+
+def test_the_presets_whole_runs_are_near_what_they_measured():
+    for preset in (QUICK_DEMO, BEST_CPU, FROM_SCRATCH):
+        config = preset.config().to_dict()
+        measured = next(m for m in preset.measured if m.machine == THIS_MACHINE_IDLE)    # the Xeon's minutes
+        minutes = run_estimate(config, training_images(config["train_limit"], config["val_fraction"]),
+                               TWO_CORES).total / 60
+        assert measured.minutes / 1.4 < minutes < measured.minutes * 1.4, (preset.name, minutes, measured.minutes)

@@ -54,10 +54,11 @@ def test_presets_fill_the_form(app, monkeypatch):
     _button(at, "Quick demo").click().run()
     # 64 px with ImageNet weights (the measured recipe); 32 px from scratch where they cannot be had.
     assert at.session_state["cfg_variant"] == "b0" and at.session_state["cfg_image_size"] in (32, 64)
-    # The variant's facts and an epoch-time estimate are shown.
+    # The variant's facts and a whole-run estimate are shown, with its parts.
     labels = {m.label: m.value for m in at.metric}
     assert labels["Layers"] == "237" and labels["ImageNet top-1"] == "77.1%"
-    assert "Est. time per epoch" in labels
+    estimate = next(m for m in at.metric if m.label == "Est. whole run")
+    assert " per epoch on " in estimate.proto.help and " predicting the test set" in estimate.proto.help
     _button(at, "Transfer learning").click().run()
     assert at.session_state["cfg_image_size"] == 224 and at.session_state["cfg_freeze_base"] is True
     assert any("GPU territory" in w.value for w in at.warning)

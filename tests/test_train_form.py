@@ -76,12 +76,12 @@ def test_a_run_whose_weights_file_moved_is_listed_not_damaged(tmp_path):
 
 
 def test_the_estimate_counts_the_images_the_split_leaves(make):
-    """The epoch-time estimate is for the images the engine would train on: the fixture's 300
-    leave 270 after a 10% split and 240 after 20%, and a limit is taken as it is."""
+    """The time estimate is for the images the engine would train on: the fixture's 300 leave 270
+    after a 10% split and 240 after 20%, and a limit is taken as it is."""
     at = make(TRAIN)
 
     def estimate_help():
-        return next(m for m in at.metric if m.label == "Est. time per epoch").proto.help
+        return next(m for m in at.metric if m.label == "Est. whole run").proto.help
 
     assert " on 270 images" in estimate_help()
     at.session_state["cfg_val_fraction"] = 0.2
