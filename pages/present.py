@@ -197,23 +197,48 @@ def config_slide() -> None:
 
 
 EPOCH_CURVES_NOTE = "Solid: the training images. Dashed: validation images it never learns from."
-BATCH_CURVES_NOTE = ("Left: the loss on each batch of training images (thick: smoothed). Right: solid, the "
-                     "training images; dashed, validation images it never learns from.")
+BATCH_CURVES_NOTE = ("The loss on each batch of training images (thick: smoothed). In one epoch the model "
+                     "sees each training image once, so its accuracy is one number, not a curve.")
+
+
+def percent(value) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return f"{100 * number:.1f}%" if np.isfinite(number) else "—"
 
 
 def loss_figure(frames: dict, progress: dict) -> tuple:
-    """(the slide's loss chart, the note under it). A one-epoch run (the presets) has one point per
-    epoch, so its slide shows the loss batch by batch: every recorded batch once the epoch is done,
-    the running epoch's batches while it trains; other runs, and a one-epoch run before its first
-    batch, the loss per epoch."""
+    """(the slide's loss chart, whether it is per batch). A one-epoch run (the presets) has one point
+    per epoch, so its slide shows the loss batch by batch: every recorded batch once the epoch is
+    done, the running epoch's batches while it trains; other runs, and a one-epoch run before its
+    first batch, the loss per epoch."""
     if loss_per_batch_leads([summary.epochs]):
         history = state.batch_losses(run_id)
         if history:
-            return loss_per_batch_figure({variant: history}, uirevision=f"steps-{run_id}"), BATCH_CURVES_NOTE
+            return loss_per_batch_figure({variant: history}, uirevision=f"steps-{run_id}"), True
         if progress.get("batch_losses"):
             return (batch_loss_figure(progress["batch_losses"], epoch=progress.get("epoch"),
-                                      uirevision=f"batch-{run_id}"), BATCH_CURVES_NOTE)
-    return curves_figure(frames, "loss", uirevision=run_id), EPOCH_CURVES_NOTE
+                                      uirevision=f"batch-{run_id}"), True)
+    return curves_figure(frames, "loss", uirevision=run_id), False
+
+
+def one_pass_accuracy(frames: dict, progress: dict) -> None:
+    """A one-epoch run's accuracy as numbers, large: a per-epoch chart of it would be one dot."""
+    if progress:
+        st.metric("Accuracy on the training images so far", percent(progress.get("accuracy")),
+                  help="Averaged over the batches of this pass (Keras' running accuracy)")
+        st.metric("Batches done", f"{progress.get('batch') or 0:,} of {progress.get('batches') or '?'}")
+        return
+    frame = frames[variant]
+    last = frame.iloc[-1] if len(frame) else {}
+    st.metric("Test accuracy", percent(summary.test_accuracy),
+              help="Share of the 10,000 test images, which it never trained on, that it classifies correctly")
+    st.metric("Accuracy on the training images, during its pass", percent(last.get("accuracy")),
+              help="Averaged over the pass, while the model was still learning: so usually below the test accuracy")
+    if np.isfinite(float(last.get("val_accuracy", np.nan))):
+        st.metric("Validation accuracy", percent(last.get("val_accuracy")))
 
 
 def draw_curves(live: bool) -> None:
@@ -222,18 +247,21 @@ def draw_curves(live: bool) -> None:
     frames = {variant: state.metrics_frame(run_id)}
     # From memory when this server trains it, else from its progress file (the CLI, another server).
     progress = state.job_manager().progress(run_id) if live and summary.state in ACTIVE_STATES else {}
-    loss, note = loss_figure(frames, progress)
-    left, right = st.columns(2)
+    loss, per_batch = loss_figure(frames, progress)
+    left, right = st.columns([3, 2], gap="large", vertical_alignment="center") if per_batch else st.columns(2)
     with left:
         chart(slides.projector(loss, slides.HALF_CHART_HEIGHT), "slide_loss")
     with right:
-        chart(slides.projector(curves_figure(frames, "accuracy", uirevision=run_id), slides.HALF_CHART_HEIGHT),
-              "slide_accuracy")
+        if per_batch:
+            one_pass_accuracy(frames, progress)
+        else:
+            chart(slides.projector(curves_figure(frames, "accuracy", uirevision=run_id), slides.HALF_CHART_HEIGHT),
+                  "slide_accuracy")
     if progress:
         st.markdown(f"**Live:** {progress.get('phase', 'training')}, epoch {progress.get('epoch')} of "
                     f"{progress.get('epochs')}, batch {progress.get('batch')} of {progress.get('batches')}.")
     elif not live:
-        st.markdown(note)
+        st.markdown(BATCH_CURVES_NOTE if per_batch else EPOCH_CURVES_NOTE)
 
 
 def curves_slide() -> None:

@@ -78,19 +78,23 @@ def test_presentation_from_url_steps_through_every_slide(app, trained_run):
         assert _query(at)["slide"] == str(number)
         slide = slides.SLIDES[number - 1]
         assert _title(at) == slide.title
-        seen[slide.key] = (_figures(at), _images(at))
+        seen[slide.key] = (_figures(at), _images(at), {m.label: m.value for m in at.metric})
     assert at.button(key="slide_next").disabled                 # the last slide
 
-    history, _ = seen["history"]
+    history, *_ = seen["history"]
     assert [t["name"] for t in history[0]["data"]] == ["Published (ImageNet)", "Your CIFAR-10 runs"]
     assert history[0]["layout"]["font"]["size"] >= slides.FIG_FONT       # projector-sized
     assert seen["scaling"][0][0]["data"][0]["type"] == "bar"
-    # A one-epoch run: its loss per epoch would be one point, so the slide shows it batch by batch.
-    loss, accuracy = seen["curves"][0]
+    # A one-epoch run: its loss per epoch would be one point, so the slide shows it batch by batch,
+    # and its accuracy as numbers.
+    (loss,), _, numbers = seen["curves"]
     batches = sum(len(pairs) for pairs in trained_run.read_batch_losses().values())
     assert loss["layout"]["title"]["text"] == "Training loss per batch"
     assert [len(plotly_values(t["x"])) for t in loss["data"]] == [batches, batches]   # each batch, smoothed
-    assert accuracy["layout"]["title"]["text"] == "Accuracy per epoch"
+    trained = trained_run.read_metrics()[-1]
+    assert numbers["Test accuracy"] == f"{100 * ev.top1_accuracy:.1f}%"
+    assert numbers["Accuracy on the training images, during its pass"] == f"{100 * trained['accuracy']:.1f}%"
+    assert numbers["Validation accuracy"] == f"{100 * trained['val_accuracy']:.1f}%"
     confusion = seen["confusion"][0][0]["data"][0]
     assert confusion["type"] == "heatmap" and np.array(confusion["z"]).sum() == ev.n
     wrong = mistakes(y_true, y_prob)
@@ -190,7 +194,7 @@ def test_curves_slide_of_a_one_epoch_run_shows_its_running_batches(app, trained_
     (run.path / METRICS_FILE).unlink()
     run.write_status(state="running", pid=os.getpid(), host=socket.gethostname(), epochs=1)
     run.write_progress({"phase": "training", "epoch": 1, "epochs": 1, "batch": 3, "batches": 5,
-                        "batch_losses": [[1, 2.5], [2, 2.4], [3, 2.2]]})
+                        "accuracy": 0.41, "batch_losses": [[1, 2.5], [2, 2.4], [3, 2.2]]})
     mark_active(run.run_id, True)
     try:
         at = app(PRESENT, runs_dir=runs, present="1", run=run.run_id, slide="5")
@@ -199,6 +203,8 @@ def test_curves_slide_of_a_one_epoch_run_shows_its_running_batches(app, trained_
         assert loss["layout"]["title"]["text"] == "Training loss in epoch 1 (per batch)"
         assert list(plotly_values(loss["data"][1]["y"])) == [2.5, 2.4, 2.2]       # Keras' running mean
         assert any("batch 3 of 5" in m.value for m in at.markdown)
+        numbers = {m.label: m.value for m in at.metric}
+        assert numbers["Accuracy on the training images so far"] == "41.0%" and numbers["Batches done"] == "3 of 5"
     finally:
         mark_active(run.run_id, False)
 
