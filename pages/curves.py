@@ -131,12 +131,23 @@ drawn = st.session_state[DRAWN_VERSIONS_KEY] = _live_snapshot()
 any_active = active in chosen or any(run_state in ACTIVE_STATES for _, run_state in drawn[1])
 # Runs from before batches.csv, or still in their first epoch, have no batch history: no empty chart.
 with_batches = any(state.batch_losses(rid) for rid in chosen)
-batches_first = with_batches and loss_per_batch_leads(by_id[rid].epochs for rid in chosen)
-if batches_first:
-    draw_loss_per_batch()
-draw_loss_and_accuracy()
-if any_active:
-    st.fragment(run_every=state.live_refresh_seconds(LIVE_REFRESH_SECONDS))(watch_live)()
-if with_batches and not batches_first:
-    draw_loss_per_batch()
+
+
+def draw_live() -> None:
+    if any_active:
+        st.fragment(run_every=state.live_refresh_seconds(LIVE_REFRESH_SECONDS))(watch_live)()
+
+
+if loss_per_batch_leads(by_id[rid].epochs for rid in chosen):
+    # One-epoch runs: the batches are the curve (the running epoch's, then every finished one's);
+    # a per-epoch chart holds one point per run.
+    draw_live()
+    if with_batches:
+        draw_loss_per_batch()
+    draw_loss_and_accuracy()
+else:
+    draw_loss_and_accuracy()
+    draw_live()
+    if with_batches:
+        draw_loss_per_batch()
 draw_rate_and_throughput()

@@ -155,6 +155,31 @@ def test_curves_page_overlays_runs(app, trained_run):
     assert at.query_params["runs"] == [trained_run.run_id] or at.query_params["runs"] == trained_run.run_id
 
 
+def test_a_one_epoch_run_in_training_leads_with_its_running_batches(app, trained_run, tmp_path):
+    """Its epoch charts stay empty until the epoch ends: the running epoch's batches come first."""
+    import os
+    import socket
+
+    from core.runs import BATCHES_FILE, METRICS_FILE, RunStore, mark_active
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_run.path, runs / trained_run.run_id)
+    run = RunStore(runs).get(trained_run.run_id)
+    (run.path / BATCHES_FILE).unlink()
+    (run.path / METRICS_FILE).unlink()
+    run.write_status(state="running", pid=os.getpid(), host=socket.gethostname(), epochs=1)
+    run.write_progress({"phase": "training", "epoch": 1, "epochs": 1, "batch": 3, "batches": 5,
+                        "batch_losses": [[1, 2.5], [2, 2.4], [3, 2.2]]})
+    mark_active(run.run_id, True)
+    try:
+        at = app(CURVES, runs_dir=runs)
+        assert not at.exception, [e.value for e in at.exception]
+        titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+        assert titles[:3] == ["Training loss in epoch 1 (per batch)", "Loss per epoch", "Accuracy per epoch"]
+        assert "Training loss per batch" not in titles                 # no finished epoch to draw
+    finally:
+        mark_active(run.run_id, False)
+
+
 def test_curves_page_with_no_runs(app, tmp_path):
     at = app(CURVES, runs_dir=tmp_path / "empty-runs")
     assert any("No runs yet" in i.value for i in at.info)
