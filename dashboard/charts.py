@@ -71,6 +71,15 @@ def eta_text(seconds: float | None) -> str:
     return format_clock(seconds, unknown="—")
 
 
+def percent_text(fraction) -> str:
+    """A fraction as a percentage with one decimal ("89.9%"); "—" when missing or not a number."""
+    try:
+        number = float(fraction)
+    except (TypeError, ValueError):
+        return "—"
+    return f"{100 * number:.1f}%" if math.isfinite(number) else "—"
+
+
 def _duration_text(seconds: float) -> str:
     """A human duration with two significant figures: "45 s", "2.5 min", "3.1 h", "2.3 d"."""
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):

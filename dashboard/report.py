@@ -23,7 +23,7 @@ import plotly.io as pio
 from core.data import CLASS_NAMES
 from core.evaluate import Evaluation
 from dashboard.charts import (BATCH_SMOOTHING, curves_figure, loss_per_batch_figure, loss_per_batch_leads,
-                              run_legend_label)
+                              percent_text, run_legend_label)
 from dashboard.images import caption, upscale
 from dashboard.result_charts import confusion_figure, per_class_error_figure
 from dashboard.style import FONT_FAMILY
@@ -80,14 +80,6 @@ footer {{ margin-top: 40px; color: #777; font-size: 13px; }}
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _percent(value: Any) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    return f"{100 * number:.1f}%" if math.isfinite(number) else "—"
 
 
 def png_data_uri(image: np.ndarray, side: int = THUMB_SIDE) -> str:
@@ -260,8 +252,8 @@ def build_report(*, run_id: str, config: dict[str, Any], status: dict[str, Any],
 
     finished = len(metrics) if metrics is not None else 0
     facts = [("Model", f"EfficientNet-{variant} @ {config.get('image_size', '?')} px"),
-             ("Top-1 test accuracy", _percent(evaluation.top1_accuracy)),
-             ("Top-5 test accuracy", _percent(evaluation.top5_accuracy)),
+             ("Top-1 test accuracy", percent_text(evaluation.top1_accuracy)),
+             ("Top-5 test accuracy", percent_text(evaluation.top5_accuracy)),
              ("Test images", f"{evaluation.n:,}"),
              ("Epochs", f"{finished} of {status.get('epochs', config.get('epochs', '?'))}")]
     state = str(status.get("state", "unknown"))

@@ -18,7 +18,8 @@ from core.history import COMPOUND_SCALING, compound_scaling, history_frame
 from core.runs import ACTIVE_STATES
 from core.variants import VARIANTS
 from dashboard import model_answers, nav, slides, state
-from dashboard.charts import batch_loss_figure, curves_figure, loss_per_batch_figure, loss_per_batch_leads
+from dashboard.charts import (batch_loss_figure, curves_figure, loss_per_batch_figure, loss_per_batch_leads,
+                              percent_text)
 from dashboard.images import caption, overlay_heatmap, upscale
 from dashboard.result_charts import (SCALING_LABELS, confusion_figure, history_scatter_figure, runs_frame,
                                      scaling_figure)
@@ -201,14 +202,6 @@ BATCH_CURVES_NOTE = ("The loss on each batch of training images (thick: smoothed
                      "sees each training image once, so its accuracy is one number, not a curve.")
 
 
-def percent(value) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    return f"{100 * number:.1f}%" if np.isfinite(number) else "—"
-
-
 def loss_figure(frames: dict, progress: dict) -> tuple:
     """(the slide's loss chart, whether it is per batch). A one-epoch run (the presets) has one point
     per epoch, so its slide shows the loss batch by batch: every recorded batch once the epoch is
@@ -228,18 +221,18 @@ def loss_figure(frames: dict, progress: dict) -> tuple:
 def one_pass_accuracy(frames: dict, progress: dict) -> None:
     """A one-epoch run's accuracy as numbers, large: a per-epoch chart of it would be one dot."""
     if progress:
-        st.metric("Accuracy on the training images so far", percent(progress.get("accuracy")),
+        st.metric("Accuracy on the training images so far", percent_text(progress.get("accuracy")),
                   help="Averaged over the batches of this pass (Keras' running accuracy)")
         st.metric("Batches done", f"{progress.get('batch') or 0:,} of {progress.get('batches') or '?'}")
         return
     frame = frames[variant]
     last = frame.iloc[-1] if len(frame) else {}
-    st.metric("Test accuracy", percent(summary.test_accuracy),
+    st.metric("Test accuracy", percent_text(summary.test_accuracy),
               help="Share of the 10,000 test images, which it never trained on, that it classifies correctly")
-    st.metric("Accuracy on the training images, during its pass", percent(last.get("accuracy")),
+    st.metric("Accuracy on the training images, during its pass", percent_text(last.get("accuracy")),
               help="Averaged over the pass, while the model was still learning: so usually below the test accuracy")
     if np.isfinite(float(last.get("val_accuracy", np.nan))):
-        st.metric("Validation accuracy", percent(last.get("val_accuracy")))
+        st.metric("Validation accuracy", percent_text(last.get("val_accuracy")))
 
 
 def draw_curves(live: bool) -> None:
