@@ -8,6 +8,7 @@ batches. No accuracy: docs/RECIPES.md says what these speeds bought.
     python bench/fine_tune_speed.py [--size 64] [--images 2048] [--policy float32|mixed_bfloat16]
     KERAS_BACKEND=jax python bench/fine_tune_speed.py      # the same under JAX (XLA) on the CPU
     python bench/fine_tune_speed.py --jit                  # TensorFlow with XLA (jit_compile=True)
+    python bench/fine_tune_speed.py --drop-connect-rate 0  # without stochastic depth (Keras: 0.2)
 
 Cases: "head" (frozen base), "from block N" (blocks N..7 and the top conv), "from block N, depthwise
 kept" (their depthwise kernels frozen), and "predict" (inference only).
@@ -37,6 +38,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("EFFLAB_DATA_DIR"))
     parser.add_argument("--case", action="append", choices=CASES, help="repeatable; default: all")
     parser.add_argument("--jit", action="store_true", help="XLA under TensorFlow too (JAX always jits)")
+    parser.add_argument("--drop-connect-rate", type=float, default=0.2,
+                        help="stochastic depth, as TrainConfig.drop_connect_rate (Keras builds 0.2)")
     args = parser.parse_args()
 
     import keras
@@ -49,7 +52,8 @@ def main() -> None:
     keras.mixed_precision.set_global_policy(args.policy)
     cifar = data_mod.load_cifar10(args.data_dir)
     x, y = cifar.x_train[:args.images], keras.utils.to_categorical(cifar.y_train[:args.images], 10)
-    config = TrainConfig(weights="imagenet", image_size=args.size, freeze_base=True, batch_size=args.batch_size)
+    config = TrainConfig(weights="imagenet", image_size=args.size, freeze_base=True, batch_size=args.batch_size,
+                         drop_connect_rate=args.drop_connect_rate)
     jit = args.jit or keras.backend.backend() == "jax"   # JAX without jit dispatches op by op
 
     class BatchTimes(keras.callbacks.Callback):
@@ -76,7 +80,8 @@ def main() -> None:
                 model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0, callbacks=[timer])
             speed = args.batch_size / float(np.median(timer.seconds[:-1] or timer.seconds))
         print(json.dumps({"case": case, "size": args.size, "policy": args.policy,
-                          "backend": keras.backend.backend(), "jit": jit, "images_per_second": round(speed, 1),
+                          "backend": keras.backend.backend(), "jit": jit, "drop_connect_rate": args.drop_connect_rate,
+                          "images_per_second": round(speed, 1),
                           "cores": os.cpu_count()}), flush=True)
         keras.backend.clear_session()
 

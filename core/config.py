@@ -217,9 +217,9 @@ class TrainConfig:
                                  low=0.0, high=0.999, step=0.01)
     drop_connect_rate: float = setting(0.2, "Stochastic depth (base)", "How often the deepest residual block "
                                        "of the base is skipped while training; shallower blocks are skipped "
-                                       "less, in proportion. Keras' EfficientNet uses 0.2; the From scratch "
-                                       "preset, 5 epochs long, uses 0.", "model", low=0.0, high=0.9,
-                                       step=0.05)
+                                       "less, in proportion, frozen ones included. Keras' EfficientNet uses "
+                                       "0.2; the From scratch preset uses 0 (docs/RECIPES.md, tables D and K).",
+                                       "model", low=0.0, high=0.9, step=0.05)
     # --- optimisation
     optimizer: str = setting("adam", "Optimizer", "The update rule.", "optimisation", choices=OPTIMIZERS)
     learning_rate: float = setting(1e-3, "Learning rate", "The step size (of the head's phase when the base is "
