@@ -198,8 +198,7 @@ def config_slide() -> None:
 
 
 EPOCH_CURVES_NOTE = "Solid: the training images. Dashed: validation images it never learns from."
-BATCH_CURVES_NOTE = ("The loss on each batch of training images (thick: smoothed). In one epoch the model "
-                     "sees each training image once, so its accuracy is one number, not a curve.")
+BATCH_CURVES_NOTE = "The loss on each batch of training images (thick: smoothed)."   # one line: no scrolling
 
 
 def loss_figure(frames: dict, progress: dict) -> tuple:
