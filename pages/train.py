@@ -327,3 +327,7 @@ else:
             st.rerun()
         except (JobError, ValueError) as exc:
             st.error(str(exc))
+
+# The page has drawn itself: a Start this session made is on screen, and a double click's window
+# runs from now (dashboard/start_guard.py).
+start_guard.GUARD.page_drawn(state.session_id())
