@@ -64,7 +64,7 @@ class FollowerRun:
     def write_progress(self, snapshot: dict) -> None:
         pass
 
-    def append_batch_losses(self, epoch: int, batch_losses) -> None:
+    def append_batches(self, epoch: int, reports) -> None:
         pass
 
     def write_predictions(self, *args, **kwargs) -> bool:

@@ -21,6 +21,7 @@ import csv
 import fcntl
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -45,7 +46,7 @@ from core.errors import SelfExplainedError
 CONFIG_FILE = "config.json"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.csv"
-BATCHES_FILE = "batches.csv"            # every finished epoch's per-batch running-mean loss
+BATCHES_FILE = "batches.csv"            # every finished epoch's per-batch running-mean loss and accuracy
 PROGRESS_FILE = "progress.json"
 PREDICTIONS_FILE = "predictions.npz"
 CHECKPOINT_DIR = "checkpoints"
@@ -65,7 +66,9 @@ KINDS = ("train", "lr_find")
 CHECKPOINTS = ("last", "best")
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
                   "epoch_seconds", "images_per_second")
-BATCH_COLUMNS = ("epoch", "batch", "loss")   # loss: Keras' running mean over the epoch's batches 1..batch
+# loss and accuracy: Keras' running means over the epoch's batches 1..batch. Files written before
+# accuracy was recorded have three columns; their lines still read, with no accuracy.
+BATCH_COLUMNS = ("epoch", "batch", "loss", "accuracy")
 STATES = ("queued", "running", "stopping", "stopped", "completed", "failed", "interrupted", "cancelled")
 ACTIVE_STATES = ("queued", "running", "stopping")        # not to be deleted or resumed
 TRAINING_STATES = ("running", "stopping")                # a trainer somewhere owns the run
@@ -352,7 +355,7 @@ class Run:
         Drops rows past the checkpoint (their weights were never saved) and restores the row of the
         checkpoint's own epoch when its append failed (a full disk): status.json keeps a copy of it.
         """
-        self.truncate_batch_losses_after(checkpoint_epoch)
+        self.truncate_batches_after(checkpoint_epoch)
         rows = self.read_metrics()
         if any(r["epoch"] > checkpoint_epoch for r in rows):
             self._rewrite_metrics([r for r in rows if r["epoch"] <= checkpoint_epoch])
@@ -379,36 +382,52 @@ class Run:
         writer.writerows(rows)
         safe_io.atomic_write_text(self._file(METRICS_FILE), buffer.getvalue())
 
-    # --- per-batch losses: the curve inside each epoch, kept after the run ------------------
-    def append_batch_losses(self, epoch: int, batch_losses: Sequence[tuple[int, float]]) -> None:
-        """Appends a finished epoch's (batch, running-mean loss) reports, in one durable append."""
+    # --- per-batch reports: the curves inside each epoch, kept after the run -----------------
+    def append_batches(self, epoch: int, reports: Sequence[tuple[int, float, float]]) -> None:
+        """Appends a finished epoch's (batch, running-mean loss, running-mean accuracy) reports, in
+        one durable append."""
         path = self._file(BATCHES_FILE)
         safe_io.cut_partial_last_line(path)
         has_header = safe_io.modified_time(path) and path.stat().st_size
-        text = _batch_lines({epoch: batch_losses}, header=not has_header)
+        text = _batch_lines({epoch: reports}, header=not has_header)
         safe_io.append_line_durably(path, text.encode("utf-8"))
 
-    def read_batch_losses(self) -> dict[int, list[tuple[int, float]]]:
-        """{epoch: [(batch, running-mean loss), ...]} for the finished epochs written so far (runs
-        from before this file, and epochs a crash cut short, have none); garbled lines are skipped."""
+    def read_batches(self) -> dict[int, list[tuple[int, float, float]]]:
+        """{epoch: [(batch, running-mean loss, running-mean accuracy), ...]} for the finished epochs
+        written so far (runs from before this file, and epochs a crash cut short, have none). The
+        accuracy is NaN in lines written before it was recorded; garbled lines are skipped."""
         try:
             text = safe_io.read_text(self._file(BATCHES_FILE), safe_io.MAX_CSV_BYTES)
         except FileNotFoundError:
             return {}
-        epochs: dict[int, list[tuple[int, float]]] = {}
+        epochs: dict[int, list[tuple[int, float, float]]] = {}
         for line in text.splitlines()[1:] if text.endswith("\n") else text.splitlines()[1:-1]:
             try:
-                epoch, batch, loss = line.split(",")
-                epochs.setdefault(int(epoch), []).append((int(batch), float(loss)))
+                epoch, batch, loss, *accuracy = line.split(",")
+                if len(accuracy) > 1:
+                    continue
+                epochs.setdefault(int(epoch), []).append(
+                    (int(batch), float(loss), float(accuracy[0]) if accuracy and accuracy[0] else math.nan))
             except ValueError:
                 continue
         return epochs
 
-    def truncate_batch_losses_after(self, epoch: int) -> None:
+    def read_batch_losses(self) -> dict[int, list[tuple[int, float]]]:
+        """{epoch: [(batch, running-mean loss), ...]} of read_batches()."""
+        return {epoch: [(batch, loss) for batch, loss, _ in reports] for epoch, reports in self.read_batches().items()}
+
+    def read_batch_accuracies(self) -> dict[int, list[tuple[int, float]]]:
+        """{epoch: [(batch, running-mean accuracy), ...]} of read_batches(), for the epochs that
+        recorded it."""
+        epochs = {epoch: [(batch, accuracy) for batch, _, accuracy in reports if accuracy == accuracy]
+                  for epoch, reports in self.read_batches().items()}
+        return {epoch: pairs for epoch, pairs in epochs.items() if pairs}
+
+    def truncate_batches_after(self, epoch: int) -> None:
         """Drops the epochs past `epoch`: a resume redoes them from the checkpoint."""
-        epochs = self.read_batch_losses()
+        epochs = self.read_batches()
         if any(e > epoch for e in epochs):
-            kept = {e: pairs for e, pairs in epochs.items() if e <= epoch}
+            kept = {e: reports for e, reports in epochs.items() if e <= epoch}
             safe_io.atomic_write_text(self._file(BATCHES_FILE), _batch_lines(kept, header=True))
 
     # --- progress ----------------------------------------------------------------------------
@@ -553,10 +572,15 @@ class Run:
         return summary
 
 
-def _batch_lines(epochs: dict[int, Sequence[tuple[int, float]]], *, header: bool) -> str:
-    """batches.csv text for {epoch: [(batch, loss), ...]}, each line ending in a newline."""
+def _batch_lines(epochs: dict[int, Sequence[tuple]], *, header: bool) -> str:
+    """batches.csv text for {epoch: [(batch, loss[, accuracy]), ...]}, each line ending in a newline;
+    a missing or NaN accuracy is left empty."""
+    def accuracy_text(report: tuple) -> str:
+        return repr(float(report[2])) if len(report) > 2 and report[2] == report[2] else ""
+
     lines = [",".join(BATCH_COLUMNS)] if header else []
-    lines += [f"{int(e)},{int(b)},{float(loss)!r}" for e, pairs in sorted(epochs.items()) for b, loss in pairs]
+    lines += [f"{int(e)},{int(r[0])},{float(r[1])!r},{accuracy_text(r)}"
+              for e, reports in sorted(epochs.items()) for r in reports]
     return "".join(line + "\n" for line in lines)
 
 

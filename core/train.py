@@ -78,7 +78,7 @@ class RunRecorder(keras.callbacks.Callback):
         self._batches_done = 0
         self._timed_start, self._timed_images, self._untimed_seconds = self._epoch_start, 0, 0.0
         self._step_start = self._epoch_start
-        self._batch_losses: list[tuple[int, float]] = []
+        self._batch_reports: list[tuple[int, float, float]] = []   # (batch, loss, accuracy): running means
         self.progress.update(state="running", phase=self.phase_name if not self._first_step_of_fit
                              else "compiling first step", epoch=epoch + 1, epochs=self.target_epochs,
                              batch=0, batches=self.steps)
@@ -110,8 +110,9 @@ class RunRecorder(keras.callbacks.Callback):
         if agree_with_process_0(self.stop_event.is_set()):
             self.stopped_by_user = True
             self.model.stop_training = True
-        self._batch_losses.append((batch + 1, loss))
-        self._report(now, loss, float(logs.get("accuracy", float("nan"))) if logs else float("nan"))
+        accuracy = float(logs.get("accuracy", float("nan"))) if logs else float("nan")
+        self._batch_reports.append((batch + 1, loss, accuracy))
+        self._report(now, loss, accuracy)
 
     def _batch_images(self, batch: int) -> int:
         last_batch_images = self.train_images - (self.steps - 1) * self._batch_size
@@ -135,10 +136,11 @@ class RunRecorder(keras.callbacks.Callback):
             typical_epoch = (np.median(self._epoch_seconds_seen) if self._epoch_seconds_seen
                              else self.steps * per_batch)
             eta = epoch_eta + (self.target_epochs - self._epoch - 1) * typical_epoch
-        # batch_losses is the running epoch's per-batch loss (a fresh tuple: viewers read it unlocked).
+        # The running epoch's per-batch loss and accuracy (fresh tuples: viewers read them unlocked).
         self.progress.update(phase=self.phase_name, batch=self._batches_done, loss=loss, accuracy=accuracy,
                              images_per_second=ips, epoch_eta_seconds=epoch_eta, eta_seconds=eta,
-                             batch_losses=tuple(self._batch_losses))
+                             batch_losses=tuple((b, m) for b, m, _ in self._batch_reports),
+                             batch_accuracies=tuple((b, a) for b, _, a in self._batch_reports))
         wall = time.time()
         if wall - self._last_progress_write >= PROGRESS_WRITE_SECONDS:
             self._last_progress_write = wall
@@ -196,7 +198,7 @@ class RunRecorder(keras.callbacks.Callback):
                                   **({"best_epoch": epoch + 1} if best else {}))
         self.run.append_metrics(row)
         # After the row: the curve inside the epoch, for the charts once progress.json has moved on.
-        self.run.append_batch_losses(epoch + 1, self._batch_losses)
+        self.run.append_batches(epoch + 1, self._batch_reports)
         self.progress.update(phase=self.phase_name, last_epoch=row)
 
 

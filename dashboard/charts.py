@@ -285,16 +285,22 @@ def throughput_figure(runs: dict[str, pd.DataFrame], uirevision: str = "static")
 
 
 # --- the running epoch ---------------------------------------------------------------------------
-def per_batch_losses(batch_losses: Sequence[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(batches, running means, per-batch losses) from Keras' running means of the epoch.
+# What Keras reports per batch, as the charts show it: (axis title, scale, hover format, unit, noun).
+_BATCH_METRICS = {"loss": (LOSS_AXIS, 1.0, ".4f", "", "loss"),
+                  "accuracy": (ACCURACY_AXIS, 100.0, ".2f", "%", "accuracy")}
 
-    Keras reports mean_b, the mean loss over batches 1..b, so batch b's own loss is
-    b·mean_b − (b−1)·mean_{b−1}. Where reports skip batches (p < b−1) this gives the mean loss of
+
+def per_batch_values(reports: Sequence[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(batches, running means, per-batch values) from Keras' running means of the epoch (its loss
+    or its accuracy: both are means over the batches so far).
+
+    Keras reports mean_b, the mean over batches 1..b, so batch b's own value is
+    b·mean_b − (b−1)·mean_{b−1}. Where reports skip batches (p < b−1) this gives the mean of
     batches p+1..b: (b·mean_b − p·mean_p) / (b − p). Exact for equal batches; Keras weights by
     batch size, so a smaller last batch is slightly off. Only the last rising run of batch numbers
     counts (a new epoch restarts them), and a repeated batch keeps its last report.
     """
-    pairs = [(int(b), float(m)) for b, m in batch_losses if int(b) >= 1]
+    pairs = [(int(b), float(m)) for b, m in reports if int(b) >= 1]
     starts = [i for i in range(1, len(pairs)) if pairs[i][0] < pairs[i - 1][0]]
     pairs = list(dict(pairs[starts[-1]:] if starts else pairs).items())
     if not pairs:
@@ -308,66 +314,78 @@ def per_batch_losses(batch_losses: Sequence[tuple[int, float]]) -> tuple[np.ndar
     return batches, means, derived
 
 
-def batch_loss_figure(batch_losses: Sequence[tuple[int, float]], *, epoch: int | None = None,
-                      uirevision: str = "static") -> go.Figure:
-    """The running epoch's loss: Keras' running mean as a line, each batch's own loss faint."""
-    title = (f"Training loss in epoch {epoch} (per batch)" if epoch is not None
-             else "Training loss in the current epoch (per batch)")
+def _running_epoch_figure(reports: Sequence[tuple[int, float]], metric: str, epoch: int | None,
+                          uirevision: str) -> go.Figure:
+    """The running epoch's loss or accuracy: Keras' running mean as a line, each batch's own faint."""
+    y_title, scale, fmt, unit, noun = _BATCH_METRICS[metric]
+    title = (f"Training {noun} in epoch {epoch} (per batch)" if epoch is not None
+             else f"Training {noun} in the current epoch (per batch)")
     fig = go.Figure()
-    batches, means, derived = per_batch_losses(batch_losses or ())
+    batches, means, derived = per_batch_values(reports or ())
     if len(batches):
         fig.add_trace(go.Scatter(
-            x=batches, y=derived, mode="lines+markers", name="per-batch loss (derived)",
+            x=batches, y=derived * scale, mode="lines+markers", name=f"per-batch {noun} (derived)",
             opacity=PER_BATCH_OPACITY, line=dict(color=colour(5), width=1), marker=dict(size=5),
-            hovertemplate="batch %{x}: %{y:.4f}<extra>per-batch loss</extra>"))
+            hovertemplate=f"batch %{{x}}: %{{y:{fmt}}}{unit}<extra>per-batch {noun}</extra>"))
         fig.add_trace(go.Scatter(
-            x=batches, y=means, mode=_mode(len(batches)), name="running mean (as Keras reports it)",
+            x=batches, y=means * scale, mode=_mode(len(batches)), name="running mean (as Keras reports it)",
             line=dict(color=colour(0), width=3), marker=dict(size=7),
-            hovertemplate="batch %{x}: %{y:.4f}<extra>running mean</extra>"))
-    _finish(fig, uirevision, title=title, x_title="batch", y_title=LOSS_AXIS)
+            hovertemplate=f"batch %{{x}}: %{{y:{fmt}}}{unit}<extra>running mean</extra>"))
+    _finish(fig, uirevision, title=title, x_title="batch", y_title=y_title)
     if not fig.data:
         return _placeholder(fig, NO_BATCHES_TEXT)
     fig.update_xaxes(tickformat="d")
+    _legend_below(fig)     # beside the plot, it would take half the width of a chart drawn at half width
     return fig
 
 
-def losses_through_epochs(epochs: dict[int, Sequence[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray]:
-    """(x, per-batch loss) over a whole run from its {epoch: [(batch, running mean), ...]}: x is in
+def batch_loss_figure(batch_losses: Sequence[tuple[int, float]], *, epoch: int | None = None,
+                      uirevision: str = "static") -> go.Figure:
+    """The running epoch's loss: Keras' running mean as a line, each batch's own loss faint."""
+    return _running_epoch_figure(batch_losses, "loss", epoch, uirevision)
+
+
+def batch_accuracy_figure(batch_accuracies: Sequence[tuple[int, float]], *, epoch: int | None = None,
+                          uirevision: str = "static") -> go.Figure:
+    """The running epoch's training accuracy: the running mean, and each batch's own faint."""
+    return _running_epoch_figure(batch_accuracies, "accuracy", epoch, uirevision)
+
+
+def values_through_epochs(epochs: dict[int, Sequence[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """(x, per-batch value) over a whole run from its {epoch: [(batch, running mean), ...]}: x is in
     epochs, batch b of n in epoch e at e - 1 + b / n, so runs with different batch sizes line up."""
     xs, ys = [], []
     for epoch, pairs in sorted(epochs.items()):
-        batches, _, derived = per_batch_losses(pairs)
+        batches, _, derived = per_batch_values(pairs)
         if len(batches):
             xs.append(epoch - 1 + batches / batches.max())
             ys.append(derived)
     return (np.concatenate(xs), np.concatenate(ys)) if xs else (np.array([]), np.array([]))
 
 
-def loss_per_batch_figure(runs: dict[str, dict[int, Sequence[tuple[int, float]]]], *,
-                          smoothing: float = 0.0, uirevision: str = "static") -> go.Figure:
-    """Every finished epoch's per-batch training loss, one colour per run, on an epoch axis: the
-    curve a one-epoch run has instead of a single point per epoch. Each batch's own loss (derived
-    from Keras' running means) is drawn faint; the line is its debiased EMA, at `smoothing` or,
-    when that is 0, at BATCH_SMOOTHING: single batches are too noisy to read unsmoothed."""
+def _per_batch_history_figure(runs: dict[str, dict[int, Sequence[tuple[int, float]]]], metric: str,
+                              smoothing: float, uirevision: str) -> go.Figure:
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"smoothing must be in [0, 1); got {smoothing!r}")
+    y_title, scale, fmt, unit, noun = _BATCH_METRICS[metric]
     weight = smoothing or BATCH_SMOOTHING
     fig, max_epoch = go.Figure(), 0.0
     for i, (label, epochs) in enumerate((runs or {}).items()):
-        x, y = losses_through_epochs(epochs or {})
+        x, y = values_through_epochs(epochs or {})
         if not len(x):
             continue
+        y = y * scale
         max_epoch = max(max_epoch, float(np.ceil(x.max())))
         name = legend_text(label)
         fig.add_trace(go.Scatter(
             x=x, y=y, mode="lines", name=f"{name} (each batch)", legendgroup=name, showlegend=False,
             opacity=RAW_OPACITY, line=dict(color=colour(i), width=1),
-            hovertemplate=f"{name}<br>epoch %{{x:.3f}}: %{{y:.4f}}<extra>one batch</extra>"))
+            hovertemplate=f"{name}<br>epoch %{{x:.3f}}: %{{y:{fmt}}}{unit}<extra>one batch</extra>"))
         fig.add_trace(go.Scatter(
             x=x, y=smooth(y, weight), mode="lines", name=name, legendgroup=name,
             line=dict(color=colour(i), width=3),
-            hovertemplate=f"{name}<br>epoch %{{x:.3f}}: %{{y:.4f}}<extra>smoothed</extra>"))
-    _finish(fig, uirevision, title="Training loss per batch", x_title=EPOCH_AXIS, y_title=LOSS_AXIS,
+            hovertemplate=f"{name}<br>epoch %{{x:.3f}}: %{{y:{fmt}}}{unit}<extra>smoothed</extra>"))
+    _finish(fig, uirevision, title=f"Training {noun} per batch", x_title=EPOCH_AXIS, y_title=y_title,
             height=CURVES_HEIGHT)
     if not fig.data:
         return _placeholder(fig, NO_BATCH_HISTORY_TEXT)
@@ -377,6 +395,32 @@ def loss_per_batch_figure(runs: dict[str, dict[int, Sequence[tuple[int, float]]]
     fig.update_xaxes(range=[0, max_epoch])
     fig.update_layout(title_subtitle_text=f"EMA smoothing {weight:g}; faint lines: each batch")
     return fig
+
+
+def unrecorded_accuracy_note(losses: dict[str, dict], accuracies: dict[str, dict]) -> str | None:
+    """A line for under the per-batch charts naming the runs with a loss per batch but no accuracy
+    per batch (trained before it was recorded), which the accuracy chart leaves out; None if none."""
+    missing = [label for label, epochs in losses.items() if epochs and not accuracies.get(label)]
+    if not missing:
+        return None
+    return ("Accuracy per batch not recorded (trained before it was): " + ", ".join(missing)
+            + "; the loss per batch is.")
+
+
+def loss_per_batch_figure(runs: dict[str, dict[int, Sequence[tuple[int, float]]]], *,
+                          smoothing: float = 0.0, uirevision: str = "static") -> go.Figure:
+    """Every finished epoch's per-batch training loss, one colour per run, on an epoch axis: the
+    curve a one-epoch run has instead of a single point per epoch. Each batch's own loss (derived
+    from Keras' running means) is drawn faint; the line is its debiased EMA, at `smoothing` or,
+    when that is 0, at BATCH_SMOOTHING: single batches are too noisy to read unsmoothed."""
+    return _per_batch_history_figure(runs, "loss", smoothing, uirevision)
+
+
+def accuracy_per_batch_figure(runs: dict[str, dict[int, Sequence[tuple[int, float]]]], *,
+                              smoothing: float = 0.0, uirevision: str = "static") -> go.Figure:
+    """loss_per_batch_figure's companion: every finished epoch's per-batch training accuracy (runs
+    from before it was recorded have none, and are left out)."""
+    return _per_batch_history_figure(runs, "accuracy", smoothing, uirevision)
 
 
 def loss_per_batch_leads(epochs_set: Iterable[int]) -> bool:

@@ -22,8 +22,8 @@ import plotly.io as pio
 
 from core.data import CLASS_NAMES
 from core.evaluate import Evaluation
-from dashboard.charts import (BATCH_SMOOTHING, curves_figure, loss_per_batch_figure, loss_per_batch_leads,
-                              percent_text, run_legend_label)
+from dashboard.charts import (BATCH_SMOOTHING, accuracy_per_batch_figure, curves_figure, loss_per_batch_figure,
+                              loss_per_batch_leads, percent_text, run_legend_label)
 from dashboard.images import caption, upscale
 from dashboard.result_charts import confusion_figure, per_class_error_figure
 from dashboard.style import FONT_FAMILY
@@ -190,34 +190,42 @@ def _mistakes_grid(mistakes: pd.DataFrame, images: np.ndarray | None, limit: int
     return '<div class="mistakes">' + "".join(items) + "</div>"
 
 
-def _curves(charts: _Charts, label: str, metrics: pd.DataFrame,
-            batch_losses: Mapping[int, Sequence[tuple[int, float]]] | None, epochs: int) -> str:
-    """The curves section: loss and accuracy per epoch, and the loss per batch where it was recorded,
+_BatchHistory = Mapping[int, Sequence[tuple[int, float]]]    # {epoch: [(batch, running mean), ...]}
+
+
+def _curves(charts: _Charts, label: str, metrics: pd.DataFrame, batch_losses: _BatchHistory | None,
+            batch_accuracies: _BatchHistory | None, epochs: int) -> str:
+    """The curves section: loss and accuracy per epoch, and per batch where they were recorded,
     first for a one-epoch run (whose per-epoch charts hold one point each)."""
     epoch_note = ('<p class="note">Per epoch. Solid: training set; dashed: validation set. Hover for '
                   "values, drag to zoom, double-click to reset.</p>")
-    batch_note = ('<p class="note">Per batch, every finished epoch: the thick line is the training '
-                  f"loss smoothed (EMA {BATCH_SMOOTHING:g}), the faint one each batch's own loss.</p>")
+    measured = "loss and accuracy" if batch_accuracies else "loss"
+    batch_note = (f'<p class="note">Per batch, every finished epoch: the thick line is the training {measured} '
+                  f"smoothed (EMA {BATCH_SMOOTHING:g}), the faint one each batch's own.</p>")
 
     def epoch_charts() -> str:
         loss = charts(curves_figure({label: metrics}, "loss"), "loss")
         accuracy = charts(curves_figure({label: metrics}, "accuracy"), "accuracy")
         return f'{epoch_note}<div class="grid2">{loss}{accuracy}</div>'
 
-    def batch_chart() -> str:
-        return batch_note + charts(loss_per_batch_figure({label: dict(batch_losses)}), "loss-per-batch")
+    def batch_charts() -> str:
+        loss = charts(loss_per_batch_figure({label: dict(batch_losses)}), "loss-per-batch")
+        if not batch_accuracies:       # a run from before the accuracy was recorded per batch
+            return batch_note + loss
+        accuracy = charts(accuracy_per_batch_figure({label: dict(batch_accuracies)}), "accuracy-per-batch")
+        return f'{batch_note}<div class="grid2">{loss}{accuracy}</div>'
 
     if not batch_losses:
         return epoch_charts()
     # Left to right: the chart made first is the one that carries plotly.js, and it must come first.
     if loss_per_batch_leads([epochs]):
-        return batch_chart() + epoch_charts()
-    return epoch_charts() + batch_chart()
+        return batch_charts() + epoch_charts()
+    return epoch_charts() + batch_charts()
 
 
 def build_report(*, run_id: str, config: dict[str, Any], status: dict[str, Any], metrics: pd.DataFrame,
                  evaluation: Evaluation, mistakes: pd.DataFrame, images: np.ndarray | None,
-                 batch_losses: Mapping[int, Sequence[tuple[int, float]]] | None = None,
+                 batch_losses: _BatchHistory | None = None, batch_accuracies: _BatchHistory | None = None,
                  generated: datetime | None = None, mistakes_shown: int = MISTAKES_SHOWN) -> str:
     """The run as one HTML document that needs no network. (Longer than our usual functions on
     purpose: the document's template is inline, so the whole page reads in one place.)
@@ -232,6 +240,8 @@ def build_report(*, run_id: str, config: dict[str, Any], status: dict[str, Any],
         images: The test images the predictions are for (N, 32, 32, 3), or None when unavailable.
         batch_losses: Every finished epoch's per-batch losses (core.runs.Run.read_batch_losses);
             None or empty for a run from before they were recorded (no per-batch chart then).
+        batch_accuracies: The same for the training accuracy (Run.read_batch_accuracies); None or
+            empty for a run from before it was recorded (the loss per batch alone then).
         generated: When the report was made (default: now).
         mistakes_shown: How many of the top mistakes to embed.
 
@@ -246,7 +256,7 @@ def build_report(*, run_id: str, config: dict[str, Any], status: dict[str, Any],
     named = f"{named} · " if named else ""
     variant = str(config.get("variant", "?")).upper()
     charts = _Charts()
-    curves = _curves(charts, label, metrics, batch_losses, int(config.get("epochs", 1)))
+    curves = _curves(charts, label, metrics, batch_losses, batch_accuracies, int(config.get("epochs", 1)))
     confusion = charts(confusion_figure(evaluation.confusion, selectable=False), "confusion")
     per_class = charts(per_class_error_figure(evaluation.per_class), "per-class")
 

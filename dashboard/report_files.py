@@ -1,5 +1,5 @@
 """The shareable report of a run, built once per version of what it shows (config, status,
-metrics, per-batch losses, predictions) and shared by every session: dashboard/report.py builds
+metrics, per-batch losses and accuracies, predictions) and shared by every session: dashboard/report.py builds
 the HTML, this caches it for the Report page."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _report(root: str, run_id: str, times: tuple[float, ...], images_ok: bool) -
     html = build_report(run_id=run_id, config=run.read_config().to_dict(), status=state.status(run_id),
                         metrics=state.metrics_frame(run_id), evaluation=evaluation,
                         mistakes=mistakes(y_true, y_prob), images=images, batch_losses=run.read_batch_losses(),
-                        generated=datetime.now())
+                        batch_accuracies=run.read_batch_accuracies(), generated=datetime.now())
     return html, per_class_csv(evaluation)
 
 

@@ -76,7 +76,7 @@ def slide_number(value: Any, count: int = len(SLIDES)) -> int:
     return min(max(number, 1), count) - 1
 
 
-def projector(fig: go.Figure, height: int = CHART_HEIGHT, *, legend_inside: bool = False) -> go.Figure:
+def projector(fig: go.Figure, height: int = CHART_HEIGHT) -> go.Figure:
     """A dashboard figure made readable from the back of a room: larger fonts, taller, and
     trimmed margins. Returns the same figure."""
     fig.update_layout(height=height, font=dict(size=FIG_FONT), title=dict(font=dict(size=FIG_TITLE_FONT)),
@@ -89,8 +89,6 @@ def projector(fig: go.Figure, height: int = CHART_HEIGHT, *, legend_inside: bool
             trace.textfont = dict(size=FIG_TICK_FONT)
         if trace.type in ("scatter", "bar") and getattr(trace, "textfont", None) is not None:
             trace.textfont.size = max(FIG_TICK_FONT, trace.textfont.size or 0)
-    if legend_inside:
-        fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0.0, xanchor="left"))
     return fig
 
 

@@ -170,6 +170,18 @@ def batch_losses(run_id: str) -> dict[int, list[tuple[int, float]]]:
     return {} if run is None else _batch_losses(str(store().root), run_id, run.version("batches"))
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _batch_accuracies(root: str, run_id: str, mtime: float) -> dict[int, list[tuple[int, float]]]:
+    return RunStore(root).get(run_id).read_batch_accuracies()
+
+
+def batch_accuracies(run_id: str) -> dict[int, list[tuple[int, float]]]:
+    """{epoch: [(batch, running-mean accuracy), ...]} of a run's finished epochs that recorded it
+    ({} for none, and for runs from before it was recorded)."""
+    run = get_run(run_id)
+    return {} if run is None else _batch_accuracies(str(store().root), run_id, run.version("batches"))
+
+
 def batches_version(run_id: str) -> float:
     """The version stamp of a run's per-batch losses: it changes when an epoch's batches are added."""
     return version(run_id, "batches")

@@ -14,7 +14,8 @@ import streamlit as st
 
 from core.evaluate import compare_confusions
 from dashboard import state, url_state
-from dashboard.charts import curves_figure, loss_per_batch_figure, loss_per_batch_leads
+from dashboard.charts import (accuracy_per_batch_figure, curves_figure, loss_per_batch_figure, loss_per_batch_leads,
+                              unrecorded_accuracy_note)
 from dashboard.nav import COMPARE_KEY, COMPARE_PARAM
 from dashboard.compare_charts import (change_sentence, confusion_difference_figure, differing_rows,
                                       highlight_differences, pair_changes, per_class_accuracy_figure,
@@ -66,12 +67,24 @@ for rid in [r for r in chosen if r != oldest][:SENTENCES_ON_TOP]:
 st.subheader("Curves", anchor=False)
 frames = {labels[rid]: state.metrics_frame(rid) for rid in chosen}
 batch_history = {labels[rid]: state.batch_losses(rid) for rid in chosen}   # {} for runs from before batches.csv
+batch_accuracies = {labels[rid]: state.batch_accuracies(rid) for rid in chosen}   # {} before it was recorded
 revision = "|".join(chosen)
 
 
 def draw_loss_per_batch() -> None:
-    st.plotly_chart(loss_per_batch_figure(batch_history, uirevision=f"steps-{revision}"),
-                    key="compare_loss_per_batch", config=CHART_CONFIG, theme=None)
+    """Loss and accuracy per batch side by side, as the epoch charts; the loss alone, full width,
+    when no run recorded its accuracy per batch."""
+    loss = loss_per_batch_figure(batch_history, uirevision=f"steps-{revision}")
+    if not any(batch_accuracies.values()):
+        st.plotly_chart(loss, key="compare_loss_per_batch", config=CHART_CONFIG, theme=None)
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(loss, key="compare_loss_per_batch", config=CHART_CONFIG, theme=None)
+    right.plotly_chart(accuracy_per_batch_figure(batch_accuracies, uirevision=f"steps-accuracy-{revision}"),
+                       key="compare_accuracy_per_batch", config=CHART_CONFIG, theme=None)
+    note = unrecorded_accuracy_note(batch_history, batch_accuracies)
+    if note:
+        right.caption(state.markdown_text(note))
 
 
 with_batches = any(batch_history.values())

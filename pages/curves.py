@@ -1,5 +1,5 @@
 """Live curves: loss and accuracy per epoch for one or several runs, every finished epoch's loss
-per batch, the running epoch's batches, learning rate and throughput — redrawn in place while a
+and accuracy per batch, the running epoch's batches, learning rate and throughput — redrawn in place while a
 run trains: the running epoch's batches every few seconds (less often when a crowd watches), the
 epoch charts the moment an epoch lands."""
 
@@ -12,8 +12,9 @@ import streamlit as st
 from core.runs import ACTIVE_STATES, TRAINING_STATES
 from dashboard import state, url_state
 from dashboard.nav import COMPARE_KEY, COMPARE_PARAM
-from dashboard.charts import (batch_loss_figure, curves_figure, learning_rate_figure, loss_per_batch_figure,
-                              loss_per_batch_leads, run_legend_label, throughput_figure)
+from dashboard.charts import (accuracy_per_batch_figure, batch_accuracy_figure, batch_loss_figure, curves_figure,
+                              learning_rate_figure, loss_per_batch_figure, loss_per_batch_leads, run_legend_label,
+                              throughput_figure, unrecorded_accuracy_note)
 
 # Each redraw costs the server CPU per viewer, taken from the training it shows (bench/viewers.py
 # measures it), so only the running epoch's batch chart is redrawn on a timer. The epoch charts
@@ -54,21 +55,29 @@ active = next((rid for rid in chosen if rid in training), None)   # the run whos
 def epoch_figures(versions: tuple, labels: tuple, smoothing: float) -> dict:
     """The charts of finished epochs for runs at these versions ((run id, metrics, batches), ...)."""
     frames = {label: state.metrics_frame(rid) for (rid, *_), label in zip(versions, labels)}
-    batches = {label: state.batch_losses(rid) for (rid, *_), label in zip(versions, labels)}
+    losses = {label: state.batch_losses(rid) for (rid, *_), label in zip(versions, labels)}
+    accuracies = {label: state.batch_accuracies(rid) for (rid, *_), label in zip(versions, labels)}
     # uirevision keyed by the selection: a redraw keeps the user's zoom until they change runs.
     revision = "|".join(rid for rid, *_ in versions)
     return {"loss": curves_figure(frames, "loss", smoothing=smoothing, uirevision=revision),
-            "batches": loss_per_batch_figure(batches, smoothing=smoothing, uirevision=f"steps-{revision}"),
+            "batches": loss_per_batch_figure(losses, smoothing=smoothing, uirevision=f"steps-{revision}"),
+            "batch_accuracy": (accuracy_per_batch_figure(accuracies, smoothing=smoothing,
+                                                         uirevision=f"steps-accuracy-{revision}")
+                               if any(accuracies.values()) else None),
+            "batch_accuracy_note": unrecorded_accuracy_note(losses, accuracies),
             "accuracy": curves_figure(frames, "accuracy", smoothing=smoothing, uirevision=revision),
             "lr": learning_rate_figure(frames, uirevision=revision),
             "ips": throughput_figure(frames, uirevision=revision)}
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def batch_figure(run_id: str, epoch, second: int, _batch_losses: tuple):
-    """The running epoch's per-batch loss, built at most once a second for all viewers (batches
-    come faster than that, so a per-batch key would rebuild it for nearly every viewer)."""
-    return batch_loss_figure(_batch_losses, epoch=epoch, uirevision=f"batch-{epoch}")
+def batch_figures(run_id: str, epoch, second: int, _batch_losses: tuple, _batch_accuracies: tuple) -> tuple:
+    """The running epoch's per-batch loss and accuracy (None for a trainer from before it was
+    reported), built at most once a second for all viewers (batches come faster than that, so a
+    per-batch key would rebuild them for nearly every viewer)."""
+    return (batch_loss_figure(_batch_losses, epoch=epoch, uirevision=f"batch-{epoch}"),
+            batch_accuracy_figure(_batch_accuracies, epoch=epoch, uirevision=f"batch-accuracy-{epoch}")
+            if _batch_accuracies or not _batch_losses else None)
 
 
 def _figures() -> dict:
@@ -89,15 +98,29 @@ def draw_loss_and_accuracy() -> None:
     right.plotly_chart(figures["accuracy"], width="stretch", theme=None, key="accuracy_chart")
 
 
-def draw_loss_per_batch() -> None:
-    st.plotly_chart(_figures()["batches"], width="stretch", theme=None, key="loss_per_batch_chart")
+def _side_by_side(loss, accuracy, loss_key: str, accuracy_key: str) -> None:
+    """Loss left and accuracy right, as the epoch charts; the loss alone, full width, without one."""
+    if accuracy is None:
+        st.plotly_chart(loss, width="stretch", theme=None, key=loss_key)
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(loss, width="stretch", theme=None, key=loss_key)
+    right.plotly_chart(accuracy, width="stretch", theme=None, key=accuracy_key)
+
+
+def draw_per_batch() -> None:
+    figures = _figures()
+    _side_by_side(figures["batches"], figures["batch_accuracy"], "loss_per_batch_chart", "accuracy_per_batch_chart")
+    if figures["batch_accuracy"] is not None and figures["batch_accuracy_note"]:
+        st.caption(state.markdown_text(figures["batch_accuracy_note"]))
 
 
 def draw_batches() -> None:
     progress = state.job_manager().progress(active)
-    st.plotly_chart(batch_figure(active, progress.get("epoch"), int(time.time()),
-                                 tuple(progress.get("batch_losses") or ())),
-                    width="stretch", theme=None, key="batch_chart")
+    loss, accuracy = batch_figures(active, progress.get("epoch"), int(time.time()),
+                                   tuple(progress.get("batch_losses") or ()),
+                                   tuple(progress.get("batch_accuracies") or ()))
+    _side_by_side(loss, accuracy, "batch_chart", "batch_accuracy_chart")
     st.caption(f"Run `{active}` is {progress.get('phase', 'running')}: "
                f"epoch {progress.get('epoch')} of {progress.get('epochs')}, "
                f"batch {progress.get('batch')} of {progress.get('batches')}.")
@@ -143,11 +166,11 @@ if loss_per_batch_leads(by_id[rid].epochs for rid in chosen):
     # a per-epoch chart holds one point per run.
     draw_live()
     if with_batches:
-        draw_loss_per_batch()
+        draw_per_batch()
     draw_loss_and_accuracy()
 else:
     draw_loss_and_accuracy()
     draw_live()
     if with_batches:
-        draw_loss_per_batch()
+        draw_per_batch()
 draw_rate_and_throughput()

@@ -210,10 +210,9 @@ def loss_figure(frames: dict, progress: dict) -> tuple:
         history = state.batch_losses(run_id)
         if history:
             return loss_per_batch_figure({variant: history}, uirevision=f"steps-{run_id}"), True
-        if progress.get("batch_losses"):       # its legend above the plot: beside it, it takes half the width
-            running = batch_loss_figure(progress["batch_losses"], epoch=progress.get("epoch"),
-                                        uirevision=f"batch-{run_id}")
-            return slides.projector(running, slides.HALF_CHART_HEIGHT, legend_inside=True), True
+        if progress.get("batch_losses"):
+            return batch_loss_figure(progress["batch_losses"], epoch=progress.get("epoch"),
+                                     uirevision=f"batch-{run_id}"), True
     return curves_figure(frames, "loss", uirevision=run_id), False
 
 

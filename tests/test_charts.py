@@ -208,7 +208,7 @@ def test_uirevision_is_passed_through_and_stable():
 def test_per_batch_loss_is_derived_from_running_means():
     own = [2.0, 1.0, 3.0, 0.5]
     running = [(b, float(np.mean(own[:b]))) for b in range(1, 5)]
-    batches, means, derived = charts.per_batch_losses(running)
+    batches, means, derived = charts.per_batch_values(running)
     assert list(batches) == [1, 2, 3, 4]
     np.testing.assert_allclose(means, [2.0, 1.5, 2.0, 1.625])
     np.testing.assert_allclose(derived, own)
@@ -217,13 +217,13 @@ def test_per_batch_loss_is_derived_from_running_means():
 def test_per_batch_loss_with_skipped_reports_is_the_mean_over_the_gap():
     own = [2.0, 1.0, 3.0, 0.5, 1.5]
     running = [(b, float(np.mean(own[:b]))) for b in (2, 5)]
-    _, _, derived = charts.per_batch_losses(running)
+    _, _, derived = charts.per_batch_values(running)
     np.testing.assert_allclose(derived, [1.5, (3.0 + 0.5 + 1.5) / 3])
 
 
 def test_per_batch_loss_keeps_the_latest_epoch_and_last_repeat():
     running = [(1, 9.0), (2, 9.0), (1, 2.0), (2, 1.5), (2, 1.5)]
-    batches, means, derived = charts.per_batch_losses(running)
+    batches, means, derived = charts.per_batch_values(running)
     assert list(batches) == [1, 2]
     np.testing.assert_allclose(derived, [2.0, 1.0])
 
@@ -238,6 +238,7 @@ def test_batch_loss_figure_shows_running_mean_and_faint_derived_losses():
     assert list(per_batch.x) == [1, 2, 3]
     assert per_batch.opacity < 1 and per_batch.line.width < mean.line.width
     assert fig.layout.title.text == "Training loss in epoch 3 (per batch)"
+    assert fig.layout.legend.orientation == "h"        # above the plot: at half width, beside it would halve it
     assert fig.layout.xaxis.title.text == "batch"
     assert fig.layout.yaxis.title.text == "loss (cross-entropy)"
     assert_labelled(fig)
@@ -282,6 +283,39 @@ def test_loss_per_batch_placeholder_and_bad_smoothing():
     assert_labelled(fig)
     with pytest.raises(ValueError, match="smoothing"):
         charts.loss_per_batch_figure({}, smoothing=1.0)
+
+
+def test_batch_accuracy_figure_shows_percent_running_mean_and_each_batch():
+    # Batches of equal size that got 50%, 100% and 75% right: Keras reports the running means.
+    fig = charts.batch_accuracy_figure([(1, 0.5), (2, 0.75), (3, 0.75)], epoch=1)
+    traces = by_name(fig)
+    assert list(traces["running mean (as Keras reports it)"].y) == pytest.approx([50.0, 75.0, 75.0])
+    assert list(traces["per-batch accuracy (derived)"].y) == pytest.approx([50.0, 100.0, 75.0])
+    assert fig.layout.title.text == "Training accuracy in epoch 1 (per batch)"
+    assert fig.layout.yaxis.title.text == "accuracy (%)"
+    assert "%" in traces["per-batch accuracy (derived)"].hovertemplate
+    assert_labelled(fig)
+
+
+def test_accuracy_per_batch_is_in_percent_and_leaves_out_runs_without_it():
+    fig = charts.accuracy_per_batch_figure({"new": {1: [(1, 0.25), (2, 0.5)]}, "old": {}})
+    lines = [t for t in fig.data if t.showlegend is not False]
+    faint = [t for t in fig.data if t.showlegend is False]
+    assert [t.name for t in lines] == ["new"]
+    assert list(faint[0].y) == pytest.approx([25.0, 75.0])
+    assert list(faint[0].x) == pytest.approx([0.5, 1.0])
+    assert fig.layout.title.text == "Training accuracy per batch"
+    assert fig.layout.yaxis.title.text == "accuracy (%)"
+    assert_labelled(fig)
+    empty = charts.accuracy_per_batch_figure({"old": {}})
+    assert not empty.data and empty.layout.annotations[0].text == charts.NO_BATCH_HISTORY_TEXT
+
+
+def test_runs_without_accuracy_per_batch_are_named_under_the_chart():
+    losses = {"new": {1: [(1, 2.0)]}, "old": {1: [(1, 2.0)]}, "no batches at all": {}}
+    assert charts.unrecorded_accuracy_note(losses, {"new": {1: [(1, 0.5)]}}) == (
+        "Accuracy per batch not recorded (trained before it was): old; the loss per batch is.")
+    assert charts.unrecorded_accuracy_note(losses, {"new": {1: [(1, 0.5)]}, "old": {1: [(1, 0.5)]}}) is None
 
 
 # --- learning rate and throughput ---------------------------------------------------------------

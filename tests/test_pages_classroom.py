@@ -330,10 +330,12 @@ def test_compare_page(app, two_runs):
     base, other = (evaluate(*RunStore(runs).get(rid).read_predictions()) for rid in (base_id, other_id))
     at = app(COMPARE, runs_dir=runs)
     assert set(at.multiselect(key="compare_chosen").value) == {base_id, other_id}
-    per_batch, loss, accuracy, per_class, difference = _figures(at)
-    # one-epoch runs: the loss batch by batch first (each batch faint, then smoothed, per run)
+    per_batch, accuracy_per_batch, loss, accuracy, per_class, difference = _figures(at)
+    # one-epoch runs: loss and accuracy batch by batch first (each batch faint, then smoothed, per run)
     assert per_batch["layout"]["title"]["text"] == "Training loss per batch"
     assert [t["name"] for t in per_batch["data"] if t.get("showlegend") is not False] in (["B0", "B2"], ["B2", "B0"])
+    assert accuracy_per_batch["layout"]["title"]["text"] == "Training accuracy per batch"
+    assert accuracy_per_batch["layout"]["yaxis"]["title"]["text"] == "accuracy (%)"
     assert {t["name"] for t in loss["data"]} == {"B0 · train", "B0 · validation", "B2 · train", "B2 · validation"}
     assert accuracy["layout"]["title"]["text"] == "Accuracy per epoch"
     # settings: only the differing ones, highlighted
@@ -357,16 +359,25 @@ def test_compare_page(app, two_runs):
     assert len(at.dataframe[1].value) == len(json.loads((runs / base_id / "config.json").read_text()))
     at.radio(key="compare_scale").set_value("% of the true class").run()
     assert not at.exception
-    assert "% of the true class" in _figures(at)[4]["layout"]["title"]["text"]
+    assert "% of the true class" in _figures(at)[5]["layout"]["title"]["text"]
 
 
 def test_compare_page_puts_the_batches_after_longer_runs_and_leaves_them_out_without_any(app, two_runs):
     runs, base_id, other_id = two_runs
     RunStore(runs).get(other_id).write_status(epochs=3, name="Longer run")   # three epochs: the usual order
     figures = _figures(app(COMPARE, runs_dir=runs))
-    assert [f["layout"]["title"]["text"] for f in figures[:3]] == ["Loss per epoch", "Accuracy per epoch",
-                                                                   "Training loss per batch"]
+    assert [f["layout"]["title"]["text"] for f in figures[:4]] == ["Loss per epoch", "Accuracy per epoch",
+                                                                   "Training loss per batch",
+                                                                   "Training accuracy per batch"]
     assert {t["name"] for t in figures[2]["data"] if t.get("showlegend") is not False} == {"B0", "Longer run"}
+    # A run from before the accuracy was recorded per batch: its loss only, and a line that says so.
+    batches = runs / other_id / BATCHES_FILE
+    batches.write_text("epoch,batch,loss\n" + "".join(
+        f"{line.split(',')[0]},{line.split(',')[1]},{line.split(',')[2]}\n" for line in batches.read_text().splitlines()[1:]))
+    at = app(COMPARE, runs_dir=runs)
+    accuracy = _figures(at)[3]
+    assert [t["name"] for t in accuracy["data"] if t.get("showlegend") is not False] == ["B0"]
+    assert any("not recorded" in c.value and "Longer run" in c.value for c in at.caption)
     for rid in (base_id, other_id):                              # runs from before batches.csv
         (runs / rid / BATCHES_FILE).unlink()
     titles = [f["layout"]["title"]["text"] for f in _figures(app(COMPARE, runs_dir=runs))]

@@ -147,10 +147,12 @@ def test_curves_page_overlays_runs(app, trained_run):
     at = app(CURVES, runs_dir=trained_run.path.parent)
     charts = at.get("plotly_chart")
     assert len(charts) >= 5
-    # A one-epoch run's curve is its batches: that chart comes first, with a point per batch.
-    first = json.loads(charts[0].proto.spec)
+    # A one-epoch run's curves are its batches: they come first, loss and accuracy, a point per batch.
+    first, second = (json.loads(chart.proto.spec) for chart in charts[:2])
     assert first["layout"]["title"]["text"] == "Training loss per batch"
     assert len(plotly_values(first["data"][0]["x"])) == trained_run.read_progress()["batches"]
+    assert second["layout"]["title"]["text"] == "Training accuracy per batch"
+    assert len(plotly_values(second["data"][0]["x"])) == trained_run.read_progress()["batches"]
     assert at.multiselect[0].value == [trained_run.run_id]
     assert at.query_params["runs"] == [trained_run.run_id] or at.query_params["runs"] == trained_run.run_id
 
@@ -168,14 +170,25 @@ def test_a_one_epoch_run_in_training_leads_with_its_running_batches(app, trained
     (run.path / METRICS_FILE).unlink()
     run.write_status(state="running", pid=os.getpid(), host=socket.gethostname(), epochs=1)
     run.write_progress({"phase": "training", "epoch": 1, "epochs": 1, "batch": 3, "batches": 5,
-                        "batch_losses": [[1, 2.5], [2, 2.4], [3, 2.2]]})
+                        "batch_losses": [[1, 2.5], [2, 2.4], [3, 2.2]],
+                        "batch_accuracies": [[1, 0.1], [2, 0.15], [3, 0.2]]})
     mark_active(run.run_id, True)
     try:
         at = app(CURVES, runs_dir=runs)
         assert not at.exception, [e.value for e in at.exception]
-        titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
-        assert titles[:3] == ["Training loss in epoch 1 (per batch)", "Loss per epoch", "Accuracy per epoch"]
+        figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        titles = [figure["layout"]["title"]["text"] for figure in figures]
+        assert titles[:4] == ["Training loss in epoch 1 (per batch)", "Training accuracy in epoch 1 (per batch)",
+                              "Loss per epoch", "Accuracy per epoch"]
+        running_mean = next(t for t in figures[1]["data"] if t["name"].startswith("running mean"))
+        assert list(plotly_values(running_mean["y"])) == pytest.approx([10.0, 15.0, 20.0])   # in percent
         assert "Training loss per batch" not in titles                 # no finished epoch to draw
+        # A trainer from before the accuracy was reported per batch: the loss alone, full width.
+        run.write_progress({"phase": "training", "epoch": 1, "epochs": 1, "batch": 3, "batches": 5,
+                            "batch_losses": [[1, 2.5], [2, 2.4], [3, 2.2]]})
+        at = app(CURVES, runs_dir=runs)
+        titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+        assert titles[:2] == ["Training loss in epoch 1 (per batch)", "Loss per epoch"]
     finally:
         mark_active(run.run_id, False)
 

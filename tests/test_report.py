@@ -24,7 +24,7 @@ from dashboard.images import upscale
 from dashboard.report import (MISTAKES_SHOWN, THUMB_SIDE, build_report, csv_filename, per_class_csv,
                               report_filename)
 
-N_CHARTS = 5     # loss per batch, loss and accuracy per epoch, confusion matrix, per-class error
+N_CHARTS = 6     # loss and accuracy per batch, loss and accuracy per epoch, confusion matrix, per-class error
 
 
 class _Tags(HTMLParser):
@@ -56,7 +56,7 @@ def run_data(trained_run, fixture_data_dir):
     images = load_cifar10(fixture_data_dir, allow_download=False).x_test
     return dict(run_id=trained_run.run_id, config=config, status=trained_run.read_status(), metrics=metrics,
                 evaluation=evaluate(y_true, y_prob), mistakes=mistakes(y_true, y_prob), images=images,
-                batch_losses=trained_run.read_batch_losses())
+                batch_losses=trained_run.read_batch_losses(), batch_accuracies=trained_run.read_batch_accuracies())
 
 
 @pytest.fixture(scope="module")
@@ -83,22 +83,29 @@ def _chart_ids(html: str) -> list[str]:
     return re.findall(r'Plotly\.newPlot\(\s*"chart-([a-z-]+)"', html)
 
 
-def test_one_epoch_report_leads_with_the_loss_per_batch(report, run_data):
-    """The trained run is set to one epoch: its per-epoch charts hold one point each, so the curve
-    batch by batch comes first, and carries plotly.js (the first chart of the file must)."""
-    assert run_data["config"]["epochs"] == 1 and run_data["batch_losses"]
-    assert _chart_ids(report) == ["loss-per-batch", "loss", "accuracy", "confusion", "per-class"]
+def test_one_epoch_report_leads_with_the_loss_and_accuracy_per_batch(report, run_data):
+    """The trained run is set to one epoch: its per-epoch charts hold one point each, so the curves
+    batch by batch come first, and the first carries plotly.js (the first chart of the file must)."""
+    assert run_data["config"]["epochs"] == 1 and run_data["batch_losses"] and run_data["batch_accuracies"]
+    assert _chart_ids(report) == ["loss-per-batch", "accuracy-per-batch", "loss", "accuracy", "confusion",
+                                  "per-class"]
     assert report.index("window.PlotlyConfig") < report.index('id="chart-loss-per-batch"')
     batches = sum(len(pairs) for pairs in run_data["batch_losses"].values())
     figure = re.search(r'Plotly\.newPlot\(\s*"chart-loss-per-batch",\s*(\[.*?\]),\s*\{', report, re.S)
     traces = json.loads(figure.group(1))
     assert [len(plotly_values(t["x"])) for t in traces] == [batches, batches]    # each batch, and smoothed
+    figure = re.search(r'Plotly\.newPlot\(\s*"chart-accuracy-per-batch",\s*(\[.*?\]),\s*\{', report, re.S)
+    accuracy = plotly_values(json.loads(figure.group(1))[1]["y"])                # smoothed, in percent
+    assert len(accuracy) == batches and 0 <= min(accuracy) and max(accuracy) <= 100 and max(accuracy) > 1
 
 
 def test_longer_runs_put_the_batches_after_the_epochs_and_older_runs_go_without(run_data):
     longer = build_report(**dict(run_data, config={**run_data["config"], "epochs": 3}))
-    assert _chart_ids(longer) == ["loss", "accuracy", "loss-per-batch", "confusion", "per-class"]
-    older = build_report(**dict(run_data, batch_losses={}))
+    assert _chart_ids(longer) == ["loss", "accuracy", "loss-per-batch", "accuracy-per-batch", "confusion",
+                                  "per-class"]
+    without_accuracy = build_report(**dict(run_data, batch_accuracies={}))   # batches.csv before accuracy
+    assert _chart_ids(without_accuracy) == ["loss-per-batch", "loss", "accuracy", "confusion", "per-class"]
+    older = build_report(**dict(run_data, batch_losses={}, batch_accuracies={}))
     assert _chart_ids(older) == ["loss", "accuracy", "confusion", "per-class"]
     assert "Per batch" not in older
 

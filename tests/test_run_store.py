@@ -292,24 +292,40 @@ def test_a_row_whose_append_failed_is_restored_on_resume(store):
     assert [r["epoch"] for r in run.read_metrics()] == [1, 2]
 
 
-def test_batch_losses_are_kept_per_epoch_and_follow_the_checkpoint_on_resume(store):
+def test_batch_reports_are_kept_per_epoch_and_follow_the_checkpoint_on_resume(store):
     run = store.create(TrainConfig())
     assert run.read_batch_losses() == {} and run.version("batches") == 0.0
-    run.append_batch_losses(1, [(1, 2.3), (2, 2.1), (3, 1.9)])
-    run.append_batch_losses(2, [(1, 1.5), (2, float("nan"))])
+    run.append_batches(1, [(1, 2.3, 0.1), (2, 2.1, 0.15), (3, 1.9, 0.2)])
+    run.append_batches(2, [(1, 1.5, 0.4), (2, float("nan"), 0.45)])
     assert run.version("batches") > 0
     losses = run.read_batch_losses()
     assert losses[1] == [(1, 2.3), (2, 2.1), (3, 1.9)] and losses[2][0] == (1, 1.5)
     assert np.isnan(losses[2][1][1])                       # a NaN loss is recorded, not dropped
+    assert run.read_batch_accuracies() == {1: [(1, 0.1), (2, 0.15), (3, 0.2)], 2: [(1, 0.4), (2, 0.45)]}
     with open(run.path / runs_mod.BATCHES_FILE, "a") as fh:
         fh.write("3,1,1.4")                                # killed mid-append: no newline
     assert sorted(run.read_batch_losses()) == [1, 2]
-    run.append_batch_losses(3, [(1, 1.3)])                 # the resumed epoch is not glued to it
+    run.append_batches(3, [(1, 1.3, 0.5)])                 # the resumed epoch is not glued to it
     assert run.read_batch_losses()[3] == [(1, 1.3)]
     # Resuming from epoch 2's checkpoint: epoch 3 is redone, so its batches go.
     run.reconcile_metrics(2)
     assert sorted(run.read_batch_losses()) == [1, 2]
     assert run.read_batch_losses()[1] == [(1, 2.3), (2, 2.1), (3, 1.9)]
+    assert run.read_batch_accuracies()[2] == [(1, 0.4), (2, 0.45)]
+
+
+def test_batches_written_before_accuracy_was_recorded_still_read(store):
+    """A run from before batches.csv had an accuracy column, resumed by today's trainer: its old
+    epochs keep their losses (without accuracy), the new one has both, and a resume keeps them."""
+    run = store.create(TrainConfig())
+    (run.path / runs_mod.BATCHES_FILE).write_text("epoch,batch,loss\n1,1,2.3\n1,2,2.1\n")
+    run.append_batches(2, [(1, 1.5, 0.4)])
+    assert run.read_batch_losses() == {1: [(1, 2.3), (2, 2.1)], 2: [(1, 1.5)]}
+    assert run.read_batch_accuracies() == {2: [(1, 0.4)]}
+    run.reconcile_metrics(1)
+    assert run.read_batch_losses() == {1: [(1, 2.3), (2, 2.1)]} and run.read_batch_accuracies() == {}
+    assert (run.path / runs_mod.BATCHES_FILE).read_text().splitlines() == [
+        "epoch,batch,loss,accuracy", "1,1,2.3,", "1,2,2.1,"]
 
 
 def test_every_atomic_write_is_fsynced_with_its_folder(store, monkeypatch):
