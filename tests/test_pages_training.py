@@ -52,8 +52,10 @@ def test_presets_fill_the_form(app, monkeypatch):
     assert (state["cfg_batch_size"], state["cfg_epochs"], state["cfg_lr_schedule"]) == (100, 4, "plateau")
     assert state["cfg_learning_rate"] == 0.001 and state["cfg_momentum"] == 0.9
     _button(at, "Quick demo").click().run()
-    # 64 px with ImageNet weights (the measured recipe); 32 px from scratch where they cannot be had.
-    assert at.session_state["cfg_variant"] == "b0" and at.session_state["cfg_image_size"] in (32, 64)
+    # 64 px with ImageNet weights (the measured recipe); the From scratch recipe's size where they cannot be had.
+    from core.presets import FROM_SCRATCH, QUICK_DEMO
+    sizes = (QUICK_DEMO.settings["image_size"], FROM_SCRATCH.settings["image_size"])
+    assert at.session_state["cfg_variant"] == "b0" and at.session_state["cfg_image_size"] in sizes
     # The variant's facts and a whole-run estimate are shown, with its parts.
     labels = {m.label: m.value for m in at.metric}
     assert labels["Layers"] == "237" and labels["ImageNet top-1"] == "77.1%"
