@@ -79,7 +79,7 @@ class Setting:
     """How one TrainConfig field is checked, explained and drawn.
 
     `low`/`high` bound a number (`low_open`: the low end itself is refused); `special` is one value
-    allowed outside them (dropout's -1, "the variant's own rate"). `choices` are the allowed texts;
+    allowed outside them (dropout's -1), and `special_text` what it means ("the variant's own"). `choices` are the allowed texts;
     `form_choices` the subset the dashboard offers (the rest need the command line); `path_allowed`
     also accepts a file path. `only_when` = (field, values): the setting has an effect only while
     that field holds one of them (the form greys it out otherwise); `no_effect_when` = (field, values):
@@ -94,6 +94,7 @@ class Setting:
     high: float | None = None
     low_open: bool = False
     special: float | None = None
+    special_text: str = ""
     choices: tuple[str, ...] = ()
     choice_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     form_choices: tuple[str, ...] = ()
@@ -137,6 +138,17 @@ def setting(default: Any, label: str, help: str, group: str, **declared: Any) ->
 def declaration(name: str) -> Setting:
     """The declaration of TrainConfig field `name`."""
     return _FIELDS[name].metadata["setting"]
+
+
+def value_text(name: str, value: Any) -> str | None:
+    """What a setting's special value means ("the variant's own" for dropout -1); None for any
+    other value, and for names that are not settings."""
+    if name not in _FIELDS or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    declared = declaration(name)
+    if declared.special is None or value != declared.special:
+        return None
+    return declared.special_text or None
 
 
 def declared_fields() -> list[dataclasses.Field]:
@@ -184,7 +196,7 @@ class TrainConfig:
                                        "seed": "Flatten + Dense 1024-512-256-128 (notebook)"})
     dropout: float = setting(-1.0, "Dropout before classifier (-1 = variant's)", "Dropout rate before the "
                              "classifier; -1 uses the variant's own rate (0.2 for B0 up to 0.5 for B7).", "model",
-                             low=0.0, high=0.9, special=-1.0, step=0.1)
+                             low=0.0, high=0.9, special=-1.0, special_text="the variant's own", step=0.1)
     freeze_base: bool = setting(False, "Freeze the base (train the head only)", "Transfer learning, phase 1: the "
                                 "ImageNet features stay fixed while the new head learns.", "model")
     fine_tune_at_epoch: int = setting(0, "Fine-tune after epoch (0 = never)", "Phase 2 starts after this many "

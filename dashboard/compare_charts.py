@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.config import value_text
 from core.data import CLASS_NAMES
 from core.evaluate import row_normalised
 from dashboard.style import DIVERGING_SCALE, colour, style_figure
@@ -49,13 +50,19 @@ def _text(value) -> str:
     return str(value)
 
 
+def _setting_text(key: str, value) -> str:
+    """A setting's value as text, with what a special value means: "-1 (the variant's own)"."""
+    meaning = value_text(key, value)
+    return f"{_text(value)} ({meaning})" if meaning else _text(value)
+
+
 def settings_frame(configs: Mapping[str, Mapping]) -> pd.DataFrame:
     """Settings side by side: one row per setting (first run's order, then any others), one
     column per run label, every value as text ("—" where a run lacks the setting)."""
     keys: list[str] = []
     for config in configs.values():
         keys.extend(k for k in (config or {}) if k not in keys)
-    return pd.DataFrame({label: [_text((config or {}).get(k)) for k in keys]
+    return pd.DataFrame({label: [_setting_text(k, (config or {}).get(k)) for k in keys]
                          for label, config in configs.items()}, index=pd.Index(keys, name="setting"))
 
 
@@ -185,7 +192,7 @@ def setting_changes(config_a: Mapping | None, config_b: Mapping | None, label_a:
     keys = list(a) + [k for k in b if k not in a]
     changes = []
     for key in keys:
-        va, vb = _text(a.get(key)), _text(b.get(key))
+        va, vb = _setting_text(key, a.get(key)), _setting_text(key, b.get(key))
         if va == vb:
             continue
         if key == "variant":

@@ -7,7 +7,7 @@ import numpy as np
 
 from core.evaluate import evaluate
 from core.runs import RunStore
-from dashboard.compare_charts import change_sentence, pair_changes, setting_changes
+from dashboard.compare_charts import change_sentence, pair_changes, setting_changes, settings_frame
 from test_pages_classroom import two_runs  # noqa: F401 - the fixture: the trained run and a B2 copy
 
 B0 = {"variant": "b0", "learning_rate": 0.001, "epochs": 4, "seed": 1, "weights": "imagenet"}
@@ -38,6 +38,15 @@ def test_other_settings_are_named_then_counted():
         "B2 instead of B0, learning_rate 0.0003 instead of 0.001, epochs 6 instead of 4 and 1 more setting: "
         "+0.0 points")
     assert setting_changes(B0, {**B0, "head": "seed"}, "A", "B") == ["head seed instead of \u2014"]
+
+
+def test_a_special_value_says_what_it_means():
+    """dropout -1 is not a rate: the sentence and the settings table say it is the variant's own."""
+    assert setting_changes({**B0, "dropout": -1.0}, {**B0, "dropout": 0.0}, "A", "B") == [
+        "dropout 0 instead of -1 (the variant's own)"]
+    frame = settings_frame({"A": {"dropout": -1.0, "seed": -1}, "B": {"dropout": 0.2}})
+    assert frame.loc["dropout"].tolist() == ["-1 (the variant's own)", "0.2"]
+    assert frame.loc["seed"].tolist()[0] == "-1"                  # only the setting that declares it
 
 
 def test_missing_results_are_said_not_invented():
