@@ -414,7 +414,8 @@ class Run:
 
     def read_batch_losses(self) -> dict[int, list[tuple[int, float]]]:
         """{epoch: [(batch, running-mean loss), ...]} of read_batches()."""
-        return {epoch: [(batch, loss) for batch, loss, _ in reports] for epoch, reports in self.read_batches().items()}
+        return {epoch: [(batch, loss) for batch, loss, _ in reports]
+                for epoch, reports in self.read_batches().items()}
 
     def read_batch_accuracies(self) -> dict[int, list[tuple[int, float]]]:
         """{epoch: [(batch, running-mean accuracy), ...]} of read_batches(), for the epochs that

@@ -1,7 +1,7 @@
 """Live curves: loss and accuracy per epoch for one or several runs, every finished epoch's loss
-and accuracy per batch, the running epoch's batches, learning rate and throughput — redrawn in place while a
-run trains: the running epoch's batches every few seconds (less often when a crowd watches), the
-epoch charts the moment an epoch lands."""
+and accuracy per batch, the running epoch's batches, learning rate and throughput — redrawn in
+place while a run trains: the running epoch's batches every few seconds (less often when a crowd
+watches), the epoch charts the moment an epoch lands."""
 
 from __future__ import annotations
 

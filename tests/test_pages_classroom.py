@@ -372,8 +372,8 @@ def test_compare_page_puts_the_batches_after_longer_runs_and_leaves_them_out_wit
     assert {t["name"] for t in figures[2]["data"] if t.get("showlegend") is not False} == {"B0", "Longer run"}
     # A run from before the accuracy was recorded per batch: its loss only, and a line that says so.
     batches = runs / other_id / BATCHES_FILE
-    batches.write_text("epoch,batch,loss\n" + "".join(
-        f"{line.split(',')[0]},{line.split(',')[1]},{line.split(',')[2]}\n" for line in batches.read_text().splitlines()[1:]))
+    three_columns = [",".join(line.split(",")[:3]) for line in batches.read_text().splitlines()[1:]]
+    batches.write_text("epoch,batch,loss\n" + "".join(line + "\n" for line in three_columns))
     at = app(COMPARE, runs_dir=runs)
     accuracy = _figures(at)[3]
     assert [t["name"] for t in accuracy["data"] if t.get("showlegend") is not False] == ["B0"]
