@@ -115,6 +115,8 @@ def test_report_holds_settings_tables_and_mistakes(report, run_data):
     text = " ".join(parsed.text)
     for key, value in run_data["config"].items():
         assert key in text and str(value) in text
+    dropout_default = build_report(**dict(run_data, config={**run_data["config"], "dropout": -1.0}))
+    assert "-1.0 (the variant's own)" in " ".join(_parse(dropout_default).text)
     ev = run_data["evaluation"]
     assert f"{100 * ev.top1_accuracy:.1f}%" in text and f"{100 * ev.top5_accuracy:.1f}%" in text
     assert "report made 2026-11-25 09:30" in text and run_data["run_id"] in text
