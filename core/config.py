@@ -79,12 +79,13 @@ class Setting:
     """How one TrainConfig field is checked, explained and drawn.
 
     `low`/`high` bound a number (`low_open`: the low end itself is refused); `special` is one value
-    allowed outside them (dropout's -1), and `special_text` what it means ("the variant's own"). `choices` are the allowed texts;
-    `form_choices` the subset the dashboard offers (the rest need the command line); `path_allowed`
-    also accepts a file path. `only_when` = (field, values): the setting has an effect only while
-    that field holds one of them (the form greys it out otherwise); `no_effect_when` = (field, values):
-    it has none while that field holds one of them. `step` and `format` are hints
-    for the number box; `slider` draws a short whole-number range as a slider instead.
+    allowed outside them (dropout's -1), and `special_text` what it means ("the variant's own").
+    `choices` are the allowed texts; `form_choices` the subset the dashboard offers (the rest need
+    the command line); `path_allowed` also accepts a file path. `only_when` = (field, values): the
+    setting has an effect only while that field holds one of them (the form greys it out
+    otherwise); `no_effect_when` = (field, values): it has none while that field holds one of them.
+    `step` and `format` are hints for the number box; `slider` draws a short whole-number range as
+    a slider instead.
     """
 
     label: str
