@@ -152,6 +152,13 @@ def value_text(name: str, value: Any) -> str | None:
     return declared.special_text or None
 
 
+def with_meaning(name: str, value: Any, shown: str) -> str:
+    """`shown` (the value as a page writes it) followed by what a special value means:
+    "-1 (the variant's own)"; `shown` alone for any other value."""
+    meaning = value_text(name, value)
+    return f"{shown} ({meaning})" if meaning else shown
+
+
 def declared_fields() -> list[dataclasses.Field]:
     """TrainConfig's fields in declaration order (each with `.metadata["setting"]`)."""
     return list(_FIELDS.values())

@@ -413,16 +413,12 @@ class Run:
         return epochs
 
     def read_batch_losses(self) -> dict[int, list[tuple[int, float]]]:
-        """{epoch: [(batch, running-mean loss), ...]} of read_batches()."""
-        return {epoch: [(batch, loss) for batch, loss, _ in reports]
-                for epoch, reports in self.read_batches().items()}
+        """batch_losses_of(read_batches())."""
+        return batch_losses_of(self.read_batches())
 
     def read_batch_accuracies(self) -> dict[int, list[tuple[int, float]]]:
-        """{epoch: [(batch, running-mean accuracy), ...]} of read_batches(), for the epochs that
-        recorded it."""
-        epochs = {epoch: [(batch, accuracy) for batch, _, accuracy in reports if accuracy == accuracy]
-                  for epoch, reports in self.read_batches().items()}
-        return {epoch: pairs for epoch, pairs in epochs.items() if pairs}
+        """batch_accuracies_of(read_batches())."""
+        return batch_accuracies_of(self.read_batches())
 
     def truncate_batches_after(self, epoch: int) -> None:
         """Drops the epochs past `epoch`: a resume redoes them from the checkpoint."""
@@ -571,6 +567,19 @@ class Run:
             end = _number(status.get("ended_at")) or _number(status.get("heartbeat"))
             summary.duration_seconds = max(0.0, end - started_at)
         return summary
+
+
+def batch_losses_of(batches: dict[int, list[tuple[int, float, float]]]) -> dict[int, list[tuple[int, float]]]:
+    """{epoch: [(batch, running-mean loss), ...]} of Run.read_batches()."""
+    return {epoch: [(batch, loss) for batch, loss, _ in reports] for epoch, reports in batches.items()}
+
+
+def batch_accuracies_of(batches: dict[int, list[tuple[int, float, float]]]) -> dict[int, list[tuple[int, float]]]:
+    """{epoch: [(batch, running-mean accuracy), ...]} of Run.read_batches(), for the epochs that
+    recorded it."""
+    epochs = {epoch: [(batch, accuracy) for batch, _, accuracy in reports if accuracy == accuracy]
+              for epoch, reports in batches.items()}
+    return {epoch: pairs for epoch, pairs in epochs.items() if pairs}
 
 
 def _batch_lines(epochs: dict[int, Sequence[tuple]], *, header: bool) -> str:

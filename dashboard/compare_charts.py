@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.config import value_text
+from core.config import with_meaning
 from core.data import CLASS_NAMES
 from core.evaluate import row_normalised
 from dashboard.style import DIVERGING_SCALE, colour, style_figure
@@ -52,8 +52,7 @@ def _text(value) -> str:
 
 def _setting_text(key: str, value) -> str:
     """A setting's value as text, with what a special value means: "-1 (the variant's own)"."""
-    meaning = value_text(key, value)
-    return f"{_text(value)} ({meaning})" if meaning else _text(value)
+    return with_meaning(key, value, _text(value))
 
 
 def settings_frame(configs: Mapping[str, Mapping]) -> pd.DataFrame:

@@ -20,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from core.config import value_text
+from core.config import with_meaning
 from core.data import CLASS_NAMES
 from core.evaluate import Evaluation
 from dashboard.charts import (BATCH_SMOOTHING, accuracy_per_batch_figure, curves_figure, loss_per_batch_figure,
@@ -147,12 +147,9 @@ def _settings_table(config: dict[str, Any]) -> str:
     items = list(config.items())
     half = (len(items) + 1) // 2
 
-    def shown(key: str, value: Any) -> str:
-        meaning = value_text(key, value)      # dropout -1 is no rate: "-1.0 (the variant's own)"
-        return f"{value} ({meaning})" if meaning else str(value)
-
-    def table(rows: list[tuple[str, Any]]) -> str:
-        body = "".join(f"<tr><th>{_e(key)}</th><td>{_e(shown(key, value))}</td></tr>" for key, value in rows)
+    def table(rows: list[tuple[str, Any]]) -> str:   # dropout -1 is no rate: "-1.0 (the variant's own)"
+        body = "".join(f"<tr><th>{_e(key)}</th><td>{_e(with_meaning(key, value, str(value)))}</td></tr>"
+                       for key, value in rows)
         return f'<table class="settings">{body}</table>'
 
     return f'<div class="grid2">{table(items[:half])}{table(items[half:])}</div>'

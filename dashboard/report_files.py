@@ -8,7 +8,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from core.runs import RunStore
+from core.runs import RunStore, batch_accuracies_of, batch_losses_of
 from dashboard import state
 
 
@@ -17,6 +17,7 @@ def _report(root: str, run_id: str, times: tuple[float, ...], images_ok: bool) -
     from core.evaluate import mistakes
     from dashboard.report import build_report, per_class_csv
     run = RunStore(root).get(run_id)
+    batches = run.read_batches()
     evaluation = state.evaluation(run_id)
     y_true, y_prob = state.predictions(run_id)
     images = None
@@ -25,8 +26,8 @@ def _report(root: str, run_id: str, times: tuple[float, ...], images_ok: bool) -
         images = images if len(images) == evaluation.n else None
     html = build_report(run_id=run_id, config=run.read_config().to_dict(), status=state.status(run_id),
                         metrics=state.metrics_frame(run_id), evaluation=evaluation,
-                        mistakes=mistakes(y_true, y_prob), images=images, batch_losses=run.read_batch_losses(),
-                        batch_accuracies=run.read_batch_accuracies(), generated=datetime.now())
+                        mistakes=mistakes(y_true, y_prob), images=images, batch_losses=batch_losses_of(batches),
+                        batch_accuracies=batch_accuracies_of(batches), generated=datetime.now())
     return html, per_class_csv(evaluation)
 
 

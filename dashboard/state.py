@@ -20,7 +20,8 @@ import pandas as pd
 import streamlit as st
 
 from core.jobs import JobManager
-from core.runs import ACTIVE_STATES, METRIC_COLUMNS, Run, RunNotFoundError, RunStore, RunSummary
+from core.runs import (ACTIVE_STATES, METRIC_COLUMNS, Run, RunNotFoundError, RunStore, RunSummary, batch_accuracies_of,
+                       batch_losses_of)
 
 RUN_QUERY_PARAM = "run"
 SELECTED_RUN_KEY = "selected_run"
@@ -160,19 +161,25 @@ def _metrics(root: str, run_id: str, mtime: float) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
+def _batches(root: str, run_id: str, mtime: float) -> dict[int, list[tuple[int, float, float]]]:
+    return RunStore(root).get(run_id).read_batches()
+
+
+# Losses and accuracies come from one read of batches.csv per version (_batches), each kept as drawn.
+@st.cache_data(max_entries=64, show_spinner=False)
 def _batch_losses(root: str, run_id: str, mtime: float) -> dict[int, list[tuple[int, float]]]:
-    return RunStore(root).get(run_id).read_batch_losses()
+    return batch_losses_of(_batches(root, run_id, mtime))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _batch_accuracies(root: str, run_id: str, mtime: float) -> dict[int, list[tuple[int, float]]]:
+    return batch_accuracies_of(_batches(root, run_id, mtime))
 
 
 def batch_losses(run_id: str) -> dict[int, list[tuple[int, float]]]:
     """{epoch: [(batch, running-mean loss), ...]} of a run's finished epochs ({} when none)."""
     run = get_run(run_id)
     return {} if run is None else _batch_losses(str(store().root), run_id, run.version("batches"))
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _batch_accuracies(root: str, run_id: str, mtime: float) -> dict[int, list[tuple[int, float]]]:
-    return RunStore(root).get(run_id).read_batch_accuracies()
 
 
 def batch_accuracies(run_id: str) -> dict[int, list[tuple[int, float]]]:
