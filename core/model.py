@@ -2,7 +2,9 @@
 
 `build_model(config)` makes input pipeline + base + head and freezes the base when asked;
 `unfreeze(model, ...)` opens the top blocks for fine-tuning while every BatchNormalization stays
-frozen; `compile_model` is called again after unfreezing, at the lower fine-tuning rate.
+frozen; `compile_model` is called again after unfreezing, at the lower fine-tuning rate. With a
+frozen base, `fold_frozen_batchnorm` folds the BatchNorm of every convolution no phase trains into
+that convolution: the same network, faster on a CPU.
 
 The model takes CIFAR's own 32 px images (uint8, or floats in 0..255): augmentation and the
 resize to `image_size` are its first layers, so they run on the accelerator inside the compiled
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 
 import keras
+import numpy as np
 
 from core.augment import Augment
 from core.config import TrainConfig
@@ -68,6 +71,8 @@ def build_model(config: TrainConfig) -> keras.Model:
         set_base_trainable(model, False)
         if config.fine_tune_from_start:
             unfreeze(model, config.fine_tune_from_block, depthwise=config.fine_tune_depthwise)
+        if config.fold_frozen_batchnorm:
+            model = fold_frozen_batchnorm(model, config)
     return model
 
 
@@ -168,12 +173,97 @@ def unfreeze(model: keras.Model, from_block: int = 1, depthwise: bool = True) ->
     this mandatory rather than merely wise.
     """
     for layer in base_layers(model):
-        block = _block_number(layer.name)
-        in_range = (block is not None and block >= from_block) or layer.name.startswith("top_") \
-            or (from_block == 1 and layer.name.startswith("stem_"))
-        is_bn = isinstance(layer, keras.layers.BatchNormalization)
-        kept = not depthwise and isinstance(layer, keras.layers.DepthwiseConv2D)
-        layer.trainable = in_range and not is_bn and not kept
+        layer.trainable = _opened_by_unfreeze(layer, from_block, depthwise)
+
+
+def _opened_by_unfreeze(layer: keras.layers.Layer, from_block: int, depthwise: bool) -> bool:
+    block = _block_number(layer.name)
+    in_range = (block is not None and block >= from_block) or layer.name.startswith("top_") \
+        or (from_block == 1 and layer.name.startswith("stem_"))
+    is_bn = isinstance(layer, keras.layers.BatchNormalization)
+    kept = not depthwise and isinstance(layer, keras.layers.DepthwiseConv2D)
+    return in_range and not is_bn and not kept
+
+
+# Keras' EfficientNet names each BatchNormalization after the convolution it follows.
+_BN_SUFFIX_AFTER_CONV = (("expand_bn", "expand_conv"), ("project_bn", "project_conv"),
+                         ("stem_bn", "stem_conv"), ("top_bn", "top_conv"), ("_bn", "_dwconv"))
+_CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+
+
+def _convolution_before(bn_name: str) -> str | None:
+    for bn_suffix, conv_suffix in _BN_SUFFIX_AFTER_CONV:
+        if bn_name.endswith(bn_suffix):
+            return bn_name[: -len(bn_suffix)] + conv_suffix
+    return None
+
+
+def _stays_frozen(layer: keras.layers.Layer, config: TrainConfig) -> bool:
+    """Whether a base layer of a `freeze_base` run is frozen in every phase the run can reach."""
+    fine_tunes = config.fine_tune_from_start or config.fine_tune_at_epoch > 0
+    return not (fine_tunes and _opened_by_unfreeze(layer, config.fine_tune_from_block, config.fine_tune_depthwise))
+
+
+def fold_frozen_batchnorm(model: keras.Model, config: TrainConfig) -> keras.Model:
+    """The same network with each frozen BatchNormalization folded into the frozen convolution
+    before it: the convolution's kernel takes the scale and a new bias the shift, and the
+    BatchNormalization becomes an Identity of the same name. The outputs are the same (to float
+    rounding); training and prediction are faster.
+
+    Frozen BatchNorm is an affine map per channel, y = conv(x) * s + (beta - mean * s) with
+    s = gamma / sqrt(variance + epsilon), which TensorFlow's CPU kernels run as two passes over
+    every activation map (a Mul and an Add): at 120 px they were a tenth of a training step and a
+    fifth of a prediction (docs/RECIPES.md, table M). Only convolutions that no phase of the run
+    trains are folded: a trainable kernel with the scale inside it would take other Adam steps.
+    Layer names stay, so fine-tuning by block, Grad-CAM and the Inside page find what they look for.
+    """
+    layers = {layer.name: layer for layer in model.layers}
+    conv_of_bn = {}
+    for layer in base_layers(model):
+        conv = layers.get(_convolution_before(layer.name) or "")
+        if isinstance(layer, keras.layers.BatchNormalization) and isinstance(conv, _CONVOLUTIONS) \
+                and _stays_frozen(conv, config):
+            conv_of_bn[layer.name] = conv
+    if not conv_of_bn:
+        return model
+    folded_convs = {conv.name for conv in conv_of_bn.values()}
+
+    def clone(layer):
+        if layer.name in conv_of_bn:
+            return keras.layers.Identity(name=layer.name)
+        layer_config = layer.get_config()
+        if layer.name in folded_convs:
+            layer_config["use_bias"] = True
+        return layer.__class__.from_config(layer_config)
+
+    def call(layer, *args, **kwargs):
+        if isinstance(layer, keras.layers.Identity):
+            kwargs.pop("mask", None)     # the graph recorded BatchNormalization's call, which takes one
+        return layer(*args, **kwargs)
+
+    folded = keras.models.clone_model(model, clone_function=clone, call_function=call)
+    bn_of_conv = {conv.name: layers[bn] for bn, conv in conv_of_bn.items()}
+    for layer in folded.layers:
+        original = layers[layer.name]
+        if layer.name in bn_of_conv:
+            layer.set_weights(_folded_weights(original, bn_of_conv[layer.name]))
+        elif layer.weights:
+            layer.set_weights(original.get_weights())
+            if isinstance(layer, keras.layers.Normalization):
+                layer.finalize_state()   # its mean and variance are read from the weights only here
+        layer.trainable = original.trainable
+    return folded
+
+
+def _folded_weights(conv: keras.layers.Layer, bn: keras.layers.BatchNormalization) -> list:
+    value = keras.ops.convert_to_numpy
+    gamma = value(bn.gamma) if bn.scale else 1.0
+    beta = value(bn.beta) if bn.center else 0.0
+    scale = gamma / np.sqrt(value(bn.moving_variance) + bn.epsilon)
+    kernel = conv.get_weights()[0]
+    # Conv2D kernels are (h, w, in, out); DepthwiseConv2D's (h, w, channels, multiplier=1).
+    per_channel = (1, 1, -1, 1) if isinstance(conv, keras.layers.DepthwiseConv2D) else (1, 1, 1, -1)
+    return [kernel * scale.reshape(per_channel), beta - value(bn.moving_mean) * scale]
 
 
 def make_optimizer(config: TrainConfig, learning_rate: float) -> keras.optimizers.Optimizer:
