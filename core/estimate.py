@@ -35,6 +35,11 @@ CPU_ANCHORS = ((0.39 * (32 / 224) ** 2, 300.0), (0.39 * (64 / 224) ** 2, 193.0),
 HEAD_ONLY_SPEEDUP = 534 / 193
 FINE_TUNE_SPEEDUP = {1: 1.0, 2: 1.0, 3: 1.03, 4: 206 / 193, 5: 1.3, 6: 303 / 193, 7: 303 / 193}
 DEPTHWISE_KEPT_SPEEDUP = 280 / 206
+# Frozen BatchNorm folded into its frozen convolution (core.model.fold_frozen_batchnorm): best-cpu's
+# epoch took 468 s instead of 521 on one 2-core AMD EPYC in one hour, and the same model predicted
+# 224 images/s instead of 192 (docs/RECIPES.md, table M).
+FOLDED_TRAINING_SPEEDUP = 521 / 468
+FOLDED_PREDICT_SPEEDUP = 224 / 192
 CPU_CORES_MEASURED = 2
 GPU_SPEEDUP = 30.0           # a guess for a recent NVIDIA GPU against those 2 cores; not measured
 FIRST_STEP_SECONDS = 25.0    # graph tracing before the first batch (B7: ~90 s)
@@ -72,7 +77,18 @@ def training_speedup(config: Mapping) -> float:
 
 
 def _training_speedup(config: Mapping) -> float:
-    return _trainable_part_speedup(config) * _progressive_speedup(config)
+    folded = FOLDED_TRAINING_SPEEDUP if folds_batchnorm(config) else 1.0
+    return _trainable_part_speedup(config) * _progressive_speedup(config) * folded
+
+
+def folds_batchnorm(config: Mapping) -> bool:
+    """Whether core.model folds some frozen BatchNorm of a run of these settings: a frozen base,
+    and some convolution no phase opens (below the fine-tuning block, or a kept depthwise kernel)."""
+    if not config.get("freeze_base") or not config.get("fold_frozen_batchnorm", True):
+        return False
+    fine_tunes = config.get("fine_tune_from_start") or int(config.get("fine_tune_at_epoch", 0)) > 0
+    opens_everything = int(config.get("fine_tune_from_block", 1)) == 1 and config.get("fine_tune_depthwise", True)
+    return not (fine_tunes and opens_everything)
 
 
 def relative_cost(variant: str, size: int, other_size: int) -> float:
@@ -152,7 +168,8 @@ def run_estimate(config: Mapping, n_train: int, device: dict | None = None,
                  n_test: int = TEST_IMAGES) -> RunEstimate:
     """The whole run of these settings (a TrainConfig's dict) on `n_train` training images: the
     validation images are the share val_fraction holds out beside them (core.data.split_train_val),
-    every image is predicted PREDICT_SPEEDUP times faster than it trains."""
+    every image is predicted PREDICT_SPEEDUP times faster than it trains (FOLDED_PREDICT_SPEEDUP
+    times more with frozen BatchNorm folded)."""
     rate = images_per_second(str(config.get("variant", "b0")), int(config["image_size"]), device)
     epochs = max(1, int(config.get("epochs", 1)))
     val_fraction = float(config.get("val_fraction", 0.0))
@@ -160,7 +177,7 @@ def run_estimate(config: Mapping, n_train: int, device: dict | None = None,
     mirrored = 0.0
     if config.get("test_time_flip"):
         mirrored = 1.0 if float(config.get("test_time_flip_below", 1.0)) >= 1 else UNSURE_SHARE
-    predict_rate = rate * PREDICT_SPEEDUP
+    predict_rate = rate * PREDICT_SPEEDUP * (FOLDED_PREDICT_SPEEDUP if folds_batchnorm(config) else 1.0)
     return RunEstimate(training=epochs * n_train / (rate * training_speedup(config)),
                        validation=epochs * n_val / predict_rate,
                        test=n_test * (1 + mirrored) / predict_rate, tracing=FIRST_STEP_SECONDS)

@@ -5,9 +5,9 @@ import pytest
 
 from core.config import TrainConfig
 from core.config import training_images
-from core.estimate import (DEPTHWISE_KEPT_SPEEDUP, FINE_TUNE_SPEEDUP, FIRST_STEP_SECONDS, HEAD_ONLY_SPEEDUP,
-                           PREDICT_SPEEDUP, TEST_IMAGES, UNSURE_SHARE, epoch_seconds, images_per_second,
-                           run_estimate, training_speedup)
+from core.estimate import (DEPTHWISE_KEPT_SPEEDUP, FINE_TUNE_SPEEDUP, FIRST_STEP_SECONDS, FOLDED_PREDICT_SPEEDUP,
+                           FOLDED_TRAINING_SPEEDUP, HEAD_ONLY_SPEEDUP, PREDICT_SPEEDUP, TEST_IMAGES, UNSURE_SHARE,
+                           epoch_seconds, folds_batchnorm, images_per_second, run_estimate, training_speedup)
 from core.presets import BEST_CPU, FROM_SCRATCH, QUICK_DEMO, THIS_MACHINE_IDLE
 
 TWO_CORES = {"kind": "cpu", "name": "CPU, 2 cores", "count": 2}
@@ -22,12 +22,33 @@ def test_the_estimate_passes_through_the_measured_speeds():
 
 def test_what_trains_sets_the_speedup():
     assert training_speedup(TrainConfig().to_dict()) == 1.0   # the whole network
-    head_only = TrainConfig(weights="imagenet", freeze_base=True, epochs=3).to_dict()
+    # The speed-ups by what trains were measured before frozen BatchNorm was folded.
+    unfolded = dict(weights="imagenet", freeze_base=True, fold_frozen_batchnorm=False)
+    head_only = TrainConfig(**unfolded, epochs=3).to_dict()
     assert training_speedup(head_only) == pytest.approx(HEAD_ONLY_SPEEDUP)
-    two_phases = TrainConfig(weights="imagenet", freeze_base=True, fine_tune_at_epoch=1, epochs=2).to_dict()
+    two_phases = TrainConfig(**unfolded, fine_tune_at_epoch=1, epochs=2).to_dict()
     assert training_speedup(two_phases) == pytest.approx(2 / (1 / HEAD_ONLY_SPEEDUP + 1))
-    assert training_speedup(QUICK_DEMO.config().to_dict()) == pytest.approx(FINE_TUNE_SPEEDUP[4] * DEPTHWISE_KEPT_SPEEDUP)
+    assert training_speedup(QUICK_DEMO.config(fold_frozen_batchnorm=False).to_dict()) == \
+        pytest.approx(FINE_TUNE_SPEEDUP[4] * DEPTHWISE_KEPT_SPEEDUP)
     assert training_speedup({"freeze_base": True, "epochs": None}) == 1.0   # a half-filled form
+
+
+def test_folding_frozen_batchnorm_speeds_up_the_runs_that_fold():
+    quick = QUICK_DEMO.config()
+    assert folds_batchnorm(quick.to_dict())
+    assert training_speedup(quick.to_dict()) == pytest.approx(
+        FINE_TUNE_SPEEDUP[4] * DEPTHWISE_KEPT_SPEEDUP * FOLDED_TRAINING_SPEEDUP)
+    plain = run_estimate(quick.replace(fold_frozen_batchnorm=False).to_dict(), 50_000, TWO_CORES)
+    folded = run_estimate(quick.to_dict(), 50_000, TWO_CORES)
+    assert folded.test == pytest.approx(plain.test / FOLDED_PREDICT_SPEEDUP)
+    # Nothing folds where nothing stays frozen: the whole base fine-tunes, or the base trains.
+    assert not folds_batchnorm(TrainConfig(weights="imagenet", freeze_base=True, fine_tune_from_start=True).to_dict())
+    assert not folds_batchnorm(TrainConfig(weights="imagenet").to_dict())
+    assert not folds_batchnorm(FROM_SCRATCH.config().to_dict())
+    # A frozen base that never fine-tunes, or one whose depthwise kernels stay, folds.
+    assert folds_batchnorm(TrainConfig(weights="imagenet", freeze_base=True).to_dict())
+    assert folds_batchnorm(TrainConfig(weights="imagenet", freeze_base=True, fine_tune_from_start=True,
+                                       fine_tune_depthwise=False).to_dict())
 
 
 def test_progressive_resizing_speeds_up_by_the_share_of_steps_at_the_smaller_size():
@@ -42,7 +63,7 @@ def test_progressive_resizing_speeds_up_by_the_share_of_steps_at_the_smaller_siz
     both = {**QUICK_DEMO.config().to_dict(), "image_size": 120, "progressive_start_size": 88,
             "progressive_start_fraction": 0.5}
     assert training_speedup(both) == pytest.approx(
-        FINE_TUNE_SPEEDUP[4] * DEPTHWISE_KEPT_SPEEDUP / (0.5 * cost_at_88 + 0.5))
+        FINE_TUNE_SPEEDUP[4] * DEPTHWISE_KEPT_SPEEDUP * FOLDED_TRAINING_SPEEDUP / (0.5 * cost_at_88 + 0.5))
     assert training_speedup(whole) == 1.0
 
 
