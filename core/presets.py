@@ -134,16 +134,16 @@ QUICK_DEMO = Preset(
                          "89.73-89.85% in 3.5-4.6 min, the minutes moved by the time after the epoch "
                          "(RECIPES.md, M)"),
         Measurement(0.8983, 3.8, "2026-12-01", THIS_MACHINE_IDLE, "this engine (bench/recipes.py)",
-                    note="before BatchNorm folding: the epoch 187 s; this machine's minutes swing up to 1.5x from hour to hour; every "
-                         "test image mirrored then"),
+                    note="before BatchNorm folding: the epoch 187 s; this machine's minutes swing up to 1.5x "
+                         "from hour to hour; every test image mirrored then"),
         Measurement(0.8990, 10.5, "2026-12-02", SLOWER_EPYC_IDLE, "this engine (bench/recipes.py)",
-                    note="before BatchNorm folding: the epoch 496 s (107 images/s); 36% of the test images mirrored, the same 89.9% as "
-                         "mirroring all of them (RECIPES.md, I)"),
+                    note="before BatchNorm folding: the epoch 496 s (107 images/s); 36% of the test images "
+                         "mirrored, the same 89.9% as mirroring all of them (RECIPES.md, I)"),
     ))
 
 BEST_CPU = Preset(
     "best-cpu", ":material/trophy: Best on a laptop",
-    "The Quick demo's recipe at 120 px: 95% on a CPU, for about three times the Quick demo's time.",
+    "The Quick demo's recipe at 120 px: 95% on a CPU, for two to three times the Quick demo's time.",
     # 120 px, not 128: 0.88x the pixels for the same 95% (RECIPES.md, G); 112 px stays at 94.3%, and
     # 42,000 of the 50,000 images was no quicker in a slower hour, and less accurate (D).
     _settings(**{**_IMAGENET_ONE_PASS, "image_size": 120}),
