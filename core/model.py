@@ -226,13 +226,13 @@ def fold_frozen_batchnorm(model: keras.Model, config: TrainConfig) -> keras.Mode
             conv_of_bn[layer.name] = conv
     if not conv_of_bn:
         return model
-    folded_convs = {conv.name for conv in conv_of_bn.values()}
+    bn_of_conv = {conv.name: layers[bn] for bn, conv in conv_of_bn.items()}
 
     def clone(layer):
         if layer.name in conv_of_bn:
             return keras.layers.Identity(name=layer.name)
         layer_config = layer.get_config()
-        if layer.name in folded_convs:
+        if layer.name in bn_of_conv:
             layer_config["use_bias"] = True
         return layer.__class__.from_config(layer_config)
 
@@ -242,7 +242,6 @@ def fold_frozen_batchnorm(model: keras.Model, config: TrainConfig) -> keras.Mode
         return layer(*args, **kwargs)
 
     folded = keras.models.clone_model(model, clone_function=clone, call_function=call)
-    bn_of_conv = {conv.name: layers[bn] for bn, conv in conv_of_bn.items()}
     for layer in folded.layers:
         original = layers[layer.name]
         if layer.name in bn_of_conv:
