@@ -168,8 +168,9 @@ def watch(manager: JobManager, run_id: str) -> int:
     signal.signal(signal.SIGINT, on_interrupt)
     print(f"run {run_id} in {manager.store.root}", file=sys.stderr)
     last_epoch_reported, last_line_at = None, 0.0
-    while not manager.wait(POLL_SECONDS):
-        p = manager.progress(run_id)
+
+    def report_a_new_epoch(p: dict) -> None:
+        nonlocal last_epoch_reported
         row = p.get("last_epoch")
         if row and row.get("epoch") != last_epoch_reported:
             last_epoch_reported = row["epoch"]
@@ -178,11 +179,17 @@ def watch(manager: JobManager, run_id: str) -> int:
                   f"val_acc {row['val_accuracy'] or float('nan'):.3f} lr {row['learning_rate']:.2e} "
                   f"{row['images_per_second']:.0f} img/s {row['epoch_seconds']:.0f}s" + " " * 10,
                   file=sys.stderr)
+
+    while not manager.wait(POLL_SECONDS):
+        p = manager.progress(run_id)
+        report_a_new_epoch(p)
         if interactive:
             print("\r" + progress_line(p)[:200].ljust(120), end="", file=sys.stderr, flush=True)
         elif time.time() - last_line_at > 10:   # logs (CI, nohup) get a line every 10 s
             last_line_at = time.time()
             print(progress_line(p), file=sys.stderr, flush=True)
+    # An epoch that ended within the last poll (just before a stop, or the run's last) is reported too.
+    report_a_new_epoch(manager.progress(run_id))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     status = manager.store.get(run_id).live_status()
     print(file=sys.stderr)
