@@ -13,6 +13,7 @@ members over Keras's own `keras.distribution.DataParallel`.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import keras
 
@@ -125,7 +126,18 @@ def join_processes() -> None:
         return
     import jax
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    keras.distribution.initialize()     # reads KERAS_DISTRIBUTION_* (core/processes.py)
+    heartbeat = processes.heartbeat_seconds()
+    if heartbeat is None:
+        keras.distribution.initialize()     # reads KERAS_DISTRIBUTION_* (core/processes.py)
+    else:
+        # Keras passes JAX no heartbeat: lend its call JAX's own keyword for the length of it, so the
+        # rest of Keras's set-up (one random seed agreed by every process) stays Keras's.
+        initialize = jax.distributed.initialize
+        jax.distributed.initialize = functools.partial(initialize, heartbeat_timeout_seconds=heartbeat)
+        try:
+            keras.distribution.initialize()
+        finally:
+            jax.distributed.initialize = initialize
     _joined.append(True)
 
 

@@ -9,7 +9,9 @@ telling each process where it stands (keras.distribution.initialize reads them):
     KERAS_DISTRIBUTION_PROCESS_ID=0        (1 on the second machine)
 
 Process 0 writes the run folder; the others train their share of every batch and write nothing
-(core.runs.FollowerRun). This module reads the variables only, without importing Keras, so the
+(core.runs.FollowerRun). When a process is lost, JAX's coordination service ends the others once
+its heartbeat has been missing for 100 s; EFFLAB_PROCESS_HEARTBEAT_SECONDS=N shortens (or
+lengthens) that wait, the same on every process. This module reads the variables only, without importing Keras, so the
 CLI can tell a follower from process 0 before paying for it.
 """
 
@@ -21,6 +23,8 @@ from core.errors import UserInputError
 
 ADDRESSES, COUNT, INDEX = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
                            "KERAS_DISTRIBUTION_PROCESS_ID")
+HEARTBEAT = "EFFLAB_PROCESS_HEARTBEAT_SECONDS"
+MAX_HEARTBEAT_SECONDS = 3600
 
 
 def _whole(name: str, default: int) -> int:
@@ -45,6 +49,18 @@ def process_index() -> int:
 
 def several() -> bool:
     return process_count() > 1
+
+
+def heartbeat_seconds() -> int | None:
+    """How long a lost process may stay silent before the others end (EFFLAB_PROCESS_HEARTBEAT_SECONDS);
+    None: JAX's own default (100 s)."""
+    if not os.environ.get(HEARTBEAT, "").strip():
+        return None
+    seconds = _whole(HEARTBEAT, 0)
+    if not 1 <= seconds <= MAX_HEARTBEAT_SECONDS:
+        raise UserInputError(f"{HEARTBEAT}: expected a whole number of seconds from 1 to "
+                             f"{MAX_HEARTBEAT_SECONDS}; got {seconds}")
+    return seconds
 
 
 def check(backend: str, distribution: str) -> None:
@@ -72,3 +88,4 @@ def check(backend: str, distribution: str) -> None:
     if distribution not in ("auto", "mirrored"):
         raise UserInputError(f"distribution: expected auto or mirrored for a run over {count} processes; "
                              f"got {distribution}")
+    heartbeat_seconds()
