@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cifar_fixture import write_cifar_fixture  # noqa: E402
+import small_efficientnet  # noqa: E402
 # The slowest files first, so that make test's two workers finish together (tests/file_order.py).
 from file_order import pytest_collection_modifyitems, pytest_runtest_logreport, pytest_sessionfinish  # noqa: E402,F401
 
@@ -32,12 +33,24 @@ class _NoTensorFlow:
 if os.environ.get("KERAS_BACKEND") == "jax":
     sys.meta_path.insert(0, _NoTensorFlow())
 
+# The tests' small EfficientNet (tests/small_efficientnet.py): in this process the hook is always
+# installed and acts only while a test has EFFLAB_TEST_NETWORK=small set (the `small_network`
+# marker); the processes tests start find it through tests/site/sitecustomize.py.
+small_efficientnet.install()
+_SITE = str(Path(__file__).resolve().parent / "site")
+os.environ["PYTHONPATH"] = os.pathsep.join([_SITE, *filter(None, [os.environ.get("PYTHONPATH")])]) \
+    if _SITE not in os.environ.get("PYTHONPATH", "").split(os.pathsep) else os.environ["PYTHONPATH"]
+
 # Tests never reach the network, so Keras must never find the user's own cached downloads either:
 # each session gets an empty Keras home and its own array cache.
 _SESSION_HOME = Path(os.environ.get("PYTEST_TMP_HOME", "/tmp")) / f"efflab-test-{os.getpid()}"
 os.environ["KERAS_HOME"] = str(_SESSION_HOME / "keras")
 os.environ["EFFLAB_CACHE_DIR"] = str(_SESSION_HOME / "cache")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# JAX keeps what XLA compiled in the checkout's cache folder, so the next process (a resume, the
+# other process of a two-process run, the next `make test`) loads B0's step instead of compiling it
+# again: a JAX run of the small network here took 72 s with an empty cache and 26 s with it.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".cache" / "jax"))
 
 # Fixture runs use their own data; the real copy is only reached through `real_data_dir`. The
 # path moves to a variable of its own rather than vanishing: `make test` runs pytest-xdist, whose
@@ -83,16 +96,52 @@ def tiny_config():
                        learning_rate=3e-3, seed=1)
 
 
+@pytest.fixture(autouse=True)
+def _network_of_the_test(request, monkeypatch):
+    """Tests marked `small_network` (plumbing: queue, faults, CLI, Ray, jobs) build the tests' small
+    EfficientNet for B0, in this process and in every process they start; the rest the real B0."""
+    if request.node.get_closest_marker("small_network"):
+        monkeypatch.setenv(small_efficientnet.ENV, "small")
+    else:
+        monkeypatch.delenv(small_efficientnet.ENV, raising=False)
+
+
+def _shared_folder(tmp_path_factory) -> Path:
+    """A folder every pytest-xdist worker of this session sees (the workers' temporary folders
+    share a parent); this session's own temporary folder without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, fixture_data_dir, tiny_config):
-    """One finished real run (B0 @32 px, fixture data, one epoch) shared by read-only tests."""
+    """One finished real run (B0 @32 px, fixture data, one epoch) shared by read-only tests.
+
+    Trained once per session, by whichever worker asks first while the others wait on a lock, then
+    copied into each worker's own runs folder (a test that changes its copy changes it for the
+    tests of its worker only, as before). Training it once per worker cost a minute each."""
+    import fcntl
+    import shutil
+
     from core.jobs import JobManager
-    manager = JobManager(runs_dir=tmp_path_factory.mktemp("runs"), data_dir=fixture_data_dir)
-    run_id = manager.start(tiny_config)
-    assert manager.wait(600), "training did not finish in 10 minutes"
-    run = manager.store.get(run_id)
-    assert run.read_status()["state"] == "completed", run.read_status()
-    return run
+    from core.runs import RunStore
+    shared = _shared_folder(tmp_path_factory) / "trained-run"
+    shared.mkdir(exist_ok=True)
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        built = shared / "runs"
+        if not (shared / "done").exists():
+            shutil.rmtree(built, ignore_errors=True)
+            manager = JobManager(runs_dir=built, data_dir=fixture_data_dir)
+            run_id = manager.start(tiny_config)
+            assert manager.wait(600), "training did not finish in 10 minutes"
+            status = manager.store.get(run_id).read_status()
+            assert status["state"] == "completed", status
+            (shared / "done").write_text(run_id)
+        run_id = (shared / "done").read_text()
+    runs = tmp_path_factory.mktemp("runs")
+    shutil.copytree(built / run_id, runs / run_id)
+    return RunStore(runs).get(run_id)
 
 
 def wait_for(predicate, timeout: float = 300, what: str = "condition") -> None:
