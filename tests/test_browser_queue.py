@@ -1,8 +1,13 @@
-"""A class on one server, in a real browser: two students press Start, the second waits in line and
-is told its place, both runs complete in order with one slot (side by side with two slots: proved by
-their status files in test_slots.py, without a browser, to keep the suite's time); a server
-killed with one run training and two queued comes back with the queue intact; and the teacher stops
-a run that the command line is training. Screenshots go to test-artifacts/browser/."""
+"""A class on one server, in a real browser (real `streamlit run`, Debian's Chromium), as one chained
+flow: two students press Start, the second waits in line and is told its place, each finds the
+other's run by name; the server is SIGKILLed mid-epoch with one run training and two queued; a new
+server on the same runs folder lists the killed run as interrupted (not requeued: the teacher
+decides), drains the queue in order, and the interrupted run is resumed from the Train page to
+completion with every epoch exactly once. Then the teacher stops a run that the command line is
+training. Two runs side by side with two slots are proved by their status files in test_slots.py.
+
+Plumbing, not the network: these runs build the tests' small EfficientNet (tests/small_efficientnet.py).
+Screenshots go to test-artifacts/browser/."""
 
 from __future__ import annotations
 
@@ -16,24 +21,26 @@ from pathlib import Path
 
 import pytest
 
-from browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, chromium_page, exceptions_shown, free_port, open_when_up,
-                     screenshot, settle, start_training_from_the_ui, streamlit_server)
+from browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, chromium_page, exceptions_shown, screenshot, settle,
+                     start_training_from_the_ui, streamlit_server)
 from conftest import read_status_file, wait_mid_epoch
 from core.config import TrainConfig
 from core.runs import RunStore
+from dashboard import control
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.small_network]
 
 
 def _run_ids(runs: Path) -> set[str]:
     return {p.name for p in runs.iterdir() if not p.name.startswith(".")} if runs.is_dir() else set()
 
 
-def _queue_a_run(page, url: str, runs: Path, *, name: str, images: int = 100, epochs: int = 1) -> str:
+def _queue_a_run(page, url: str, runs: Path, *, name: str, images: int = 100, epochs: int = 1,
+                 batch: int = 16) -> str:
     """A student's Start: small settings, a name, Start; returns the id of the run it created,
     once the status panel names it."""
     before = _run_ids(runs)
-    start_training_from_the_ui(page, url, images=images, epochs=epochs, batch=16, name=name)
+    start_training_from_the_ui(page, url, images=images, epochs=epochs, batch=batch, name=name)
     deadline = time.time() + 60
     while not (_run_ids(runs) - before):
         assert time.time() < deadline, "Start created no run"
@@ -53,88 +60,82 @@ def _wait_for_state(runs: Path, run_id: str, states: tuple[str, ...], timeout: f
     raise AssertionError(f"run {run_id} never reached {states}: {read_status_file(runs / run_id)}")
 
 
-def _two_students(tmp_path, fixture_data_dir, slots: int, tag: str) -> tuple[dict, dict]:
+def _epochs_in_metrics(run_dir: Path) -> list[int]:
+    return [int(line.split(",")[0]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+
+
+@pytest.mark.full
+@pytest.mark.timeout(1800)
+def test_a_class_queues_loses_its_server_mid_epoch_and_carries_on(tmp_path, fixture_data_dir):
     from playwright.sync_api import sync_playwright
-    runs = tmp_path / f"runs-{slots}"
-    env = {"EFFLAB_RUNS_DIR": str(runs), "EFFLAB_DATA_DIR": fixture_data_dir, "EFFLAB_SLOTS": str(slots)}
-    with streamlit_server(env, tmp_path / f"server-{slots}.log") as url, sync_playwright() as playwright:
+    runs = tmp_path / "runs"
+    env = {"EFFLAB_RUNS_DIR": str(runs), "EFFLAB_DATA_DIR": fixture_data_dir, "EFFLAB_SLOTS": "1",
+           control.TOKEN_ENV: ""}
+
+    # 1. Server 1: Ana starts a long run; Ben's two Starts wait in line, and he is told his place.
+    with streamlit_server(env, tmp_path / "server-1.log") as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             ana, ben = (browser.new_context(viewport={"width": 1400, "height": 1000}).new_page() for _ in range(2))
             for page in (ana, ben):
                 page.set_default_timeout(60_000)
-            first = _queue_a_run(ana, url, runs, name="Ana — lr 1e-3")
-            second = _queue_a_run(ben, url, runs, name="Ben — batch 16")
-            if slots == 1:
-                ben.get_by_text(re.compile(r"1st in line")).first.wait_for(timeout=30_000)
-                assert read_status_file(runs / second)["state"] == "queued"
-                screenshot(ben, f"queue-{tag}-second-in-line")
+            long_run = _queue_a_run(ana, url, runs, name="Ana — lr 1e-3", images=200, epochs=30, batch=8)
+            first_queued = _queue_a_run(ben, url, runs, name="Ben — batch 16")
+            ben.get_by_text(re.compile(r"1st in line")).first.wait_for(timeout=30_000)
+            screenshot(ben, "queue-01-second-in-line")
+            second_queued = _queue_a_run(ben, url, runs, name="Ben — again")
             # Each student finds the other's run, by name, in the list of everyone's runs.
             ana.get_by_text(re.compile("Ben — batch 16")).first.wait_for(timeout=30_000)
-            screenshot(ana, f"queue-{tag}-both")
-            a = _wait_for_state(runs, first, ("completed", "failed"))
-            b = _wait_for_state(runs, second, ("completed", "failed"))
-            ben.get_by_text(re.compile(r"Completed — run")).first.wait_for(timeout=60_000)
+            ben.get_by_text(re.compile("Ana — lr 1e-3")).first.wait_for(timeout=30_000)
+            screenshot(ana, "queue-02-everyone-s-runs")
             assert not exceptions_shown(ana) and not exceptions_shown(ben)
+
+            # 2. SIGKILL mid-epoch: the run trains in a thread of the server process itself.
+            wait_mid_epoch(runs / long_run, after_epoch=1, min_batch=2, timeout=420)
+            assert [read_status_file(runs / rid)["state"] for rid in (first_queued, second_queued)] \
+                == ["queued", "queued"]
+            server_pid = read_status_file(runs / long_run)["pid"]
+            os.kill(server_pid, signal.SIGKILL)
         finally:
             browser.close()
-    assert a["state"] == b["state"] == "completed", (a.get("error"), b.get("error"))
-    return a, b
+    killed = read_status_file(runs / long_run)        # what it was doing when it died
+    assert killed["state"] in ("running", "stopping") and killed["pid"] == server_pid
+    done = killed["checkpoint_epoch"]
+    assert done >= 1 and _epochs_in_metrics(runs / long_run) == list(range(1, done + 1))
+
+    # 3. Server 2 on the same folder: the killed run reads interrupted and is resumed from the
+    #    Train page; the queue drains in its order, the resumed run joining its end.
+    with streamlit_server(env, tmp_path / "server-2.log") as url, chromium_page() as page:
+        page.goto(url)
+        settle(page, 2)
+        assert RunStore(runs).get(long_run).live_status()["state"] == "interrupted"
+        picked = page.get_by_role("combobox", name="Run", exact=True)
+        picked.wait_for()
+        if long_run not in picked.input_value():      # a queued run may have finished meanwhile
+            picked.click()
+            page.get_by_role("option", name=re.compile(long_run)).click()
+            settle(page, 1)
+        assert picked.input_value().endswith(f"{long_run} · B0 32px · interrupted · {done}/30 epochs"), \
+            picked.input_value()
+        screenshot(page, "queue-03-interrupted-after-sigkill")
+        page.get_by_role("button", name=re.compile("Resume")).click()    # to done + 1 epochs (the default)
+        first, second, resumed = (_wait_for_state(runs, rid, ("completed", "failed"))
+                                  for rid in (first_queued, second_queued, long_run))
+        page.get_by_text(re.compile(rf"Completed — run {long_run}")).wait_for(timeout=120_000)
+        settle(page)
+        screenshot(page, "queue-04-resumed-and-completed")
+        page.get_by_role("link", name="Runs", exact=True).click()
+        settle(page, 2)
+        screenshot(page, "queue-05-runs-after-restart")
+        assert not exceptions_shown(page)
+    assert first["state"] == second["state"] == resumed["state"] == "completed", (first, second, resumed)
+    assert first["ended_at"] <= second["claimed_at"]         # one slot: in their order ...
+    assert second["ended_at"] <= resumed["claimed_at"]       # ... the resume behind them
+    assert resumed["checkpoint_epoch"] == done + 1
+    assert _epochs_in_metrics(runs / long_run) == list(range(1, done + 2))   # nothing lost, nothing twice
 
 
-@pytest.mark.timeout(1500)
-def test_two_students_with_one_slot_train_in_order(tmp_path, fixture_data_dir):
-    a, b = _two_students(tmp_path, fixture_data_dir, slots=1, tag="1slot")
-    assert a["ended_at"] <= b["claimed_at"]               # one slot: the second began when the first ended
-
-
-
-
-def _server(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    return server, f"http://127.0.0.1:{port}"
-
-
-@pytest.mark.timeout(1800)
-def test_the_queue_survives_a_killed_server(tmp_path, fixture_data_dir):
-    """SIGKILL with one run training and two queued: after a restart the training run reads as
-    interrupted (not requeued: the teacher decides), and the two queued runs train and complete."""
-    runs = tmp_path / "runs"
-    env = {"EFFLAB_RUNS_DIR": str(runs), "EFFLAB_DATA_DIR": fixture_data_dir, "EFFLAB_SLOTS": "1"}
-    server, url = _server(env, tmp_path / "server-1.log")
-    try:
-        with chromium_page() as page:
-            open_when_up(page, url)
-            long_run = _queue_a_run(page, url, runs, name="long", images=200, epochs=30)
-            queued = [_queue_a_run(page, url, runs, name=f"queued {i}") for i in (1, 2)]
-            wait_mid_epoch(runs / long_run, after_epoch=1, min_batch=1, timeout=420)
-        assert [read_status_file(runs / rid)["state"] for rid in queued] == ["queued", "queued"]
-    finally:
-        server.send_signal(signal.SIGKILL)
-        server.wait(30)
-
-    server, url = _server(env, tmp_path / "server-2.log")
-    try:
-        with chromium_page() as page:
-            open_when_up(page, url)        # the new server drains the queue it finds
-            first, second = (_wait_for_state(runs, rid, ("completed", "failed")) for rid in queued)
-            assert first["state"] == second["state"] == "completed", (first, second)
-            assert first["ended_at"] <= second["claimed_at"]       # in their order
-            interrupted = RunStore(runs).get(long_run).live_status()
-            assert interrupted["state"] == "interrupted" and interrupted["checkpoint_epoch"] >= 1
-            page.get_by_role("link", name="Runs", exact=True).click()
-            settle(page, 2)
-            screenshot(page, "queue-after-restart-runs")
-            assert not exceptions_shown(page)
-    finally:
-        server.terminate()
-        server.wait(30)
-
-
+@pytest.mark.full
 @pytest.mark.timeout(1500)
 def test_the_teacher_stops_a_command_line_run_from_the_dashboard(tmp_path, fixture_data_dir):
     runs = tmp_path / "runs"
@@ -152,7 +153,8 @@ def test_the_teacher_stops_a_command_line_run_from_the_dashboard(tmp_path, fixtu
         wait_mid_epoch(run_dir, after_epoch=1, min_batch=1, trainer=cli, timeout=420)
         env = {"EFFLAB_RUNS_DIR": str(runs), "EFFLAB_DATA_DIR": fixture_data_dir}
         with streamlit_server(env, tmp_path / "server.log") as url, chromium_page() as page:
-            open_when_up(page, url)
+            page.goto(url)
+            settle(page)
             row = page.get_by_text(re.compile(rf"{run_dir.name}\s+from the terminal"))
             row.first.wait_for(timeout=60_000)
             screenshot(page, "queue-cli-run-listed")

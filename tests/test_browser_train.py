@@ -1,6 +1,7 @@
 """The first-run flow in a real browser: Quick demo preset with a few hundred images and one
 epoch, Start, the status panel reaches "completed", a curve on the curves page, the run in the
-runs table. Screenshots are saved under test-artifacts/browser/."""
+runs table; then every page of the menu (and presentation mode) opened on that run, each drawn
+without an exception. Screenshots are saved under test-artifacts/browser/."""
 
 import re
 
@@ -8,6 +9,9 @@ import pytest
 
 from browser import TRAINING_IMAGES, chromium_page, exceptions_shown, screenshot, set_number, settle, streamlit_server
 from conftest import WEIGHTS_DIR
+from dashboard.nav import SECTIONS
+
+SECTION_PAGES = [stem for entries in SECTIONS.values() for stem, _, _ in entries if stem != "train"]
 
 pytestmark = pytest.mark.slow
 
@@ -55,3 +59,16 @@ def test_quick_demo_trains_and_shows_up_everywhere(tmp_path, fixture_data_dir):
         assert page.get_by_text(re.compile(r"1 of 1 runs")).count() == 1
         assert not exceptions_shown(page)
         screenshot(page, "05-runs")
+
+        # Every page once, from the menu's own links (presentation mode by its URL), on this run.
+        links = page.eval_on_selector_all('a[data-testid="stSidebarNavLink"]',
+                                          "els => [...new Set(els.map(e => e.getAttribute('href')))]")
+        names = [link.rstrip("/").rsplit("/", 1)[-1] for link in links]
+        assert set(SECTION_PAGES) <= set(names) | {"train"}, names
+        for name in [*names, "present?present=1"]:
+            page.goto(f"{url}/{name}")
+            page.locator('[data-testid="stHeading"], h1').first.wait_for(timeout=180_000)
+            settle(page, 1)
+            page.locator('[data-testid="stSpinner"]').first.wait_for(state="detached", timeout=180_000)
+            assert not exceptions_shown(page), (name, exceptions_shown(page))
+            screenshot(page, f"06-page-{name.split('?')[0] or 'train'}")

@@ -68,35 +68,20 @@ def test_unknown_run_and_bad_epochs_exit_2(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_then_resume_appends_one_epoch(tmp_path, fixture_data_dir):
+@pytest.mark.small_network
+def test_train_ctrl_c_resume_sigkill_resume_then_list_and_evaluate(tmp_path, fixture_data_dir):
+    """One run through every way a terminal ends it, as a chain: Ctrl-C stops it at the next batch
+    with a checkpoint (exit 130); a resume SIGKILLed mid-epoch lists as interrupted; a resume
+    completes it with every epoch exactly once, and one more adds an epoch to the finished run;
+    `runs` and `evaluate` report it. The network is the tests' small EfficientNet: the subject is
+    the command line, not B0."""
     runs = tmp_path / "runs"
-    result = cli("train", *QUICK, "--runs-dir", str(runs), "--data-dir", fixture_data_dir)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "completed: test accuracy" in result.stdout
-    assert "img/s" in result.stderr and "epoch 1:" in result.stderr   # progress was shown
-    (run_dir,) = runs.iterdir()
-    assert json.loads((run_dir / "status.json").read_text())["state"] == "completed"
-    assert (run_dir / "checkpoints" / "last.keras").exists() and (run_dir / "predictions.npz").exists()
-
-    result = cli("resume", run_dir.name, "--epochs", "2", "--runs-dir", str(runs), "--data-dir", fixture_data_dir)
-    assert result.returncode == 0, result.stderr[-2000:]
-    epochs = [line.split(",")[0] for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
-    assert epochs == ["1", "2"]
-
-    listing = cli("runs", "--runs-dir", str(runs)).stdout
-    assert run_dir.name in listing and "completed" in listing and "2/2" in listing
-    report = cli("evaluate", run_dir.name, "--runs-dir", str(runs))
-    assert report.returncode == 0 and "top-1" in report.stdout and "most confused" in report.stdout
-
-
-@pytest.mark.slow
-def test_ctrl_c_then_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, fixture_data_dir):
-    runs = tmp_path / "runs"
+    where = ["--runs-dir", str(runs), "--data-dir", fixture_data_dir]
     args = ["--train-limit", "200", "--val-fraction", "0.2", "--batch-size", "8"]
-    proc = start_cli("train", "--epochs", "50", *args, "--runs-dir", str(runs), "--data-dir", fixture_data_dir)
+    proc = start_cli("train", "--epochs", "50", *args, *where)
     deadline = time.time() + 60
     while not runs.exists() or not any(runs.iterdir()):
-        assert time.time() < deadline
+        assert time.time() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.1)
     (run_dir,) = runs.iterdir()
 
@@ -105,11 +90,12 @@ def test_ctrl_c_then_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, 
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
-    assert "python -m core resume" in out
+    assert "img/s" in err and "epoch 1:" in err          # progress was shown
+    assert f"python -m core resume {run_dir.name}" in out
     assert read_status_file(run_dir)["state"] == "stopped"
 
     # SIGKILL in the middle of a resumed epoch: the run shows as interrupted.
-    proc = start_cli("resume", run_dir.name, "--epochs", "50", "--runs-dir", str(runs), "--data-dir", fixture_data_dir)
+    proc = start_cli("resume", run_dir.name, "--epochs", "50", *where)
     done_before = read_status_file(run_dir)["checkpoint_epoch"]
     wait_mid_epoch(run_dir, after_epoch=done_before + 1, trainer=proc)
     proc.send_signal(signal.SIGKILL)
@@ -118,9 +104,21 @@ def test_ctrl_c_then_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, 
     assert "interrupted" in listing, listing
     done = read_status_file(run_dir)["checkpoint_epoch"]
 
-    result = cli("resume", run_dir.name, "--epochs", str(done + 1), "--runs-dir", str(runs),
-                 "--data-dir", fixture_data_dir)
+    result = cli("resume", run_dir.name, "--epochs", str(done + 1), *where)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "completed: test accuracy" in result.stdout
     epochs = [int(line.split(",")[0]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
     assert epochs == list(range(1, done + 2))     # nothing lost, nothing twice
     assert read_status_file(run_dir)["state"] == "completed"
+    assert (run_dir / "checkpoints" / "last.keras").exists() and (run_dir / "predictions.npz").exists()
+
+    # A finished run takes more epochs: one more, appended after the others.
+    result = cli("resume", run_dir.name, "--epochs", str(done + 2), *where)
+    assert result.returncode == 0, result.stderr[-2000:]
+    epochs = [int(line.split(",")[0]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs == list(range(1, done + 3))
+
+    listing = cli("runs", "--runs-dir", str(runs)).stdout
+    assert run_dir.name in listing and "completed" in listing and f"{done + 2}/{done + 2}" in listing
+    report = cli("evaluate", run_dir.name, "--runs-dir", str(runs))
+    assert report.returncode == 0 and "top-1" in report.stdout and "most confused" in report.stdout

@@ -1,5 +1,6 @@
 """AppTests of the result pages (confusion matrix, misclassified images, CNN history) on the
-shared trained run, plus one headless-browser test of clicking a confusion-matrix cell."""
+shared trained run. Clicking a confusion-matrix cell in a real browser is
+test_browser_results.py::test_done_when_path."""
 
 from __future__ import annotations
 
@@ -310,54 +311,6 @@ def test_pages_with_10000_predictions_evaluate_and_decode_once(app, full_size_ru
     at.run()
     assert not at.exception
     assert calls["load_cifar10"] == 1 and calls["evaluate"] == 1     # nothing decoded again
-
-
-# --- a real browser: the "done when" path -----------------------------------------------------------------
-@pytest.mark.slow
-def test_done_when_path_in_a_browser(trained_run, fixture_data_dir, run_eval, tmp_path):
-    """Open the run, click a confusion cell (Plotly heat maps emit no selection events,
-    streamlit#8760: the invisible picker layer must turn the click into a trip to the gallery),
-    inspect an image with its saliency map, then the history page. Screenshots go to
-    test-artifacts/browser/results-*.png."""
-    pytest.importorskip("playwright.sync_api")
-    from browser import CHROMIUM, chromium_page, exceptions_shown, screenshot, settle, streamlit_server
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    _, _, ev = run_eval
-    if ev.confused_pairs.empty:
-        pytest.skip("the trained run made no mistakes")
-    pair = ev.confused_pairs.iloc[0]
-    env = {"EFFLAB_RUNS_DIR": str(trained_run.path.parent), "EFFLAB_DATA_DIR": fixture_data_dir}
-    with streamlit_server(env, tmp_path / "server.log") as url, chromium_page(1600, 1100) as page:
-        page.goto(f"{url}/confusion?run={trained_run.run_id}")
-        page.wait_for_selector(".js-plotly-plot")
-        page.wait_for_function("() => document.querySelector('.js-plotly-plot')._fullLayout")
-        settle(page)
-        screenshot(page, "results-01-confusion")
-        x, y = page.evaluate("""([predicted, truth]) => {
-            const gd = document.querySelector('.js-plotly-plot');
-            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
-            return [r.left + xa._offset + xa.d2p(predicted) + 5, r.top + ya._offset + ya.d2p(truth) + 5];
-        }""", [pair.predicted, pair.true])
-        page.mouse.move(x, y)
-        page.mouse.click(x, y)
-        page.wait_for_function("() => location.pathname.endsWith('/mistakes')")
-        href = page.evaluate("location.href")
-        assert f"true={pair.true}" in href and f"pred={pair.predicted}" in href
-        page.get_by_text(f"misclassified {pair.true} images predicted as {pair.predicted}").wait_for()
-        settle(page)
-        assert page.get_by_text(f"{pair.true} → {pair.predicted} (").count() >= 1
-        screenshot(page, "results-02-gallery")
-        page.get_by_role("button", name="Inspect").first.click()
-        page.get_by_text("What the model looked at for").wait_for(timeout=120_000)
-        settle(page)
-        assert not exceptions_shown(page)
-        screenshot(page, "results-03-detail")
-        page.get_by_role("link", name="CNN history").click()
-        page.get_by_text("Your CIFAR-10 runs").first.wait_for()
-        settle(page)
-        assert page.get_by_text("AlexNet").count() >= 1 and not exceptions_shown(page)
-        screenshot(page, "results-04-history")
 
 
 def test_url_numbers_are_ascii_digits_in_range():

@@ -157,11 +157,26 @@ def test_per_class_csv(run_data):
     assert report_filename("x").endswith(".html") and csv_filename("x").endswith(".csv")
 
 
-def check_report_renders_offline(path: Path, expected_images: int, screenshot_name: str | None = None) -> None:
+def check_report_renders_offline(path: Path, expected_images: int, screenshot_name: str | None = None,
+                                 chromium=None) -> None:
     """Opens an exported report from disk with the network refused; asserts every chart drew SVG
-    with its traces and every image decoded."""
+    with its traces and every image decoded. `chromium`: a browser already launched (Playwright
+    allows one per thread), else one of its own."""
+    from contextlib import contextmanager
+
     from browser import chromium_page, screenshot
-    with chromium_page(1280, 900) as page:
+
+    @contextmanager
+    def page_of(launched):
+        context = launched.new_context(viewport={"width": 1280, "height": 900})
+        try:
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            context.close()
+
+    with (page_of(chromium) if chromium is not None else chromium_page(1280, 900)) as page:
         refused = []
         page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
                    else (refused.append(route.request.url), route.abort()))
