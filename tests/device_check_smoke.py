@@ -2,7 +2,9 @@
 what test_device_check_tensorflow.py and test_device_check_jax.py share.
 
 Two files rather than one, so that pytest-xdist (`--dist loadfile`, Makefile) can give the two
-runs, minutes each, to different workers.
+runs, minutes each, to different workers. Both are in `make test-all` only. Their throughput
+figures come from the tests' small EfficientNet (the subject is the script, which the GPU machine
+runs on B0 at 224 px); transfer keeps the real B0, since it starts from B0's ImageNet weights.
 """
 
 import json
@@ -18,7 +20,7 @@ from cifar_fixture import fixture_arrays
 
 # XLA compiles every B0 step function under JAX, slowly on a CPU (minutes on these 2 shared cores),
 # and float16 is emulated: both runs take longer than the suite's 15-minute default on a busy machine.
-MARKS = [pytest.mark.slow, pytest.mark.timeout(2400)]
+MARKS = [pytest.mark.slow, pytest.mark.full, pytest.mark.small_network, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "bench/device_check.py"

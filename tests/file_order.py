@@ -7,13 +7,14 @@ other has nothing left to do; sent out first, the quick files fill the gaps arou
 seconds of one whole run, simulating xdist's hand-out ended the two workers at 3,932 and 3,442 s
 most-tests-first and at 3,687 and 3,687 slowest-first.
 
-The order comes from tests/file_seconds.json: per Keras backend (`make test-jax` runs some files
-again under JAX, at other costs), when and where it was recorded, and each file's seconds (setup,
-call and teardown of all its tests, under two workers: the neighbour's load is in them). Files it
-does not know yet go first: a new quick file there costs nothing, a new slow one at the end would
-cost its whole length. Refresh it after a change of costs:
+The order comes from tests/file_seconds.json: per Keras backend (the JAX part runs some files
+again under JAX, at other costs) and tier (`make test` leaves out the tests marked `full`, so a
+file costs less there than in `make test-all`), when and where it was recorded, and each file's
+seconds (setup, call and teardown of all its tests, under two workers: the neighbour's load is in
+them). Files it does not know yet go first: a new quick file there costs nothing, a new slow one at
+the end would cost its whole length. Refresh both tiers after a change of costs:
 
-    EFFLAB_RECORD_FILE_SECONDS=1 make test
+    EFFLAB_RECORD_FILE_SECONDS=1 make test test-all
 """
 
 from __future__ import annotations
@@ -48,8 +49,15 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
-def pytest_collection_modifyitems(items) -> None:
-    seconds = _known().get(_BACKEND, {}).get("seconds", {})
+def _recording(config) -> str:
+    """The name this backend and tier's seconds go under: "tensorflow, make test", "jax, make test-all"."""
+    marks = config.option.markexpr
+    tier = {"": "make test-all", "not full": "make test"}.get(marks, f"-m '{marks}'")
+    return f"{_BACKEND}, {tier}"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    seconds = _known().get(_recording(config), {}).get("seconds", {})
 
     def slowest_first(item) -> float:
         return -seconds.get(item.nodeid.split("::")[0], float("inf"))
@@ -69,11 +77,12 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     # A run of a few files refreshes those; files that no longer exist drop out.
     root = Path(str(session.config.rootpath))
     everything = _known()
-    seconds = {**everything.get(_BACKEND, {}).get("seconds", {}), **_measured}
+    name = _recording(session.config)
+    seconds = {**everything.get(name, {}).get("seconds", {}), **_measured}
     seconds = {name: round(value, 1) for name, value in sorted(seconds.items(), key=lambda kv: -kv[1])
                if (root / name).exists()}
     workers = getattr(session.config.option, "numprocesses", None) or 0
-    everything[_BACKEND] = {
+    everything[name] = {
         "recorded": f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()}-core {_cpu()}, {workers} workers",
         "seconds": seconds,
     }

@@ -57,6 +57,7 @@ def test_one_device_unless_asked_on_this_cpu():
 
 
 @pytest.mark.slow
+@pytest.mark.small_network      # its subject is the split over devices: the tests' small EfficientNet
 @pytest.mark.skipif(not ON_JAX, reason="JAX's DataParallel; TensorFlow's MirroredStrategy is test_distribution.py")
 def test_mirrored_under_jax_trains_over_two_host_devices_without_tensorflow(tmp_path, fixture_data_dir):
     import jax

@@ -10,7 +10,7 @@ import pytest
 
 from browser import chromium_page, exceptions_shown, screenshot, settle, start_training_from_the_ui, streamlit_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.full]
 
 LIVE_CAPTION = re.compile(r"epoch (\d+) of \d+, batch (\d+) of \d+")
 EPOCHS = 3

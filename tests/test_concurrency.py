@@ -1,6 +1,7 @@
 """Concurrency: simultaneous Starts, Stop and Resume pressed quickly and often, status writes from
 several threads, and viewers that look at a run just as it finishes. The job manager is never
-wedged, exactly one run trains, and no epoch is lost or recorded twice."""
+wedged, exactly one run trains, and no epoch is lost or recorded twice. The runs build the tests'
+small EfficientNet (tests/small_efficientnet.py): the subject is the manager, not B0."""
 
 from __future__ import annotations
 
@@ -121,6 +122,7 @@ def test_viewer_reruns_leave_keras_and_the_garbage_collector_alone(monkeypatch, 
 
 # --- the job manager -----------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.small_network
 def test_simultaneous_starts_queue_every_run_and_train_one_at_a_time(tmp_path, fixture_data_dir):
     """Eight Starts in the same instant: eight runs, none refused or lost; with one slot exactly one
     trains and seven wait in line; cancelling them and stopping the first leaves the manager idle."""
@@ -152,7 +154,9 @@ def test_simultaneous_starts_queue_every_run_and_train_one_at_a_time(tmp_path, f
     assert states.pop(training) == "stopped" and set(states.values()) == {"cancelled"}
 
 
+@pytest.mark.full
 @pytest.mark.slow
+@pytest.mark.small_network
 def test_two_dashboard_sessions_press_start_both_runs_train_in_order(monkeypatch, fixture_data_dir, tmp_path):
     """Two browser sessions on one server share the job manager: both press Start; the second run
     is queued and says its place; with one slot both complete, one after the other."""
@@ -197,7 +201,9 @@ def test_two_dashboard_sessions_press_start_both_runs_train_in_order(monkeypatch
         st.cache_resource.clear()
 
 
+@pytest.mark.full
 @pytest.mark.slow
+@pytest.mark.small_network
 def test_rapid_stop_and_resume_never_wedge_the_manager_or_corrupt_the_run(tmp_path, fixture_data_dir):
     manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir)
     run_id = manager.start(TrainConfig(epochs=1, **SMALL))

@@ -90,6 +90,7 @@ def _old_style_model(config: TrainConfig) -> keras.Model:
     return keras.Model(inputs, outputs, name="efficientnet_b0_cifar10")
 
 
+@pytest.mark.full
 def test_checkpoint_from_before_the_change_loads_resumes_predicts_and_explains(tmp_path, fixture_data_dir):
     from core.data import load_cifar10
     from core.jobs import JobManager

@@ -69,6 +69,7 @@ def test_folded_network_predicts_what_the_unfolded_one_does(monkeypatch, weights
     assert [w.name for w in folded.trainable_weights] == [w.name for w in unfolded.trainable_weights]
 
 
+@pytest.mark.full
 def test_folded_network_trains_the_same_steps(monkeypatch, weights_dir, images):
     """The same losses and the same weights after two steps: folding changes no trainable
     parameter, so the optimiser sees the same gradients. SGD, whose step is proportional to the
@@ -109,6 +110,7 @@ def test_only_kernels_no_phase_trains_are_folded(monkeypatch, weights_dir):
     assert len(_batchnorm_names(whole)) == len(_batchnorm_names(scratch)) == len(_batchnorm_names(off)) == 49
 
 
+@pytest.mark.full
 def test_folded_model_is_a_checkpoint_an_export_and_a_network_to_look_inside(
         tmp_path, monkeypatch, weights_dir, images):
     monkeypatch.setenv("EFFLAB_WEIGHTS_DIR", weights_dir)

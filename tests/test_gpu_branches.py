@@ -24,7 +24,7 @@ from core.model import build_model, compile_model, load_checkpoint
 
 # Each cycle took 13-15 minutes on these 2 cores while four other suites ran: more than the
 # suite's 15-minute default allows.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.slow, pytest.mark.full, pytest.mark.timeout(2400)]
 
 
 def _wait_for(predicate, timeout=600, what="condition"):

@@ -1,6 +1,7 @@
-"""The job manager with a real EfficientNet-B0 at 32×32 on fixture images: start, queue and cancel
+"""The job manager with a real Keras EfficientNet at 32×32 on fixture images: start, queue and cancel
 a second start, stop at the next batch keeping the last epoch's checkpoint, resume with optimizer
-state and epoch counter, and a failure that leaves the manager usable."""
+state and epoch counter, and a failure that leaves the manager usable. The training builds the
+tests' small EfficientNet (tests/small_efficientnet.py): the subject is the manager, not B0."""
 
 
 import pytest
@@ -16,6 +17,7 @@ def _wait_for(predicate, timeout=300, what="condition"):
     wait_for(predicate, timeout, what)
 
 
+@pytest.mark.small_network
 def test_failure_then_start_stop_resume(tmp_path, fixture_data_dir):
     # 1. A run that cannot find its data fails with a readable reason; the manager stays usable.
     empty = tmp_path / "no-data"

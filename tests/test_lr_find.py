@@ -46,6 +46,7 @@ def test_the_curve_on_real_data_has_the_textbook_shape(finding):
     assert progress["phase"] == "finding a learning rate" and progress["batch"] == n and progress["batches"] == 100
 
 
+@pytest.mark.small_network      # what is put back is the subject, not B0
 def test_weights_and_optimizer_are_put_back(fixture_data_dir):
     import keras
 

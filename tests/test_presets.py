@@ -190,6 +190,8 @@ def test_bn_momentum_sets_every_batchnorm_layer_of_the_base():
 
 
 @pytest.mark.slow
+@pytest.mark.full
+@pytest.mark.small_network      # the subject is the script, not the recipe's network
 def test_bench_recipes_smoke_trains_through_the_engine(tmp_path, fixture_data_dir):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     # Without the preset's test-time flip, so that the script's own mirrored pass runs too.

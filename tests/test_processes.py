@@ -3,14 +3,17 @@ JAX, proved with two processes on loopback (JAX's CPU collectives: gloo), as on 
 
 Each process is `python -m core ...` with Keras's KERAS_DISTRIBUTION_* variables, as a user
 starts it on each machine; only process 0 writes the run folder. One process is killed mid-run (a
-machine lost), and the run resumes on two processes. The two-process test runs in `make test-jax`;
-the refusals run everywhere.
+machine lost), and the run resumes on two processes. The two-process test runs in `make test-all`'s
+JAX part; the refusals run everywhere. It trains the tests' small EfficientNet (its subject is the
+processes, not B0), and the survivor of the kill is told of it after 15 s of silence, not JAX's
+default 100 (EFFLAB_PROCESS_HEARTBEAT_SECONDS).
 """
 
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -23,6 +26,7 @@ from core.runs import METRIC_COLUMNS, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--train-limit", "200", "--val-fraction", "0.2", "--batch-size", "16"]
+HEARTBEAT_SECONDS = 15
 
 
 def _free_port() -> int:
@@ -42,7 +46,8 @@ def _start_two(logs: Path, *args: str) -> list[subprocess.Popen]:
     logs.mkdir(parents=True, exist_ok=True)
     started = []
     for index in (0, 1):
-        env = {**os.environ, "KERAS_BACKEND": "jax", **_variables(2, index, port)}
+        env = {**os.environ, "KERAS_BACKEND": "jax", **_variables(2, index, port),
+               processes.HEARTBEAT: str(HEARTBEAT_SECONDS)}
         env.pop("XLA_FLAGS", None)    # one CPU device per process, as one GPU per machine
         with open(logs / f"{index}.out", "w") as out, open(logs / f"{index}.err", "w") as err:
             started.append(subprocess.Popen([sys.executable, "-m", "core", *args], cwd=ROOT, env=env,
@@ -59,6 +64,8 @@ def _finish(started: list[subprocess.Popen], logs: Path) -> list[subprocess.Comp
 
 
 @pytest.mark.slow
+@pytest.mark.full
+@pytest.mark.small_network
 @pytest.mark.timeout(3200)
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="several processes need the JAX backend (make test-jax)")
 def test_one_run_over_two_processes_survives_a_killed_process_and_resumes(tmp_path, fixture_data_dir):
@@ -68,7 +75,9 @@ def test_one_run_over_two_processes_survives_a_killed_process_and_resumes(tmp_pa
     wait_for(lambda: any(runs.glob("*/checkpoints/last.keras")) and
              read_status_file(next(runs.iterdir())).get("checkpoint_epoch", 0) >= 1, 900, "epoch 1 of 3")
     second.kill()                                   # a machine lost mid-run
+    killed_at = time.monotonic()
     assert first.wait(timeout=600) != 0             # JAX's coordination service ends process 0 too
+    assert time.monotonic() - killed_at < 60        # told by the 15 s heartbeat (JAX alone: 75-100 s)
 
     (run_dir,) = runs.iterdir()                    # process 1 created nothing
     run = RunStore(runs).get(run_dir.name)
@@ -117,6 +126,23 @@ def test_process_variables_are_checked_naming_the_variable(monkeypatch, variable
     with pytest.raises(UserInputError) as caught:
         processes.check("jax", distribution)
     assert words in str(caught.value)
+
+
+@pytest.mark.parametrize("value, words", [("ten", "expected a whole number; got 'ten'"),
+                                          ("0", "from 1 to 3600; got 0"), ("7200", "from 1 to 3600; got 7200")])
+def test_the_heartbeat_is_checked_naming_the_variable(monkeypatch, value, words):
+    monkeypatch.setenv(processes.COUNT, "2")
+    monkeypatch.setenv(processes.INDEX, "0")
+    monkeypatch.setenv(processes.ADDRESSES, "127.0.0.1:1")
+    monkeypatch.setenv(processes.HEARTBEAT, value)
+    with pytest.raises(UserInputError, match=processes.HEARTBEAT) as caught:
+        processes.check("jax", "auto")
+    assert words in str(caught.value)
+    monkeypatch.setenv(processes.HEARTBEAT, "15")
+    processes.check("jax", "auto")
+    assert processes.heartbeat_seconds() == 15
+    monkeypatch.delenv(processes.HEARTBEAT)
+    assert processes.heartbeat_seconds() is None       # JAX's own default
 
 
 def test_one_process_needs_nothing(monkeypatch):

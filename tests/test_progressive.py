@@ -96,6 +96,7 @@ def test_start_sizes_differ_from_the_image_size_by_multiples_of_32():
         TrainConfig(image_size=64, progressive_start_size=32, progressive_start_fraction=0)
 
 
+@pytest.mark.full
 @pytest.mark.slow
 def test_a_run_trains_at_two_sizes_and_keeps_image_size_for_validation_checkpoint_and_test(
         tmp_path, fixture_data_dir):

@@ -9,7 +9,8 @@ without the variable, no Ray import at all.
 Ray swaps 127.0.0.1 for the machine's network address unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 is
 in the environment of the head and of every driver (DESIGN.md, measured facts): set for all here.
 The head runs in its own session and is stopped by killing that process group, never `ray stop`
-(which ends every Ray process on the machine).
+(which ends every Ray process on the machine). The runs train the tests' small EfficientNet
+(tests/small_efficientnet.py).
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ def _closed_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_head():
-    """A Ray head on 127.0.0.1 with 2 CPUs, started once for the module; yields its address."""
+    """A Ray head on 127.0.0.1 with 2 CPUs, started once for the module; yields its address. Its
+    workers build the tests' small EfficientNet (they inherit the head's environment): the subject
+    here is Ray, not B0."""
     from core.ray_executor import loopback_head
-    with loopback_head(num_cpus=2) as address:
+    from small_efficientnet import ENV
+    with loopback_head(num_cpus=2, env={ENV: "small"}) as address:
         yield address
 
 
@@ -80,7 +84,9 @@ def _assert_whole_run_folder(run_dir: Path, epochs: int) -> dict:
     return status
 
 
+@pytest.mark.full
 @pytest.mark.slow
+@pytest.mark.small_network
 @pytest.mark.timeout(600)
 def test_cli_run_trains_in_a_ray_worker_survives_its_death_and_resumes(ray_head, tmp_path, fixture_data_dir):
     """`train --ray-address`: the run trains in a Ray worker process; SIGKILL of that worker after
@@ -158,7 +164,9 @@ def test_without_the_variable_ray_is_never_imported(tmp_path):
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.full
 @pytest.mark.slow
+@pytest.mark.small_network
 @pytest.mark.timeout(600)
 def test_a_dashboard_start_trains_on_the_cluster(ray_head, tmp_path, fixture_data_dir):
     """EFFLAB_RAY_ADDRESS on the server (and EFFLAB_RAY_SHIP_CODE=1: the checkout travels as Ray's

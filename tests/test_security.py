@@ -322,6 +322,7 @@ def test_a_forged_evaluate_is_refused(app, monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.small_network
 def test_a_forged_stop_is_refused(app, monkeypatch, tmp_path, tiny_config):
     """A real run trains; a forged Stop from a locked session leaves it training."""
     _locked(monkeypatch)

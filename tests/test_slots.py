@@ -24,6 +24,7 @@ def test_slots_come_from_the_environment_or_the_machine():
     assert "on a CPU one run uses every core" in slots_explained(1, {})
 
 
+@pytest.mark.full
 @pytest.mark.slow
 def test_two_runs_at_once_different_variants_one_mixed_precision(tmp_path, fixture_data_dir):
     manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir, slots=2)

@@ -52,6 +52,7 @@ def test_a_failed_final_status_write_never_leaves_the_run_running_here(tmp_path,
 
 
 @pytest.mark.slow
+@pytest.mark.small_network
 def test_a_full_disk_at_the_metrics_append_loses_no_epoch(tmp_path, fixture_data_dir, monkeypatch):
     """#2: epoch 1's checkpoint and status are written, then its CSV row hits a full disk. The run
     fails saying so in words; resume restores row 1 from status and adds row 2: every finished

@@ -74,6 +74,7 @@ def test_fine_tune_from_start_opens_the_top_blocks_at_once_and_a_checkpoint_keep
     assert with_depthwise.get_layer("block4a_dwconv").trainable
 
 
+@pytest.mark.full
 def test_two_phase_run_trains_head_then_fine_tunes(tmp_path, monkeypatch, weights_dir, fixture_data_dir):
     """A real two-phase run: epoch 1 head only on the frozen ImageNet base, epoch 2 fine-tuning at
     the lower rate with BatchNorm frozen; the saved checkpoint carries the unfrozen state."""
