@@ -11,7 +11,7 @@ from browser import TRAINING_IMAGES, chromium_page, exceptions_shown, screenshot
 from conftest import WEIGHTS_DIR
 from dashboard.nav import SECTIONS
 
-SECTION_PAGES = [stem for entries in SECTIONS.values() for stem, _, _ in entries if stem != "train"]
+SECTION_PAGES = [stem for entries in SECTIONS.values() for stem, _, _ in entries]
 
 pytestmark = pytest.mark.slow
 
@@ -62,13 +62,14 @@ def test_quick_demo_trains_and_shows_up_everywhere(tmp_path, fixture_data_dir):
 
         # Every page once, from the menu's own links (presentation mode by its URL), on this run.
         links = page.eval_on_selector_all('a[data-testid="stSidebarNavLink"]',
-                                          "els => [...new Set(els.map(e => e.getAttribute('href')))]")
-        names = [link.rstrip("/").rsplit("/", 1)[-1] for link in links]
-        assert set(SECTION_PAGES) <= set(names) | {"train"}, names
-        for name in [*names, "present?present=1"]:
-            page.goto(f"{url}/{name}")
+                                          "els => [...new Set(els.map(e => e.href))]")
+        names = [link.rstrip("/").removeprefix(url).strip("/") or "train" for link in links]
+        assert set(SECTION_PAGES) <= set(names), names
+        for link, name in [*zip(links, names), (f"{url}/present?present=1", "present")]:
+            page.goto(link)
             page.locator('[data-testid="stHeading"], h1').first.wait_for(timeout=180_000)
             settle(page, 1)
             page.locator('[data-testid="stSpinner"]').first.wait_for(state="detached", timeout=180_000)
+            assert page.get_by_text("Page not found").count() == 0, link
             assert not exceptions_shown(page), (name, exceptions_shown(page))
-            screenshot(page, f"06-page-{name.split('?')[0] or 'train'}")
+            screenshot(page, f"06-page-{name}")
