@@ -21,7 +21,7 @@ the CLI makes its own, which trains the run it was asked for at once (`queue=Fal
 
 from __future__ import annotations
 
-import os
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,7 +32,7 @@ from core.config import TrainConfig
 from core.progress import Progress
 from core.ray_executor import ClusterUnreachable, RayExecutor, unreachable_message
 from core.ray_executor import ray_address as ray_address_from_env
-from core.runs import (HEARTBEAT_SECONDS, RESUMABLE_STATES, TRAINING_STATES, Run, RunNotFoundError, RunStore,
+from core.runs import (RESUMABLE_STATES, TRAINING_STATES, Run, RunNotFoundError, RunStore, heartbeat_seconds,
                        is_active_here, mark_active, trainer_identity)
 from core.slots import default_slots, slots_explained
 
@@ -107,12 +107,8 @@ class JobManager:
             raise JobError(str(exc)) from None
         problem = "" if queue or self.executor is None else self._reach_cluster(now=True)
         try:
-            if queue or problem:
-                run = self.store.create(config, name=name, author=author, kind=kind)
-            else:
-                with self.store.queue_lock():   # nobody may claim it between create and claim
-                    run = self.store.create(config, name=name, author=author, kind=kind)
-                    run = self.store.claim(run.run_id) or run
+            # Without the queue it is claimed as it is created: nobody can take it in between.
+            run = self.store.create(config, name=name, author=author, kind=kind, claimed=not (queue or problem))
         except ValueError as exc:
             raise JobError(str(exc)) from None
         except OSError as exc:
@@ -158,7 +154,8 @@ class JobManager:
                     check_startable(run.read_config())
                 except (ConfigError, OSError) as exc:
                     raise JobError(str(exc)) from None
-            self.store.enqueue(run, target)
+            if not self.store.enqueue(run, target):
+                raise JobError(f"run {run_id} was resumed or deleted by someone else just now")
             self._last_run_id = run_id
             if not queue and self.executor is not None and (problem := self._reach_cluster(now=True)):
                 raise JobError(f"{problem} Run {run_id} stays queued; nothing is lost.")
@@ -418,12 +415,11 @@ class JobManager:
         """Waits for the run's Ray task; a task Ray reports lost (worker or node died) leaves the run
         `interrupted` now, not when its heartbeat goes stale."""
         try:
-            while not self.executor.wait(ref, HEARTBEAT_SECONDS):
-                try:   # waiting for a node: beat for the claim, so no viewer elsewhere thinks it dead
-                    if run.read_status().get("pid") == os.getpid():
-                        run.write_status(if_state=TRAINING_STATES)
-                except (OSError, ValueError):
-                    pass
+            # The lease is the claim's: renewed here while the task waits for a node or trains (its
+            # worker renews it too), so it lapses only when both this driver and the worker are gone.
+            while not self.executor.wait(ref, heartbeat_seconds()):
+                with contextlib.suppress(Exception):
+                    run.renew_lease()
             result, lost = self.executor.outcome(ref)
         except Exception as exc:  # noqa: BLE001 - the driver lost the cluster: the task is lost to us
             result, lost = None, f"{type(exc).__name__}: {exc}"[:300]

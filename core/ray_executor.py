@@ -277,8 +277,8 @@ def train_in_worker(runs_dir: str, run_id: str, target_epochs: int, claimed_at: 
     run = RunStore(runs_dir).get(run_id)
     status = run.read_status()
     # A task that starts late (its driver gone, the run marked interrupted and resumed elsewhere)
-    # must not train a run that is no longer its own.
-    if status.get("state") not in TRAINING_STATES or status.get("claimed_at") != claimed_at:
+    # must not train a run that is no longer its own; one that may takes over the claim's lease.
+    if status.get("state") not in TRAINING_STATES or not run.adopt_lease(claimed_at):
         return {"state": "skipped", "pid": os.getpid()}
     context = ray.get_runtime_context()
     where = {"executor": "ray", "ray_node_id": context.get_node_id(),

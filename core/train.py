@@ -392,7 +392,11 @@ def _as_job(run: Run, progress: Progress, stop_event: threading.Event, status: d
     mark_active(run.run_id, True)
     trace = ""
     try:
-        run.write_status(state="running", error="", ended_at=None, **status, **trainer_identity())
+        # A run handed over without a claim (a script calling train_run on a new run) is claimed
+        # here, so that it trains under a lease like any other.
+        if getattr(run, "lease", "") is None and run.read_status().get("state") == "queued" and run.claim() is None:
+            raise RuntimeError(f"run {run.run_id} was claimed by another process just now")
+        run.write_status(error="", ended_at=None, **status, **trainer_identity())
         with Keepalive(run, stop_event, on_stop_request=lambda: progress.update(state="stopping")):
             outcome = work()
     except Exception as exc:  # noqa: BLE001 - any failure becomes the run's readable reason
@@ -413,8 +417,8 @@ def _as_job(run: Run, progress: Progress, stop_event: threading.Event, status: d
 
 
 def _record_outcome(run: Run, outcome: Outcome, trace: str) -> None:
-    """The final state in status.json. When even that write fails, the run reads as interrupted
-    (its trainer is gone, status still says running) and can be resumed: nothing else is lost."""
+    """The final state in the run's status. When even that write fails, the run reads as interrupted
+    (its trainer is gone and its lease with it) and can be resumed: nothing else is lost."""
     try:
         run.write_status(state=outcome.state, error=outcome.error, error_kind=outcome.error_kind,
                          ended_at=time.time(), **({"traceback": trace} if trace else {}))
@@ -605,11 +609,10 @@ def _test_and_record(run: Run, setup: Setup, done: int, progress: Progress) -> N
         y_prob = predict_test_set(setup.model, setup.config, cifar, progress, setup.replicas, setup.predict_batch)
     accuracy = float(np.mean(np.argmax(y_prob, axis=1) == cifar.y_test))
     top5 = float(np.mean(np.any(np.argsort(y_prob, axis=1)[:, -5:] == cifar.y_test[:, None], axis=1)))
-    run.write_predictions(cifar.y_test, y_prob, epoch=done)
+    run.write_predictions(cifar.y_test, y_prob, epoch=done, test_accuracy=accuracy, test_top5_accuracy=top5,
+                          test_images=len(cifar.y_test))
     from core.tensorboard_log import log_confusion_matrix
     log_confusion_matrix(run, cifar.y_test, y_prob, step=done)
-    run.write_status(test_accuracy=accuracy, test_top5_accuracy=top5, predictions_epoch=done,
-                     test_images=len(cifar.y_test))
 
 
 def _predict_on_this_process(run: Run, setup: Setup, progress: Progress) -> np.ndarray:
@@ -668,6 +671,5 @@ def evaluate_checkpoint(run: Run, *, data_dir: str | None = None, which: str = "
     y_prob = predict_test_set(model, config, cifar, Progress())
     accuracy = float(np.mean(np.argmax(y_prob, axis=1) == cifar.y_test))
     # Never over newer predictions: the run may have finished (and predicted) meanwhile.
-    if run.write_predictions(cifar.y_test, y_prob, epoch=epoch):
-        run.write_status(test_accuracy=accuracy, test_images=len(cifar.y_test), predictions_epoch=epoch)
+    run.write_predictions(cifar.y_test, y_prob, epoch=epoch, test_accuracy=accuracy, test_images=len(cifar.y_test))
     return accuracy

@@ -47,6 +47,9 @@ _SESSION_HOME = Path(os.environ.get("PYTEST_TMP_HOME", "/tmp")) / f"efflab-test-
 os.environ["KERAS_HOME"] = str(_SESSION_HOME / "keras")
 os.environ["EFFLAB_CACHE_DIR"] = str(_SESSION_HOME / "cache")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A trainer's lease lasts 10 s here (60 by default), so that a test that kills one sees its run
+# interrupted within seconds; every process a test starts inherits it.
+os.environ.setdefault("EFFLAB_LEASE_SECONDS", "10")
 # JAX keeps what XLA compiled in the checkout's cache folder, so the next process (a resume, the
 # other process of a two-process run, the next `make test`) loads B0's step instead of compiling it
 # again: a JAX run of the small network here took 72 s with an empty cache and 26 s with it.
@@ -106,6 +109,39 @@ def _network_of_the_test(request, monkeypatch):
         monkeypatch.delenv(small_efficientnet.ENV, raising=False)
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for this worker (tests/postgres.py); its URL prefix."""
+    import postgres
+    if postgres.binaries() is None:
+        pytest.skip("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+    with postgres.server() as prefix:
+        yield prefix
+
+
+# The run store's tests run once per database (DESIGN.md: an interface with two implementations is
+# tested as one); PostgreSQL's pass is in `make test-all`.
+DATABASES = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql", marks=pytest.mark.full)]
+
+
+@pytest.fixture(params=DATABASES)
+def database(request, monkeypatch, tmp_path):
+    """"sqlite" (lab.db in the runs folder) or "postgresql" (EFFLAB_DB_URL to a fresh database of a
+    real server); every RunStore the test makes, in this process or a child, uses it."""
+    from core.database import DB_URL_ENV, forget_databases
+    forget_databases()
+    if request.param == "postgresql":
+        import postgres
+        prefix = request.getfixturevalue("postgres_server")
+        import secrets
+        name = "t_" + "".join(ch for ch in request.node.name.lower() if ch.isalnum())[:40] + "_" + secrets.token_hex(4)
+        monkeypatch.setenv(DB_URL_ENV, postgres.create_database(prefix, name))
+    else:
+        monkeypatch.delenv(DB_URL_ENV, raising=False)
+    yield request.param
+    forget_databases()
+
+
 def _shared_folder(tmp_path_factory) -> Path:
     """A folder every pytest-xdist worker of this session sees (the workers' temporary folders
     share a parent); this session's own temporary folder without xdist."""
@@ -163,13 +199,51 @@ def plotly_values(data):
     return np.asarray(data)
 
 
-# --- watching a run folder from outside (as another process would) -------------------------------
+# --- watching a run from outside (as another process would) ---------------------------------------
 def read_status_file(run_dir) -> dict:
-    """A run folder's status.json; {} while it is missing or being replaced."""
-    import json
+    """A run's status as the run database holds it (a trainer gone is not noticed here: this only
+    reads); {} while the run does not exist yet."""
+    from core.runs import RunNotFoundError, RunStore
     try:
-        return json.loads((Path(run_dir) / "status.json").read_text())
-    except (OSError, ValueError):
+        return RunStore(Path(run_dir).parent).get(Path(run_dir).name).read_status()
+    except (RunNotFoundError, OSError):
+        return {}
+
+
+def run_folders(runs) -> list[Path]:
+    """The run folders in the runs folder `runs`, oldest first (not its database's files)."""
+    from core.runs import is_run_id
+    runs = Path(runs)
+    return sorted(p for p in runs.iterdir() if p.is_dir() and is_run_id(p.name)) if runs.is_dir() else []
+
+
+def training_here(run, **status):
+    """`run` as if this process were training it now, the way a trainer gets there: back in the
+    queue if it had ended, then claimed (its lease is this process's and it counts as active
+    here). `status` is written on top (epochs=..., ...). Returns the claimed Run."""
+    if run.read_status()["state"] != "queued":
+        assert run.store.enqueue(run, int(status.get("epochs") or run.read_status().get("epochs") or 1))
+    claimed = run.claim()
+    assert claimed is not None, run.read_status()
+    if status:
+        assert claimed.write_status(**status) is not None
+    return claimed
+
+
+def ended(run, state: str = "completed", **status):
+    """`run` (queued, as created) claimed and ended with `state` and `status`, as a trainer ends one."""
+    claimed = run.claim() if run.read_status()["state"] == "queued" else run
+    assert claimed is not None and claimed.write_status(state=state, **status) is not None, run.read_status()
+    from core.runs import mark_active
+    mark_active(run.run_id, False)
+    return claimed
+
+
+def read_progress(run_dir) -> dict:
+    from core.runs import RunNotFoundError, RunStore
+    try:
+        return RunStore(Path(run_dir).parent).get(Path(run_dir).name).read_progress()
+    except (RunNotFoundError, OSError):
         return {}
 
 
@@ -177,16 +251,12 @@ def wait_mid_epoch(run_dir, *, after_epoch: int = 1, min_batch: int = 1, timeout
                    trainer=None) -> None:
     """Until epoch `after_epoch` is checkpointed and a later epoch has done `min_batch` batches,
     so a fault injected now lands in the middle of an epoch. `trainer`: a Popen that must stay alive."""
-    import json
     import time
     deadline = time.time() + timeout
     while time.time() < deadline:
         if trainer is not None:
             assert trainer.poll() is None, trainer.communicate()[1][-2000:]
-        try:
-            progress = json.loads((Path(run_dir) / "progress.json").read_text())
-        except (OSError, ValueError):
-            progress = {}
+        progress = read_progress(run_dir)
         if read_status_file(run_dir).get("checkpoint_epoch", 0) >= after_epoch \
                 and progress.get("epoch", 0) > after_epoch and progress.get("batch", 0) >= min_batch:
             return

@@ -12,6 +12,7 @@ import pytest
 from core.__main__ import main as cli_main
 from core.config import TrainConfig
 from core.runs import RunStore
+from conftest import ended, run_folders
 from test_config import BAD_SETTINGS
 
 TRAIN, CURVES, CONFUSION, MISTAKES = ("../pages/train.py", "../pages/curves.py", "../pages/confusion.py",
@@ -108,7 +109,7 @@ def test_cli_train_limit_beyond_the_data_is_refused_before_the_run(tmp_path, cap
     assert code == 2
     _assert_one_line(err, "train_limit", "at most 240, the training images left after val_fraction=0.2")
     assert "got 280" in err
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert not run_folders(tmp_path / "runs")
 
 
 @pytest.mark.parametrize("given, field, text", MORE_CLI_ROWS, ids=[str(g)[:40] for g, _, _ in MORE_CLI_ROWS])
@@ -133,7 +134,7 @@ def test_cli_missing_weights_file_is_refused_when_the_run_starts(tmp_path, capsy
                                   "train", "--config", str(path)])
     assert code == 2
     _assert_one_line(err, "weights", f"the path of an existing weights file; got {str(gone)!r}")
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert not run_folders(tmp_path / "runs")
 
 
 def test_cli_unreadable_config_files(tmp_path, capsys):
@@ -274,7 +275,7 @@ def test_form_widgets_cannot_hold_a_value_the_settings_refuse(app):
 def runs_with_a_symlink(tmp_path):
     runs = tmp_path / "runs"
     run = RunStore(runs).create(TrainConfig(epochs=1))
-    run.write_status(state="completed", checkpoint_epoch=1)
+    ended(run, "completed", checkpoint_epoch=1)
     run.append_metrics({"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2,
                         "learning_rate": 1e-3, "epoch_seconds": 5, "images_per_second": 40})
     outside = tmp_path / "outside" / "20200101-000000-b0-0bad"

@@ -23,7 +23,7 @@ import pytest
 
 from browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, chromium_page, exceptions_shown, screenshot, settle,
                      start_training_from_the_ui, streamlit_server)
-from conftest import read_status_file, wait_mid_epoch
+from conftest import read_status_file, run_folders, wait_for, wait_mid_epoch
 from core.config import TrainConfig
 from core.runs import RunStore
 from dashboard import control
@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.small_network]
 
 
 def _run_ids(runs: Path) -> set[str]:
-    return {p.name for p in runs.iterdir() if not p.name.startswith(".")} if runs.is_dir() else set()
+    return {p.name for p in run_folders(runs)}
 
 
 def _queue_a_run(page, url: str, runs: Path, *, name: str, images: int = 100, epochs: int = 1,
@@ -105,10 +105,13 @@ def test_a_class_queues_loses_its_server_mid_epoch_and_carries_on(tmp_path, fixt
 
     # 3. Server 2 on the same folder: the killed run reads interrupted and is resumed from the
     #    Train page; the queue drains in its order, the resumed run joining its end.
+    # The killed server's lease on the run lapses 10 s (EFFLAB_LEASE_SECONDS here) after its last
+    # heartbeat; then whoever looks finds the run interrupted.
+    wait_for(lambda: RunStore(runs).get(long_run).live_status()["state"] == "interrupted", 60,
+             "the killed run's lease to lapse")
     with streamlit_server(env, tmp_path / "server-2.log") as url, chromium_page() as page:
         page.goto(url)
         settle(page, 2)
-        assert RunStore(runs).get(long_run).live_status()["state"] == "interrupted"
         picked = page.get_by_role("combobox", name="Run", exact=True)
         picked.wait_for()
         if long_run not in picked.input_value():      # a queued run may have finished meanwhile
@@ -146,10 +149,10 @@ def test_the_teacher_stops_a_command_line_run_from_the_dashboard(tmp_path, fixtu
                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
-        while not (runs.is_dir() and [p for p in runs.iterdir() if not p.name.startswith(".")]):
+        while not run_folders(runs):
             assert time.time() < deadline and cli.poll() is None
             time.sleep(0.2)
-        (run_dir,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
+        (run_dir,) = run_folders(runs)
         wait_mid_epoch(run_dir, after_epoch=1, min_batch=1, trainer=cli, timeout=420)
         env = {"EFFLAB_RUNS_DIR": str(runs), "EFFLAB_DATA_DIR": fixture_data_dir}
         with streamlit_server(env, tmp_path / "server.log") as url, chromium_page() as page:

@@ -5,8 +5,6 @@ small EfficientNet (tests/small_efficientnet.py): the subject is the manager, no
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from conftest import wait_for
+from conftest import ended, run_folders, training_here, wait_for
 from core.config import TrainConfig
 from core.jobs import JobError, JobManager
 from core.runs import RunStore, mark_active
@@ -61,24 +59,20 @@ def test_status_writes_from_several_threads_lose_nothing(tmp_path):
 def test_a_viewer_never_marks_a_run_that_just_finished_interrupted(tmp_path):
     """Forty laptops poll the run; one of them reading "running" just before the trainer writes
     "completed" and leaves must not then overwrite it with "interrupted"."""
-    run = RunStore(tmp_path / "runs").create(TrainConfig())
+    run = ended(RunStore(tmp_path / "runs").create(TrainConfig()))
     done = threading.Event()
 
     def viewer():
         while not done.is_set():
-            try:
-                run.live_status()
-            except ValueError:   # never: writes are atomic; kept so a failure reads clearly
-                raise AssertionError("status.json was unreadable") from None
+            run.live_status()
 
     viewers = [threading.Thread(target=viewer) for _ in range(4)]
     for v in viewers:
         v.start()
     try:
-        for _ in range(150):
-            mark_active(run.run_id, True)      # the trainer's sequence, as in core.train.train_run
-            run.write_status(state="running", pid=os.getpid(), host=socket.gethostname())
-            run.write_status(state="completed")
+        for _ in range(60):
+            trainer = training_here(run)           # the trainer's sequence: claimed, then done
+            assert trainer.write_status(state="completed") is not None
             mark_active(run.run_id, False)
             time.sleep(0.002)
             assert run.read_status()["state"] == "completed"
@@ -90,9 +84,9 @@ def test_a_viewer_never_marks_a_run_that_just_finished_interrupted(tmp_path):
 
 
 def test_a_late_stop_does_not_reopen_a_finished_run(tmp_path):
-    run = RunStore(tmp_path / "runs").create(TrainConfig())
-    run.write_status(state="completed")
+    run = ended(RunStore(tmp_path / "runs").create(TrainConfig()))
     assert run.write_status(state="stopping", if_state=("queued", "running")) is None
+    assert run.write_status(state="stopping") is None         # the table allows no completed -> stopping
     assert run.read_status()["state"] == "completed"
 
 
@@ -141,7 +135,7 @@ def test_simultaneous_starts_queue_every_run_and_train_one_at_a_time(tmp_path, f
     for t in threads:
         t.join()
     assert len(set(started)) == presses
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir() ) == sorted(started)
+    assert [p.name for p in run_folders(tmp_path / "runs")] == sorted(started)
     assert len(manager.active_run_ids) == 1
     training = manager.active_run_id
     queued = [s.run_id for s in manager.store.queue()]

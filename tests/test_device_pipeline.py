@@ -16,6 +16,7 @@ from cifar_fixture import class_of, fixture_arrays
 from core.augment import Augment
 from core.config import TrainConfig
 from core.model import build_model, compile_model, host_preprocessing, load_checkpoint
+from conftest import ended
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_checkpoint_from_before_the_change_loads_resumes_predicts_and_explains(t
     old.optimizer.build(old.trainable_variables)      # as a trained checkpoint holds its slots
     assert host_preprocessing(old, config) == {"image_size": 64, "augment_flip": True, "crop_padding": 4}
     run.write_checkpoint(lambda tmp: old.save(tmp))
-    run.write_status(state="stopped", checkpoint_epoch=1, epochs=2)
+    ended(run, "stopped", checkpoint_epoch=1, epochs=2)
 
     manager.resume(run.run_id, epochs=2)
     assert manager.wait(600)

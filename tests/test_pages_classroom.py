@@ -18,8 +18,8 @@ from PIL import Image
 
 from core.data import CLASS_NAMES
 from core.evaluate import evaluate, mistakes
-from core.runs import BATCHES_FILE, METRICS_FILE, PREDICTIONS_FILE, RunStore
-from conftest import plotly_values
+from core.runs import PREDICTIONS_FILE, RunStore
+from conftest import plotly_values, training_here
 from dashboard import compare_charts, nav, slides
 
 PRESENT, TRY, REPORT, COMPARE = ("../pages/present.py", "../pages/try_image.py", "../pages/report.py",
@@ -158,14 +158,9 @@ def test_presentation_of_a_run_without_predictions(app, trained_run, tmp_path):
 
 def test_curves_slide_of_a_training_run_redraws_itself(app, trained_run, tmp_path):
     """A run this process is training: the curves slide is a fragment that re-reads the metrics."""
-    import os
-    import socket
-
     from core.runs import mark_active
     runs = _copy_run(trained_run, tmp_path / "runs")
-    run = RunStore(runs).get(trained_run.run_id)
-    run.write_status(state="running", pid=os.getpid(), host=socket.gethostname(), epochs=2)
-    mark_active(run.run_id, True)
+    run = training_here(RunStore(runs).get(trained_run.run_id), epochs=2)
     try:
         at = app(PRESENT, runs_dir=runs, present="1", run=run.run_id)
         assert any("Training right now" in m.value for m in at.markdown)
@@ -184,15 +179,11 @@ def test_curves_slide_of_a_training_run_redraws_itself(app, trained_run, tmp_pat
 def test_curves_slide_of_a_one_epoch_run_shows_its_running_batches(app, trained_run, tmp_path):
     """A one-epoch run still in its epoch has no batches.csv yet: the slide draws the batches of its
     progress file (what the CLI or another server writes) instead of an empty per-epoch chart."""
-    import os
-    import socket
-
     from core.runs import mark_active
     runs = _copy_run(trained_run, tmp_path / "runs")
     run = RunStore(runs).get(trained_run.run_id)
-    (run.path / BATCHES_FILE).unlink()
-    (run.path / METRICS_FILE).unlink()
-    run.write_status(state="running", pid=os.getpid(), host=socket.gethostname(), epochs=1)
+    run.reconcile_metrics(0)                      # back before its first epoch: no rows, no batches
+    run = training_here(run, epochs=1)
     run.write_progress({"phase": "training", "epoch": 1, "epochs": 1, "batch": 3, "batches": 5,
                         "accuracy": 0.41, "batch_losses": [[1, 2.5], [2, 2.4], [3, 2.2]]})
     mark_active(run.run_id, True)
@@ -313,10 +304,12 @@ def two_runs(trained_run, tmp_path):
     runs = _copy_run(trained_run, tmp_path / "runs")
     other_id = trained_run.run_id[:16] + "b2-beef"
     _copy_run(trained_run, runs, other_id)
-    other = RunStore(runs).get(other_id)
-    config = json.loads(other._file("config.json").read_text())
+    # Edited before the store first sees the folder: a copied folder is imported with what it holds.
+    config_file = runs / other_id / "config.json"
+    config = json.loads(config_file.read_text())
     config.update(variant="b2", learning_rate=0.0003, optimizer="sgd")
-    other._file("config.json").write_text(json.dumps(config))
+    config_file.write_text(json.dumps(config))
+    other = RunStore(runs).get(other_id)
     y_true, y_prob = other.read_predictions()
     rng = np.random.default_rng(7)
     better = rng.dirichlet(np.full(10, 0.3), size=len(y_true))
@@ -371,15 +364,15 @@ def test_compare_page_puts_the_batches_after_longer_runs_and_leaves_them_out_wit
                                                                    "Training accuracy per batch"]
     assert {t["name"] for t in figures[2]["data"] if t.get("showlegend") is not False} == {"B0", "Longer run"}
     # A run from before the accuracy was recorded per batch: its loss only, and a line that says so.
-    batches = runs / other_id / BATCHES_FILE
-    three_columns = [",".join(line.split(",")[:3]) for line in batches.read_text().splitlines()[1:]]
-    batches.write_text("epoch,batch,loss\n" + "".join(line + "\n" for line in three_columns))
+    other = RunStore(runs).get(other_id)
+    for epoch, reports in other.read_batches().items():
+        other.append_batches(epoch, [(batch, loss) for batch, loss, _ in reports])   # the loss alone
     at = app(COMPARE, runs_dir=runs)
     accuracy = _figures(at)[3]
     assert [t["name"] for t in accuracy["data"] if t.get("showlegend") is not False] == ["B0"]
     assert any("not recorded" in c.value and "Longer run" in c.value for c in at.caption)
-    for rid in (base_id, other_id):                              # runs from before batches.csv
-        (runs / rid / BATCHES_FILE).unlink()
+    for rid in (base_id, other_id):                              # runs from before per-batch curves
+        RunStore(runs).get(rid).truncate_batches_after(0)
     titles = [f["layout"]["title"]["text"] for f in _figures(app(COMPARE, runs_dir=runs))]
     assert titles[:2] == ["Loss per epoch", "Accuracy per epoch"] and "Training loss per batch" not in titles
 

@@ -15,6 +15,7 @@ from core.data import CLASS_NAMES
 from core.evaluate import correct_examples, evaluate, mistakes
 from core.history import ARCHITECTURES, compound_scaling
 from core.runs import PREDICTIONS_FILE, RunStore
+from conftest import ended, training_here
 
 CONFUSION, MISTAKES, HISTORY = "../pages/confusion.py", "../pages/mistakes.py", "../pages/history.py"
 MISTAKES_TITLE = "Misclassified images"
@@ -98,7 +99,7 @@ def test_evaluate_now_for_a_run_without_predictions(app, trained_run, tmp_path):
     runs = _copy_run(trained_run, tmp_path)
     run = RunStore(runs).get(trained_run.run_id)
     run._file(PREDICTIONS_FILE).unlink()
-    run.write_status(state="stopped")
+    ended(training_here(run), "stopped")
     at = app(CONFUSION, runs_dir=runs)
     assert any("no test-set predictions" in i.value for i in at.info)
     assert not at.get("plotly_chart")

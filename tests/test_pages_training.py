@@ -10,7 +10,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import APP, plotly_values
+from conftest import APP, plotly_values, run_folders, training_here
 from core.jobs import JobManager
 
 TRAIN, CURVES, RUNS = "../pages/train.py", "../pages/curves.py", "../pages/runs.py"
@@ -90,7 +90,7 @@ def test_start_queue_a_second_cancel_it_and_stop(app, tmp_path):
     assert not _button(at, "Start training").disabled          # a queue, not a refusal
     # A double click (or one click dispatched twice by a busy server) starts one run, and says so.
     _button(at, "Start training").click().run()
-    assert [p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")] == [run_id]
+    assert [p.name for p in run_folders(tmp_path / "runs")] == [run_id]
     assert any(run_id in t.value and "one run, not two" in t.value for t in at.toast), [t.value for t in at.toast]
 
     # A second tab on the same server sees the training run and queues its own behind it.
@@ -162,16 +162,12 @@ def test_curves_page_overlays_runs(app, trained_run):
 
 def test_a_one_epoch_run_in_training_leads_with_its_running_batches(app, trained_run, tmp_path):
     """Its epoch charts stay empty until the epoch ends: the running epoch's batches come first."""
-    import os
-    import socket
-
-    from core.runs import BATCHES_FILE, METRICS_FILE, RunStore, mark_active
+    from core.runs import RunStore, mark_active
     runs = tmp_path / "runs"
     shutil.copytree(trained_run.path, runs / trained_run.run_id)
     run = RunStore(runs).get(trained_run.run_id)
-    (run.path / BATCHES_FILE).unlink()
-    (run.path / METRICS_FILE).unlink()
-    run.write_status(state="running", pid=os.getpid(), host=socket.gethostname(), epochs=1)
+    run.reconcile_metrics(0)                      # back before its first epoch: no rows, no batches
+    run = training_here(run, epochs=1)
     run.write_progress({"phase": "training", "epoch": 1, "epochs": 1, "batch": 3, "batches": 5,
                         "batch_losses": [[1, 2.5], [2, 2.4], [3, 2.2]],
                         "batch_accuracies": [[1, 0.1], [2, 0.15], [3, 0.2]]})

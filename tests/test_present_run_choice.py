@@ -8,6 +8,7 @@ import pytest
 from core.config import TrainConfig
 from core.runs import RunStore
 from dashboard import slides
+from conftest import ended
 
 PRESENT = "../pages/present.py"
 
@@ -18,7 +19,7 @@ def two_runs(tmp_path):
     ids = []
     for variant in ("b0", "b1"):
         run = store.create(TrainConfig(variant=variant, epochs=1))
-        run.write_status(state="completed", checkpoint_epoch=1)
+        ended(run, "completed", checkpoint_epoch=1)
         ids.append(run.run_id)
     return tmp_path / "runs", ids
 

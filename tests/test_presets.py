@@ -15,6 +15,7 @@ from core.__main__ import build_parser, config_from_args, main
 from core.config import ConfigError, TrainConfig
 from core.presets import (FROM_SCRATCH, NOT_MEASURED, PRESET_NAMES, PRESETS, QUICK_DEMO, RECIPES_DOC,
                           dashboard_presets, get_preset, quick_demo)
+from conftest import run_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,7 @@ def test_cli_unknown_preset_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert err.startswith("error: preset:") and all(name in err for name in PRESET_NAMES)
-    assert not any(tmp_path.iterdir())      # nothing was created
+    assert not run_folders(tmp_path)      # nothing was created
 
 
 def test_cli_presets_lists_each_with_its_figure(tmp_path, capsys):

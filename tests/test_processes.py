@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras
 import pytest
-from conftest import read_status_file, wait_for
+from conftest import read_status_file, run_folders, wait_for
 
 from core import processes
 from core.errors import UserInputError
@@ -73,13 +73,13 @@ def test_one_run_over_two_processes_survives_a_killed_process_and_resumes(tmp_pa
     where = ["--runs-dir", str(runs), "--data-dir", fixture_data_dir]
     first, second = _start_two(tmp_path / "train", "train", *QUICK, "--epochs", "3", *where)
     wait_for(lambda: any(runs.glob("*/checkpoints/last.keras")) and
-             read_status_file(next(runs.iterdir())).get("checkpoint_epoch", 0) >= 1, 900, "epoch 1 of 3")
+             read_status_file(run_folders(runs)[0]).get("checkpoint_epoch", 0) >= 1, 900, "epoch 1 of 3")
     second.kill()                                   # a machine lost mid-run
     killed_at = time.monotonic()
     assert first.wait(timeout=600) != 0             # JAX's coordination service ends process 0 too
     assert time.monotonic() - killed_at < 60        # told by the 15 s heartbeat (JAX alone: 75-100 s)
 
-    (run_dir,) = runs.iterdir()                    # process 1 created nothing
+    (run_dir,) = run_folders(runs)                 # process 1 created nothing
     run = RunStore(runs).get(run_dir.name)
     status = run.live_status()
     assert status["state"] in ("failed", "interrupted"), status
@@ -109,7 +109,7 @@ def test_several_processes_on_tensorflow_are_refused_before_a_run_exists(tmp_pat
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "needs the JAX backend" in result.stderr and "KERAS_BACKEND=jax" in result.stderr
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert not run_folders(tmp_path / "runs")
 
 
 @pytest.mark.parametrize("variables, distribution, words", [

@@ -27,7 +27,7 @@ import pytest
 
 from browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, exceptions_shown, free_port, open_when_up, screenshot,
                      settle, start_training_from_the_ui)
-from conftest import read_status_file, wait_for
+from conftest import read_status_file, run_folders, wait_for
 from core.ray_executor import LOOPBACK_ENV
 
 TINY = ["--variant", "b0", "--image-size", "32", "--batch-size", "32", "--train-limit", "200",
@@ -59,7 +59,7 @@ def _cli(*args: str, runs: Path, data_dir: str, **popen) -> subprocess.Popen:
 
 
 def _only_run(runs: Path) -> Path:
-    folders = [p for p in runs.iterdir() if p.is_dir()] if runs.is_dir() else []
+    folders = run_folders(runs)
     return folders[0] if len(folders) == 1 else None
 
 

@@ -1,13 +1,13 @@
-"""The run store as an interface: callers ask for versions, checkpoints, the queue and stop
-requests, never for files; what a crash, a planted link or a damaged field leaves never breaks a
-listing; and no module outside core/runs.py names a run file."""
+"""The run store as an interface, on each database (SQLite; PostgreSQL in `make test-all`): callers
+ask for versions, checkpoints, the queue, leases and stop requests, never for tables or files;
+every state change is a compare-and-set against the one table of transitions; the schema the
+migrations build is the one the code declares; and no module outside the store names a run file."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -17,24 +17,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import runs as runs_mod
+from conftest import ended, training_here
+from core import run_files, runs as runs_mod, states
 from core.config import TrainConfig
-from core.runs import Keepalive, RunNotFoundError, RunStore, check_label, is_run_id, process_start_ticks
+from core.runs import Keepalive, RunNotFoundError, RunStore, check_label, is_run_id
 
 ROOT = Path(__file__).resolve().parents[1]
+ROW = {"epoch": 1, "loss": 1.0, "accuracy": 0.3, "val_loss": 1.1, "val_accuracy": 0.3,
+       "learning_rate": 0.001, "epoch_seconds": 3.0, "images_per_second": 100.0}
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, database):
     return RunStore(tmp_path / "runs")
 
 
 # --- structure: nobody outside the store names a run file -----------------------------------------
-RUN_FILE_NAMES = [runs_mod.CONFIG_FILE, runs_mod.STATUS_FILE, runs_mod.METRICS_FILE, runs_mod.PROGRESS_FILE,
-                  runs_mod.PREDICTIONS_FILE, runs_mod.LAST_CHECKPOINT, runs_mod.BEST_CHECKPOINT,
-                  runs_mod.STOP_REQUEST_FILE, runs_mod.BATCHES_FILE]
+STORE_MODULES = ("runs.py", "run_files.py", "run_import.py")
+RUN_FILE_NAMES = [run_files.CONFIG_FILE, run_files.STATUS_FILE, run_files.METRICS_FILE, run_files.PROGRESS_FILE,
+                  run_files.BATCHES_FILE, runs_mod.PREDICTIONS_FILE, runs_mod.LAST_CHECKPOINT,
+                  runs_mod.BEST_CHECKPOINT, runs_mod.LR_FINDING_FILE, "lab.db"]
 RUN_FILE_CONSTANTS = ["CONFIG_FILE", "STATUS_FILE", "METRICS_FILE", "BATCHES_FILE", "PROGRESS_FILE", "PREDICTIONS_FILE",
-                      "LAST_CHECKPOINT", "BEST_CHECKPOINT", "CHECKPOINT_DIR", "STOP_REQUEST_FILE"]
+                      "LAST_CHECKPOINT", "BEST_CHECKPOINT", "CHECKPOINT_DIR", "SQLITE_FILE"]
 
 
 def _code_without_docstrings_and_comments(path: Path) -> str:
@@ -60,17 +64,17 @@ def test_no_module_outside_the_store_names_a_run_file():
     offenders = []
     for folder in ("core", "dashboard", "pages", "bench"):
         for path in sorted((ROOT / folder).glob("*.py")):
-            if path.name == "runs.py" and folder == "core":
+            if folder == "core" and path.name in (*STORE_MODULES, "database.py"):
                 continue
             code = _code_without_docstrings_and_comments(path)
             for name in RUN_FILE_NAMES:
                 if re.search(rf"[\"']{re.escape(name)}[\"']", code):
                     offenders.append(f"{folder}/{path.name} names {name!r}")
             for constant in RUN_FILE_CONSTANTS:
-                if re.search(rf"\b{constant}\b", code) and "core.runs" in code:
-                    offenders.append(f"{folder}/{path.name} uses runs.{constant}")
-            if re.search(r"\.file\(|\.last_checkpoint\b|\.best_checkpoint\b|\b_file\(", code):
-                offenders.append(f"{folder}/{path.name} reaches into a run's paths")
+                if re.search(rf"\b{constant}\b", code) and ("core.runs" in code or "core.run_files" in code):
+                    offenders.append(f"{folder}/{path.name} uses the store's {constant}")
+            if re.search(r"\.file\(|\.last_checkpoint\b|\.best_checkpoint\b|\b_file\(|\._row\(|\bruns_table\.c\b", code):
+                offenders.append(f"{folder}/{path.name} reaches into a run's files or rows")
     assert not offenders, offenders
 
 
@@ -82,17 +86,42 @@ def test_the_leak_check_would_catch_a_leak(tmp_path):
     assert "prose" not in _code_without_docstrings_and_comments(leaky)
 
 
+# --- the schema ---------------------------------------------------------------------------------------
+def test_the_migrations_build_the_schema_the_code_declares(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from core.database import HEAD_REVISION, metadata
+    store.create(TrainConfig())                         # the first use upgrades the database
+    assert store.db.revision() == HEAD_REVISION
+    with store.db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path, database):
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from core.runs import RunStore; "
+              "from core.config import TrainConfig; RunStore(sys.argv[2]).create(TrainConfig()); print('ok')")
+    children = [subprocess.Popen([sys.executable, "-c", script, str(ROOT), str(tmp_path / "runs")],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [c.communicate(timeout=120) for c in children]
+    assert all(c.returncode == 0 for c in children), [err[-1500:] for _, err in results]
+    assert len(RunStore(tmp_path / "runs").list()) == 4
+
+
 # --- versions and checkpoints -----------------------------------------------------------------------
 def test_versions_change_exactly_when_an_artifact_changes(store):
     run = store.create(TrainConfig())
-    assert run.version("metrics") == 0.0 and run.version("predictions") == 0.0
+    assert run.version("metrics") == 0.0 and run.version("predictions") == 0.0 and run.version("batches") == 0.0
     assert run.checkpoint("last") is None and run.checkpoint("best") is None
     run.append_metrics({"epoch": 1, "loss": 1.0})
     first = run.version("metrics")
     assert first > 0 and run.version("metrics") == first
-    time.sleep(0.01)
     run.append_metrics({"epoch": 2, "loss": 0.5})
     assert run.version("metrics") > first
+    status = run.version("status")
+    run.write_status(epoch=2)
+    assert run.version("status") > status and run.versions("metrics", "status") == (run.version("metrics"),
+                                                                                      run.version("status"))
     run.write_checkpoint(lambda tmp: tmp.write_bytes(b"weights"), "last")
     assert run.checkpoint("last").read_bytes() == b"weights" and run.version("last") > 0
     run.copy_checkpoint("last", "best")
@@ -117,16 +146,71 @@ def test_a_failed_checkpoint_write_keeps_the_old_one_and_says_why(store):
     assert [p.name for p in (run.path / "checkpoints").iterdir()] == ["last.keras"]
 
 
-def test_predictions_are_never_replaced_by_older_ones(store):
+def test_predictions_are_never_replaced_by_older_ones_and_carry_their_accuracy(store):
     run = store.create(TrainConfig())
     y_true = np.arange(20) % 10
     newer = np.eye(10)[y_true]
-    assert run.write_predictions(y_true, newer, epoch=3)
-    run.write_status(predictions_epoch=3)
+    assert run.write_predictions(y_true, newer, epoch=3, test_accuracy=1.0)
     older = np.full((20, 10), 0.1)
-    assert not run.write_predictions(y_true, older, epoch=2)
+    assert not run.write_predictions(y_true, older, epoch=2, test_accuracy=0.1)
     assert np.array_equal(run.read_predictions()[1].astype(float), newer)
-    assert run.write_predictions(y_true, older, epoch=4)
+    status = run.read_status()
+    assert (status["predictions_epoch"], status["test_accuracy"]) == (3, 1.0)
+    assert run.write_predictions(y_true, older, epoch=4, test_accuracy=0.1)
+    assert (run.read_status()["predictions_epoch"], run.read_status()["test_accuracy"]) == (4, 0.1)
+
+
+def test_predictions_and_their_accuracy_are_written_together_whatever_the_order(store):
+    """Evaluations of several epochs finishing in any order: the predictions on disk, their epoch
+    and their accuracy in the status always belong together, and the newest epoch wins."""
+    run = store.create(TrainConfig())
+    y_true = np.arange(40) % 10
+    epochs = list(range(1, 13))
+    np.random.default_rng(0).shuffle(epochs)
+
+    def evaluate(epoch):
+        y_prob = np.full((40, 10), 0.01)
+        y_prob[:, epoch % 10] = 0.9
+        run.write_predictions(y_true, y_prob, epoch=epoch, test_accuracy=epoch / 100)
+
+    threads = [threading.Thread(target=evaluate, args=(e,)) for e in epochs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    status = run.read_status()
+    assert status["predictions_epoch"] == 12 and status["test_accuracy"] == 0.12
+    assert int(np.argmax(run.read_predictions()[1][0])) == 12 % 10
+
+
+# --- every state change from one table -----------------------------------------------------------
+def _run_in(store, state: str):
+    run = store.create(TrainConfig())
+    if state == "queued":
+        return run
+    if state == "cancelled":
+        assert store.cancel(run.run_id)
+        return run
+    claimed = run.claim()
+    if state == "stopping":
+        assert claimed.write_status(state="stopping")
+    elif state != "running":
+        assert claimed.write_status(state=state)
+    return store.get(run.run_id)        # a viewer's Run: no lease
+
+
+def test_state_changes_are_exactly_those_the_table_allows(tmp_path, monkeypatch):
+    from core.database import DB_URL_ENV
+    monkeypatch.delenv(DB_URL_ENV, raising=False)
+    store = RunStore(tmp_path / "runs")
+    for source in states.STATES:
+        for target in states.STATES:
+            run = _run_in(store, source)
+            written = run.write_status(state=target) is not None
+            assert written == states.allowed(source, target), (source, target)
+            assert run.read_status()["state"] == (target if written else source)
+    assert states.next_state("completed", "resume") == "queued" and states.next_state("completed", "stop") is None
+    assert set(states.EVENTS) == {"cancel", "claim", "complete", "fail", "interrupt", "resume", "stop", "stopped"}
 
 
 # --- the queue ---------------------------------------------------------------------------------------
@@ -141,7 +225,8 @@ def test_queue_order_claims_and_cancel(store):
     assert not store.cancel(second.run_id)               # no longer queued
     assert second.read_status()["state"] == "cancelled" and second.path.is_dir()
     assert [s.run_id for s in store.queue()] == [third.run_id]
-    store.enqueue(second, 4)                              # resumed: back in line, at the end
+    assert store.enqueue(second, 4)                       # resumed: back in line, at the end
+    assert not store.enqueue(second, 4)                   # a second Resume finds it queued
     assert [s.run_id for s in store.queue()] == [third.run_id, second.run_id]
     assert second.read_status()["epochs"] == 4
     with pytest.raises(ValueError, match="queued; cancel it"):
@@ -159,15 +244,13 @@ def test_claims_are_exclusive_across_processes(store):
     assert sorted(everything) == sorted(r.run_id for r in runs)   # each once, by exactly one process
 
 
-def test_queued_runs_of_a_dead_server_stay_queued(store):
+def test_queued_runs_stay_queued_whoever_queued_them(store):
     run = store.create(TrainConfig())
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    run.write_status(pid=child.pid)     # the server that queued it is gone
+    run.write_status(pid=1, host="a-machine-long-gone")
     assert run.live_status()["state"] == "queued"
 
 
-# --- stop requests and liveness -------------------------------------------------------------------
+# --- stop requests, leases and liveness --------------------------------------------------------------
 def test_a_stop_request_reaches_the_trainers_event_within_a_few_seconds(store):
     run = store.claim(store.create(TrainConfig()).run_id)
     stop = threading.Event()
@@ -179,23 +262,46 @@ def test_a_stop_request_reaches_the_trainers_event_within_a_few_seconds(store):
 
 
 def test_the_heartbeat_comes_from_a_timer_not_from_batches(store, monkeypatch):
-    monkeypatch.setattr(runs_mod, "HEARTBEAT_SECONDS", 0.1)
-    monkeypatch.setattr(runs_mod, "STOP_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(runs_mod, "heartbeat_seconds", lambda: 0.1)
     run = store.claim(store.create(TrainConfig()).run_id)
     before = run.read_status()["heartbeat"]
     with Keepalive(run, threading.Event()):
-        time.sleep(0.5)                   # no batch at all: a long compile or test prediction
+        time.sleep(0.6)                   # no batch at all: a long compile or test prediction
     assert run.read_status()["heartbeat"] > before + 0.2
 
 
-def test_a_reused_pid_is_not_taken_for_the_trainer(store):
+def test_a_trainer_that_lost_its_lease_stops_and_writes_nothing(store, monkeypatch):
+    """Fencing: a viewer found the lease expired and marked the run interrupted; the trainer's
+    next heartbeat learns it, sets its stop event, and none of its writes count any more."""
+    monkeypatch.setattr(runs_mod, "heartbeat_seconds", lambda: 0.1)
+    trainer = store.claim(store.create(TrainConfig()).run_id)
+    viewer = store.get(trainer.run_id)
+    runs_mod.mark_active(trainer.run_id, False)          # as if its thread had gone: interrupted at once
+    assert viewer.live_status()["state"] == "interrupted"
+    stop = threading.Event()
+    with Keepalive(trainer, stop):
+        assert stop.wait(5)
+    assert trainer.lease_lost
+    assert trainer.write_status(checkpoint_epoch=7, state="completed") is None
+    with pytest.raises(RuntimeError, match="no longer this trainer's"):
+        trainer.append_metrics(ROW)
+    assert viewer.read_status()["state"] == "interrupted" and viewer.read_metrics() == []
+    assert "checkpoint_epoch" not in viewer.read_status()
+
+
+def test_a_lease_that_expires_on_the_database_clock_interrupts_the_run(store, monkeypatch):
+    monkeypatch.setenv(runs_mod.LEASE_ENV, "3")
     run = store.create(TrainConfig())
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    script = ("import sys, time; sys.path.insert(0, sys.argv[1]); from core.runs import RunStore; "
+              "r = RunStore(sys.argv[2]).claim(sys.argv[3]); print('claimed', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", script, str(ROOT), str(store.root), run.run_id],
+                             stdout=subprocess.PIPE, text=True)
     try:
-        # The pid is alive, but it started at another time than the trainer recorded: a new process.
-        run.write_status(state="running", pid=child.pid, pid_start=process_start_ticks(child.pid) - 1000,
-                         host=socket.gethostname())
+        assert child.stdout.readline().strip() == "claimed"
+        assert run.live_status()["state"] == "running"        # its lease is fresh
+        time.sleep(4)                                          # a claim nobody renews
         assert run.live_status()["state"] == "interrupted"
+        assert "resume continues from the last checkpoint" in run.read_status()["error"]
     finally:
         child.kill()
         child.wait()
@@ -214,7 +320,6 @@ def test_names_and_authors_are_validated_and_kept_as_text(store):
         store.create(TrainConfig(), author="`rm -rf`")
 
 
-# --- damaged and hostile folders ---------------------------------------------------------------------
 def test_run_ids_are_matched_whole(store):
     assert is_run_id("20261125-142301-b0-3f9a")
     assert not is_run_id("20261125-142301-b0-3f9a\n")
@@ -222,67 +327,12 @@ def test_run_ids_are_matched_whole(store):
         store.get("20261125-142301-b0-3f9a\n")
 
 
-@pytest.mark.parametrize("damage", [
-    {"epochs": "many"}, {"epochs": 1e309}, {"started_at": "yesterday"}, {"started_at": 1.0, "ended_at": [1]},
-    {"test_accuracy": "high"}, {"name": {"nested": 1}}, {"heartbeat": None, "state": "running", "host": "elsewhere"},
-])
-def test_damaged_status_fields_never_break_a_listing(store, damage):
-    run = store.create(TrainConfig())
-    status = json.loads((run.path / "status.json").read_text())
-    status.update(damage)
-    (run.path / "status.json").write_text(json.dumps(status).replace("Infinity", "1e999"))
-    [summary] = store.list()
-    assert summary.run_id == run.run_id
-
-
-def test_deeply_nested_json_is_damage_not_a_crash(store):
-    run = store.create(TrainConfig())
-    (run.path / "status.json").write_text("[" * 100_000 + "]" * 100_000)
-    (run.path / "config.json").write_text('{"a":' * 50_000 + "1" + "}" * 50_000)
-    [summary] = store.list()
-    assert summary.state == "damaged" and summary.damaged
-
-
-def test_a_fifo_named_status_json_does_not_hang_a_listing(store):
-    run = store.create(TrainConfig())
-    (run.path / "status.json").unlink()
-    os.mkfifo(run.path / "status.json")
-    [summary] = store.list()
-    assert summary.state == "damaged" and "not a regular file" in summary.damaged
-
-
-def test_writes_never_follow_a_planted_link(store, tmp_path):
-    run = store.create(TrainConfig())
-    outside = tmp_path / "outside.csv"
-    outside.write_text("precious\n")
-    (run.path / "metrics.csv").symlink_to(outside)
-    with pytest.raises(OSError):
-        run.append_metrics({"epoch": 1, "loss": 1.0})
-    assert outside.read_text() == "precious\n"
-    victim = tmp_path / "victim.json"
-    victim.write_text("keep")
-    (run.path / "progress.json").symlink_to(victim)
-    run.write_progress({"batch": 1})                     # replaces the link, not its target
-    assert victim.read_text() == "keep" and not (run.path / "progress.json").is_symlink()
-    with pytest.raises(OSError, match="symbolic link"):   # nor read: the listing says why
-        run.read_metrics()
-    assert "symbolic link" in run.summary().damaged
-
-
-def test_a_huge_file_is_refused_not_read(store):
-    run = store.create(TrainConfig())
-    with open(run.path / "progress.json", "wb") as fh:
-        fh.truncate(runs_mod.safe_io.MAX_JSON_BYTES + 10)
-    assert run.read_progress() == {}
-
-
+# --- metrics and curves ------------------------------------------------------------------------------
 def test_a_row_whose_append_failed_is_restored_on_resume(store):
     run = store.create(TrainConfig())
-    row1 = {"epoch": 1, "loss": 1.0, "accuracy": 0.3, "val_loss": 1.1, "val_accuracy": 0.3,
-            "learning_rate": 0.001, "epoch_seconds": 3.0, "images_per_second": 100.0}
-    run.append_metrics(row1)
-    row2 = {**row1, "epoch": 2, "loss": 0.5}
-    # Epoch 2's checkpoint and status were written, then the disk filled up before its CSV row.
+    run.append_metrics(ROW)
+    row2 = {**ROW, "epoch": 2, "loss": 0.5}
+    # Epoch 2's checkpoint and status were written, then the disk filled up before its row.
     run.write_checkpoint(lambda tmp: tmp.write_bytes(b"w"), "last")
     run.write_status(checkpoint_epoch=2, checkpoint_row=row2)
     run.reconcile_metrics(run.checkpoint_epoch())
@@ -290,6 +340,7 @@ def test_a_row_whose_append_failed_is_restored_on_resume(store):
     assert run.read_metrics()[1]["loss"] == 0.5
     run.reconcile_metrics(2)                              # idempotent: never twice
     assert [r["epoch"] for r in run.read_metrics()] == [1, 2]
+    assert [int(line.split(",")[0]) for line in (run.path / "metrics.csv").read_text().splitlines()[1:]] == [1, 2]
 
 
 def test_batch_reports_are_kept_per_epoch_and_follow_the_checkpoint_on_resume(store):
@@ -302,35 +353,32 @@ def test_batch_reports_are_kept_per_epoch_and_follow_the_checkpoint_on_resume(st
     assert losses[1] == [(1, 2.3), (2, 2.1), (3, 1.9)] and losses[2][0] == (1, 1.5)
     assert np.isnan(losses[2][1][1])                       # a NaN loss is recorded, not dropped
     assert run.read_batch_accuracies() == {1: [(1, 0.1), (2, 0.15), (3, 0.2)], 2: [(1, 0.4), (2, 0.45)]}
-    with open(run.path / runs_mod.BATCHES_FILE, "a") as fh:
-        fh.write("3,1,1.4")                                # killed mid-append: no newline
-    assert sorted(run.read_batch_losses()) == [1, 2]
-    run.append_batches(3, [(1, 1.3, 0.5)])                 # the resumed epoch is not glued to it
-    assert run.read_batch_losses()[3] == [(1, 1.3)]
+    run.append_batches(3, [(1, 1.3, 0.5)])
     # Resuming from epoch 2's checkpoint: epoch 3 is redone, so its batches go.
     run.reconcile_metrics(2)
     assert sorted(run.read_batch_losses()) == [1, 2]
     assert run.read_batch_losses()[1] == [(1, 2.3), (2, 2.1), (3, 1.9)]
     assert run.read_batch_accuracies()[2] == [(1, 0.4), (2, 0.45)]
+    assert {line.split(",")[0] for line in (run.path / "batches.csv").read_text().splitlines()[1:]} == {"1", "2"}
 
 
-def test_batches_written_before_accuracy_was_recorded_still_read(store):
-    """A run from before batches.csv had an accuracy column, resumed by today's trainer: its old
-    epochs keep their losses (without accuracy), the new one has both, and a resume keeps them."""
-    run = store.create(TrainConfig())
-    (run.path / runs_mod.BATCHES_FILE).write_text("epoch,batch,loss\n1,1,2.3\n1,2,2.1\n")
-    run.append_batches(2, [(1, 1.5, 0.4)])
-    assert run.read_batch_losses() == {1: [(1, 2.3), (2, 2.1)], 2: [(1, 1.5)]}
-    assert run.read_batch_accuracies() == {2: [(1, 0.4)]}
-    run.reconcile_metrics(1)
-    assert run.read_batch_losses() == {1: [(1, 2.3), (2, 2.1)]} and run.read_batch_accuracies() == {}
-    assert (run.path / runs_mod.BATCHES_FILE).read_text().splitlines() == [
-        "epoch,batch,loss,accuracy", "1,1,2.3,", "1,2,2.1,"]
+@pytest.mark.full
+def test_a_million_batch_reports_are_kept_and_read_back(tmp_path, monkeypatch):
+    """batches.csv used to be cut at 64 MB (batch 1 for ~32 epochs) and progress.json at 1 MB; the
+    database keeps any number (here 1,000 epochs of 1,000 batches) and reads them back whole."""
+    from core.database import DB_URL_ENV
+    monkeypatch.delenv(DB_URL_ENV, raising=False)
+    run = RunStore(tmp_path / "runs").create(TrainConfig())
+    for epoch in range(1, 1001):
+        run.append_batches(epoch, [(b, 2.0 - b / 1000, b / 1000) for b in range(1, 1001)])
+    batches = run.read_batches()
+    assert len(batches) == 1000 and sum(len(r) for r in batches.values()) == 1_000_000
+    assert batches[1000][-1] == (1000, 1.0, 1.0)
 
 
 def test_every_atomic_write_is_fsynced_with_its_folder(store, monkeypatch):
-    """A rename is durable only once its directory is: status, predictions and checkpoints fsync
-    the file and then the folder (a power cut must not lose what a crash would not)."""
+    """A rename is durable only once its directory is: the status export, predictions and
+    checkpoints fsync the file and then the folder (a power cut must not lose what a crash would not)."""
     import stat as stat_mod
     run = store.create(TrainConfig())
     synced: list[str] = []
@@ -350,13 +398,17 @@ def test_every_atomic_write_is_fsynced_with_its_folder(store, monkeypatch):
         assert "file" in synced and synced[-1] == "dir", synced
 
 
-def test_the_queue_lock_nests_in_one_thread_and_excludes_others(store):
-    """Create-then-claim (the CLI's start) takes the lock twice in one thread: it must not block
-    itself; another thread still waits for it."""
-    entered = threading.Event()
-    with store.queue_lock():
-        with store.queue_lock():           # would deadlock with a plain flock per open
-            other = threading.Thread(target=lambda: (store.queue_lock().__enter__(), entered.set()), daemon=True)
-            other.start()
-            assert not entered.wait(0.3)
-    assert entered.wait(5)
+def test_a_finished_run_s_folder_holds_its_config_status_and_metrics(store):
+    run = ended(store.create(TrainConfig(epochs=1), name="Ana"), "completed", checkpoint_epoch=1, test_accuracy=0.5)
+    run.append_metrics(ROW)
+    run.append_batches(1, [(1, 2.3, 0.1)])
+    status = json.loads((run.path / "status.json").read_text())
+    assert (status["state"], status["name"], status["test_accuracy"]) == ("completed", "Ana", 0.5)
+    assert TrainConfig.from_json((run.path / "config.json").read_text()) == TrainConfig(epochs=1)
+    assert run_files.read_metrics(run.path)[0]["loss"] == 1.0 and run_files.read_batches(run.path)[1][0][1] == 2.3
+
+
+def test_resume_of_a_run_this_process_trained(store):
+    run = ended(store.create(TrainConfig()))
+    trainer = training_here(run, epochs=3)
+    assert trainer.read_status()["state"] == "running" and trainer.read_status()["epochs"] == 3

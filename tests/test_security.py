@@ -20,6 +20,7 @@ from browser import free_port
 from core.config import TrainConfig
 from core.runs import RunStore
 from dashboard import control
+from conftest import ended, run_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN, RUNS, CURVES, CONFUSION = "../pages/train.py", "../pages/runs.py", "../pages/curves.py", "../pages/confusion.py"
@@ -53,7 +54,7 @@ def _token_box(at):
 
 def _finished_run(runs_dir: Path) -> str:
     run = RunStore(runs_dir).create(TrainConfig(epochs=1))
-    run.write_status(state="completed", checkpoint_epoch=1)
+    ended(run, "completed", checkpoint_epoch=1)
     run.append_metrics({"epoch": 1, "loss": 2.0, "accuracy": 0.2, "val_loss": 2.1, "val_accuracy": 0.2,
                         "learning_rate": 1e-3, "epoch_seconds": 5, "images_per_second": 40})
     return run.run_id
@@ -172,7 +173,7 @@ def test_a_forged_click_on_a_locked_start_is_refused(app, monkeypatch, tmp_path)
     start.click().run()
     assert not at.exception
     assert any(control.LOCKED_HELP in e.value for e in at.error)
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert not run_folders(tmp_path / "runs")
 
 
 # --- guessing the token -------------------------------------------------------------------------

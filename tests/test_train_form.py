@@ -9,6 +9,7 @@ from core.config import TrainConfig
 from core.runs import RunStore
 from dashboard import control
 from dashboard.train_form import WEIGHTS_NOT_CHECKED
+from conftest import ended
 
 TRAIN = "../pages/train.py"
 TOKEN = "teacher-7f3a"
@@ -68,7 +69,7 @@ def test_a_run_whose_weights_file_moved_is_listed_not_damaged(tmp_path):
     weights.write_bytes(b"x")
     store = RunStore(tmp_path / "runs")
     run = store.create(TrainConfig(weights=str(weights), epochs=1))
-    run.write_status(state="completed", checkpoint_epoch=1)
+    ended(run, "completed", checkpoint_epoch=1)
     weights.unlink()
     (summary,) = store.list()
     assert summary.run_id == run.run_id and not summary.damaged, summary.damaged

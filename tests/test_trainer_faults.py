@@ -84,7 +84,7 @@ def test_an_evaluation_is_labelled_with_the_checkpoint_it_loaded(trained_run, fi
     from core.train import evaluate_checkpoint
     copy = tmp_path / "runs" / trained_run.run_id
     shutil.copytree(trained_run.path, copy)
-    run = Run(copy)
+    run = RunStore(copy.parent).get(trained_run.run_id)
     epoch = run.read_status()["checkpoint_epoch"]
     evaluate_checkpoint(run, data_dir=fixture_data_dir, which="last")
     assert run.read_status()["predictions_epoch"] == epoch
