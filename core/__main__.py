@@ -4,10 +4,13 @@
                          [--ray-address HOST:PORT]   (train as a Ray task on that cluster; README "Ray")
     python -m core presets              (the presets, with the figures measured for them)
     python -m core resume RUN_ID [--epochs N] [--ray-address HOST:PORT]
-    python -m core runs
+    python -m core runs [--json]        (--json: one JSON object per run, for scripts)
+    python -m core metrics RUN_ID       (its per-epoch metrics as CSV, as the Runs page downloads them)
     python -m core stop RUN_ID          (a run training anywhere on the same runs folder)
     python -m core cancel RUN_ID        (a run waiting in the dashboard's queue)
     python -m core evaluate RUN_ID [--checkpoint last|best]
+    python -m core db upgrade           (bring the run database to this version's schema)
+    python -m core import DIR           (run folders from another lab, or from before the database)
 
 `train` and `resume` train at once, in this process or (--ray-address, or $EFFLAB_RAY_ADDRESS) as a
 Ray task on a worker the cluster picks, watched from here; the dashboard's queue is for its own Starts.
@@ -81,7 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run_id")
     resume.add_argument("--epochs", default=None, help="total epochs to reach (default: the run's target)")
 
-    commands.add_parser("runs", help="list runs (queued ones with their place in line)")
+    runs = commands.add_parser("runs", help="list runs (queued ones with their place in line)")
+    runs.add_argument("--json", action="store_true", help="one JSON object per line and run, for scripts")
+    metrics = commands.add_parser("metrics", help="a run's per-epoch metrics as CSV")
+    metrics.add_argument("run_id")
+    db = commands.add_parser("db", help="the run database (SQLite in the runs folder, or $EFFLAB_DB_URL)")
+    db.add_argument("action", choices=("upgrade",), help="upgrade: bring its schema to this version's")
+    import_ = commands.add_parser("import", help="import the run folders of another runs folder (copied in)")
+    import_.add_argument("folder", help="a runs folder, from another lab or from before the database")
     commands.add_parser("presets", help="list the presets with the figures measured for them")
     stop = commands.add_parser("stop", help="stop a run training anywhere on this runs folder")
     stop.add_argument("run_id")
@@ -98,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train as a task on this Ray cluster (its head's address; default "
                             "$EFFLAB_RAY_ADDRESS, else in this process); every node must see the same "
                             "runs folder and data, see README \"Ray\"")
-    for p in (train, resume, evaluate, stop, cancel, commands.choices["runs"], commands.choices["presets"]):
+    for p in (train, resume, evaluate, stop, cancel, runs, metrics, db, import_, commands.choices["presets"]):
         p.add_argument("--runs-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -290,8 +300,24 @@ def cmd_resume(args, manager: JobManager) -> int:
     return watch(manager, manager.resume(args.run_id, epochs, queue=False))
 
 
+def run_record(summary, status: dict) -> dict:
+    """One run as `runs --json` prints it: what a script needs, named as the dashboard names it."""
+    return {"run_id": summary.run_id, "state": summary.state, "epoch": summary.epochs_done, "epochs": summary.epochs,
+            "best_val_accuracy": summary.best_val_accuracy, "test_accuracy": summary.test_accuracy,
+            "name": summary.name, "owner": summary.author, "kind": summary.kind, "executor": status.get("executor"),
+            "host": status.get("host"), "pid": status.get("pid"), "damaged": summary.damaged or None}
+
+
 def cmd_runs(args, manager: JobManager) -> int:
     runs = manager.store.list()
+    if getattr(args, "json", False):
+        for summary in runs:
+            try:
+                status = manager.store.get(summary.run_id).read_status()
+            except RunNotFoundError:
+                status = {}
+            print(json.dumps(run_record(summary, status)))
+        return EXIT_OK
     if not runs:
         print(f"no runs in {manager.store.root}")
         return EXIT_OK
@@ -367,8 +393,45 @@ def cmd_evaluate(args, manager: JobManager) -> int:
     return EXIT_OK
 
 
+def cmd_metrics(args, manager: JobManager) -> int:
+    import csv
+
+    from core.runs import METRIC_COLUMNS
+    rows = manager.store.get(args.run_id).read_metrics()
+    writer = csv.DictWriter(sys.stdout, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if v != v else v for k, v in row.items()} for row in rows)   # NaN: empty
+    return EXIT_OK
+
+
+def cmd_db(args, manager: JobManager) -> int:
+    database = manager.store.db
+    before = database.revision()
+    database.upgrade(force=True)
+    after = database.revision()
+    print(f"{database.safe_url}: schema {after}" + (f" (was {before or 'empty'})" if before != after else
+                                                     " (already up to date)"))
+    return EXIT_OK
+
+
+def cmd_import(args, manager: JobManager) -> int:
+    from core.run_import import import_from
+    try:
+        imported, skipped = import_from(manager.store, Path(args.folder))
+    except FileNotFoundError as exc:
+        raise InputError(f"import: {exc}") from None
+    damaged = {s.run_id: s.damaged for s in manager.store.list(kinds=None) if s.damaged}
+    for run_id in imported:
+        print(f"imported {run_id}" + (f" (damaged: {damaged[run_id]})" if run_id in damaged else ""))
+    for run_id, why in skipped:
+        print(f"skipped {run_id}: {why}")
+    print(f"{len(imported)} imported, {len(skipped)} skipped into {manager.store.root}")
+    return EXIT_OK
+
+
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "runs": cmd_runs, "evaluate": cmd_evaluate,
-            "stop": cmd_stop, "cancel": cmd_cancel, "presets": cmd_presets}
+            "stop": cmd_stop, "cancel": cmd_cancel, "presets": cmd_presets, "metrics": cmd_metrics,
+            "db": cmd_db, "import": cmd_import}
 
 
 def main(argv: list[str] | None = None) -> int:

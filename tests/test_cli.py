@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import read_status_file, wait_mid_epoch
+from conftest import read_status_file, run_folders, wait_mid_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--epochs", "1", "--train-limit", "200", "--val-fraction", "0.2", "--batch-size", "32"]
@@ -40,7 +40,7 @@ def test_invalid_settings_exit_2_with_one_line_naming_the_field(tmp_path, flags,
     lines = [l for l in result.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}: expected"), result.stderr
     assert "Traceback" not in result.stderr
-    assert not any(tmp_path.iterdir())   # nothing was created
+    assert not run_folders(tmp_path)   # nothing was created
 
 
 def test_config_file_with_unknown_key_exits_2(tmp_path):
@@ -80,10 +80,10 @@ def test_train_ctrl_c_resume_sigkill_resume_then_list_and_evaluate(tmp_path, fix
     args = ["--train-limit", "200", "--val-fraction", "0.2", "--batch-size", "8"]
     proc = start_cli("train", "--epochs", "50", *args, *where)
     deadline = time.time() + 60
-    while not runs.exists() or not any(runs.iterdir()):
+    while not run_folders(runs):
         assert time.time() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.1)
-    (run_dir,) = runs.iterdir()
+    (run_dir,) = run_folders(runs)
 
     # Ctrl-C: stops at the next batch with a checkpoint, exit 130, resumable.
     wait_mid_epoch(run_dir, trainer=proc)
@@ -100,8 +100,12 @@ def test_train_ctrl_c_resume_sigkill_resume_then_list_and_evaluate(tmp_path, fix
     wait_mid_epoch(run_dir, after_epoch=done_before + 1, trainer=proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(60)
-    listing = cli("runs", "--runs-dir", str(runs)).stdout
-    assert "interrupted" in listing, listing
+    # Its lease lapses EFFLAB_LEASE_SECONDS (10 s in the tests) after its last heartbeat; from then
+    # on anyone who lists the runs sees it interrupted.
+    deadline = time.time() + 60
+    while "interrupted" not in (listing := cli("runs", "--runs-dir", str(runs)).stdout):
+        assert time.time() < deadline, listing
+        time.sleep(1)
     done = read_status_file(run_dir)["checkpoint_epoch"]
 
     result = cli("resume", run_dir.name, "--epochs", str(done + 1), *where)
@@ -122,3 +126,40 @@ def test_train_ctrl_c_resume_sigkill_resume_then_list_and_evaluate(tmp_path, fix
     assert run_dir.name in listing and "completed" in listing and f"{done + 2}/{done + 2}" in listing
     report = cli("evaluate", run_dir.name, "--runs-dir", str(runs))
     assert report.returncode == 0 and "top-1" in report.stdout and "most confused" in report.stdout
+
+
+def test_runs_as_json_metrics_as_csv_db_upgrade_and_import(tmp_path):
+    """What scripts and a lab moving its runs use: `runs --json` (one object per run), `metrics`
+    (the Runs page's CSV), `db upgrade`, and `import DIR` (folders copied from another lab)."""
+    from conftest import ended
+    from core.config import TrainConfig
+    from core.runs import RunStore
+    store = RunStore(tmp_path / "runs")
+    run = ended(store.create(TrainConfig(epochs=2), name="Ana's run", author="Ana"), "completed",
+                checkpoint_epoch=2, test_accuracy=0.5)
+    for epoch in (1, 2):
+        run.append_metrics({"epoch": epoch, "loss": 2.0 / epoch, "accuracy": 0.2 * epoch, "val_loss": float("nan"),
+                            "val_accuracy": 0.25 * epoch, "learning_rate": 1e-3, "epoch_seconds": 5,
+                            "images_per_second": 40})
+    queued = store.create(TrainConfig())
+    lines = cli("runs", "--json", "--runs-dir", str(store.root)).stdout.splitlines()
+    records = {r["run_id"]: r for r in map(json.loads, lines)}
+    assert records[run.run_id] == {
+        "run_id": run.run_id, "state": "completed", "epoch": 2, "epochs": 2, "best_val_accuracy": 0.5,
+        "test_accuracy": 0.5, "name": "Ana's run", "owner": "Ana", "kind": "train", "executor": "thread",
+        "host": records[run.run_id]["host"], "pid": os.getpid(), "damaged": None}
+    assert records[queued.run_id]["state"] == "queued" and records[queued.run_id]["epoch"] == 0
+
+    csv_text = cli("metrics", run.run_id, "--runs-dir", str(store.root)).stdout
+    assert csv_text.splitlines()[0] == "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,epoch_seconds,images_per_second"
+    assert csv_text.splitlines()[2] == "2,1.0,0.4,,0.5,0.001,5.0,40.0"
+
+    upgraded = cli("db", "upgrade", "--runs-dir", str(store.root))
+    assert upgraded.returncode == 0 and "schema 0001 (already up to date)" in upgraded.stdout
+
+    other = tmp_path / "other-lab"
+    done = cli("import", str(store.root), "--runs-dir", str(other))
+    assert done.returncode == 0 and f"imported {run.run_id}" in done.stdout and "2 imported, 0 skipped" in done.stdout
+    assert json.loads(cli("runs", "--json", "--runs-dir", str(other)).stdout.splitlines()[-1])["run_id"] == run.run_id
+    missing = cli("import", str(tmp_path / "nowhere"), "--runs-dir", str(other))
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr
