@@ -649,11 +649,12 @@ class Run:
 
 
 def _trainer_gone(row) -> bool:
-    """A training run whose lease has expired on the database's clock, or that this process
-    leased to a thread of its own that has ended."""
+    """A training run whose lease has expired on the database's clock or, when this process leased
+    it, whose thread here has ended (that is known exactly: a busy machine's late heartbeat on a
+    run of ours must not interrupt it under its viewers in the same process)."""
     owner = row.lease_owner or ""
-    if owner.startswith(_PROCESS_TOKEN + ":") and not is_active_here(row.run_id):
-        return True
+    if owner.startswith(_PROCESS_TOKEN + ":"):      # ours: whether its thread lives is known exactly
+        return not is_active_here(row.run_id)
     return row.lease_expires_at is None or row.lease_expires_at < row.now
 
 

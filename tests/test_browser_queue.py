@@ -79,7 +79,9 @@ def test_a_class_queues_loses_its_server_mid_epoch_and_carries_on(tmp_path, fixt
             ana, ben = (browser.new_context(viewport={"width": 1400, "height": 1000}).new_page() for _ in range(2))
             for page in (ana, ben):
                 page.set_default_timeout(60_000)
-            long_run = _queue_a_run(ana, url, runs, name="Ana — lr 1e-3", images=200, epochs=30, batch=8)
+            # Long enough to be training still when the server dies: on the small network an
+            # epoch of the fixture takes about a second.
+            long_run = _queue_a_run(ana, url, runs, name="Ana — lr 1e-3", images=200, epochs=500, batch=8)
             first_queued = _queue_a_run(ben, url, runs, name="Ben — batch 16")
             ben.get_by_text(re.compile(r"1st in line")).first.wait_for(timeout=30_000)
             screenshot(ben, "queue-01-second-in-line")
@@ -118,7 +120,7 @@ def test_a_class_queues_loses_its_server_mid_epoch_and_carries_on(tmp_path, fixt
             picked.click()
             page.get_by_role("option", name=re.compile(long_run)).click()
             settle(page, 1)
-        assert picked.input_value().endswith(f"{long_run} · B0 32px · interrupted · {done}/30 epochs"), \
+        assert picked.input_value().endswith(f"{long_run} · B0 32px · interrupted · {done}/500 epochs"), \
             picked.input_value()
         screenshot(page, "queue-03-interrupted-after-sigkill")
         page.get_by_role("button", name=re.compile("Resume")).click()    # to done + 1 epochs (the default)

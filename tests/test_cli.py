@@ -78,7 +78,7 @@ def test_train_ctrl_c_resume_sigkill_resume_then_list_and_evaluate(tmp_path, fix
     runs = tmp_path / "runs"
     where = ["--runs-dir", str(runs), "--data-dir", fixture_data_dir]
     args = ["--train-limit", "200", "--val-fraction", "0.2", "--batch-size", "8"]
-    proc = start_cli("train", "--epochs", "50", *args, *where)
+    proc = start_cli("train", "--epochs", "500", *args, *where)
     deadline = time.time() + 60
     while not run_folders(runs):
         assert time.time() < deadline and proc.poll() is None, proc.communicate()
@@ -95,7 +95,7 @@ def test_train_ctrl_c_resume_sigkill_resume_then_list_and_evaluate(tmp_path, fix
     assert read_status_file(run_dir)["state"] == "stopped"
 
     # SIGKILL in the middle of a resumed epoch: the run shows as interrupted.
-    proc = start_cli("resume", run_dir.name, "--epochs", "50", *where)
+    proc = start_cli("resume", run_dir.name, "--epochs", "500", *where)
     done_before = read_status_file(run_dir)["checkpoint_epoch"]
     wait_mid_epoch(run_dir, after_epoch=done_before + 1, trainer=proc)
     proc.send_signal(signal.SIGKILL)
@@ -160,6 +160,8 @@ def test_runs_as_json_metrics_as_csv_db_upgrade_and_import(tmp_path):
     other = tmp_path / "other-lab"
     done = cli("import", str(store.root), "--runs-dir", str(other))
     assert done.returncode == 0 and f"imported {run.run_id}" in done.stdout and "2 imported, 0 skipped" in done.stdout
-    assert json.loads(cli("runs", "--json", "--runs-dir", str(other)).stdout.splitlines()[-1])["run_id"] == run.run_id
+    imported = {json.loads(line)["run_id"]: json.loads(line)
+                for line in cli("runs", "--json", "--runs-dir", str(other)).stdout.splitlines()}
+    assert imported.keys() == {run.run_id, queued.run_id} and imported[run.run_id]["state"] == "completed"
     missing = cli("import", str(tmp_path / "nowhere"), "--runs-dir", str(other))
     assert missing.returncode == 2 and "is not a folder" in missing.stderr

@@ -127,7 +127,7 @@ def test_simultaneous_starts_queue_every_run_and_train_one_at_a_time(tmp_path, f
 
     def press():
         barrier.wait()
-        started.append(manager.start(TrainConfig(epochs=2, **SMALL)))
+        started.append(manager.start(TrainConfig(epochs=50, **SMALL)))
 
     threads = [threading.Thread(target=press) for _ in range(presses)]
     for t in threads:

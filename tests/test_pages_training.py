@@ -78,7 +78,7 @@ def test_missing_data_is_explained_before_start(app, tmp_path):
 @pytest.mark.small_network
 def test_start_queue_a_second_cancel_it_and_stop(app, tmp_path):
     at = app(TRAIN)
-    for key, value in {"cfg_train_limit": 200, "cfg_epochs": 30, "cfg_batch_size": 16,
+    for key, value in {"cfg_train_limit": 200, "cfg_epochs": 300, "cfg_batch_size": 16,
                        "cfg_val_fraction": 0.2, "run_name": "Ana — lr 1e-3"}.items():
         at.session_state[key] = value
     at.run()

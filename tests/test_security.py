@@ -331,7 +331,7 @@ def test_a_forged_stop_is_refused(app, monkeypatch, tmp_path, tiny_config):
     at = app(TRAIN, runs_dir=runs)
     from dashboard import state
     manager = state.job_manager()
-    run_id = manager.start(tiny_config.replace(epochs=2))
+    run_id = manager.start(tiny_config.replace(epochs=50))
     try:
         at.run()
         stop = _button(at, "Stop")
