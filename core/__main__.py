@@ -17,7 +17,8 @@ Ray task on a worker the cluster picks, watched from here; the dashboard's queue
 Exit codes: 0 done; 2 invalid settings or missing data, a run that cannot be stopped or
 cancelled, or a Ray cluster that cannot be reached (one line naming the problem; the run stays
 queued); 1 the run failed or was interrupted (its trainer died: resume it); 130 stopped (Ctrl-C, or
-Stop from the dashboard or `python -m core stop`): the last finished epoch's checkpoint is kept, resume it.
+Stop from the dashboard or `python -m core stop`): a checkpoint of the batches trained so far is kept,
+and resume goes on from the next batch.
 """
 
 from __future__ import annotations
@@ -208,11 +209,12 @@ def watch(manager: JobManager, run_id: str) -> int:
               f"(run {run_id})")
         return EXIT_OK
     if status["state"] == "stopped":
-        kept = status.get("checkpoint_epoch") or 0
-        print(f"stopped; the checkpoint of epoch {kept} is kept (the unfinished epoch is redone on resume); "
-              f"continue with: python -m core resume {run_id} --epochs N" if kept else
-              f"stopped before the first epoch finished (no checkpoint); resume starts it again: "
-              f"python -m core resume {run_id} --epochs N")
+        run = manager.store.get(run_id)
+        kept, batch = run.checkpoint_epoch(), run.checkpoint_batch()
+        where = (f"at epoch {kept + 1}, batch {batch} (a checkpoint keeps the batches trained)" if batch else
+                 f"after epoch {kept} (its checkpoint is kept)" if kept else
+                 "with no checkpoint yet (resume starts the run again)")
+        print(f"stopped {where}; continue with: python -m core resume {run_id} --epochs N")
         return EXIT_STOPPED
     if status["state"] == "interrupted":
         print(f"interrupted: {status.get('error')}; continue with: python -m core resume {run_id}",
@@ -297,7 +299,22 @@ def cmd_resume(args, manager: JobManager) -> int:
         if processes.process_index() > 0:
             target = epochs if epochs is not None else int(run.read_status().get("epochs") or config.epochs)
             return follow(config, run, target, manager.data_dir)
-    return watch(manager, manager.resume(args.run_id, epochs, queue=False))
+    where = where_it_resumes(run)     # read before the trainer starts: it moves the checkpoint on
+    run_id = manager.resume(args.run_id, epochs, queue=False)
+    if where:
+        print(where, file=sys.stderr, flush=True)
+    return watch(manager, run_id)
+
+
+def where_it_resumes(run) -> str:
+    """'resuming at epoch E, batch B of N' when a Stop (or a kill after a periodic save) left an
+    epoch unfinished (B is the first batch it trains); "" at an epoch's start."""
+    batch = run.checkpoint_batch()
+    if not batch:
+        return ""
+    batches = (run.read_status().get("checkpoint_partial") or {}).get("steps", "?")
+    return (f"resuming at epoch {run.checkpoint_epoch() + 1}, batch {batch + 1} of {batches} "
+            f"(batches 1-{batch} were trained already)")
 
 
 def run_record(summary, status: dict) -> dict:

@@ -145,8 +145,14 @@ def agree_with_process_0(flag: bool) -> bool:
     """Process 0's `flag`, on every process of a run over several processes (a collective: every
     process must call it at the same point); the flag itself in a run of one process. So a Stop,
     which only process 0 reads from the run folder, ends every process at the same batch."""
+    return process_0_flags(flag)[0]
+
+
+def process_0_flags(*flags: bool) -> tuple[bool, ...]:
+    """agree_with_process_0 for several flags at once, in one collective (bits of one integer)."""
     if not processes.several():
-        return flag
+        return tuple(bool(flag) for flag in flags)
     import numpy as np
     from jax.experimental import multihost_utils
-    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+    bits = int(multihost_utils.broadcast_one_to_all(np.int32(sum(bool(f) << i for i, f in enumerate(flags)))))
+    return tuple(bool(bits >> i & 1) for i in range(len(flags)))

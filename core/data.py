@@ -406,13 +406,25 @@ def dataset_len(n_images: int, batch_size: int) -> int:
     return -(-n_images // batch_size)
 
 
+def _batches_per_epoch(n_images: int, batch_size: int, drop_remainder: bool) -> int:
+    return n_images // batch_size if drop_remainder else dataset_len(n_images, batch_size)
+
+
 def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool,
                  image_size: int | None = None, augment_flip: bool = False, crop_padding: int = 0,
                  seed: int = 0, one_hot: bool = True, drop_remainder: bool = False,
-                 shard: tuple[int, int] = (0, 1)):
+                 shard: tuple[int, int] = (0, 1), first_epoch: int = 0, epochs: int = 1,
+                 skip_batches: int = 0):
     """(images, labels) batches for Keras, shuffled (seeded) in training: a prefetching
     tf.data.Dataset under TensorFlow, a numpy `core.batches.ArrayBatches` under any other
     Keras backend (JAX), with the same contents.
+
+    In training it is a stream of whole epochs, `first_epoch` to `first_epoch + epochs - 1`, one
+    after the other, for one `fit` with `steps_per_epoch` = the batches of an epoch. Each epoch's
+    order (and the host augmentation of each of its batches) is a function of (seed, epoch) alone,
+    never of how often a dataset was iterated: so a resumed process that starts at epoch e and
+    skips the `skip_batches` batches a stopped one had trained gets exactly the batches it would
+    have had next.
 
     By default the images leave as they are stored, uint8 at the source resolution (3 KB per
     CIFAR image): the model casts, augments and resizes them itself, on the accelerator
@@ -435,6 +447,8 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
         drop_remainder: Drop the last, smaller batch.
         shard: (this process, processes): under JAX over several processes, the part of each
             batch this process feeds (core/batches.py); TensorFlow runs one process.
+        first_epoch, epochs: The epochs (0-based, as Keras counts them) the training stream holds.
+        skip_batches: Leave out this many batches at the start of the first epoch (fewer than it has).
     """
     import keras  # lazy: importing it imports its backend, seconds
 
@@ -446,8 +460,13 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
     if batch_size < 1 or image_size < 1 or not 0 <= crop_padding < min(height, width):
         raise ValueError(f"bad batch_size={batch_size}, image_size={image_size} "
                          f"or crop_padding={crop_padding} (must be < {min(height, width)})")
+    per_epoch = _batches_per_epoch(len(x), batch_size, drop_remainder)
+    if training and (first_epoch < 0 or epochs < 1 or not 0 <= skip_batches < max(per_epoch, 1)):
+        raise ValueError(f"bad first_epoch={first_epoch}, epochs={epochs} or skip_batches={skip_batches} "
+                         f"(an epoch has {per_epoch} batches)")
     options = dict(batch_size=batch_size, training=training, image_size=image_size, augment_flip=augment_flip,
-                   crop_padding=crop_padding, seed=seed, one_hot=one_hot, drop_remainder=drop_remainder)
+                   crop_padding=crop_padding, seed=seed, one_hot=one_hot, drop_remainder=drop_remainder,
+                   first_epoch=first_epoch, epochs=epochs, skip_batches=skip_batches)
     if keras.backend.backend() != "tensorflow":
         from core.batches import ArrayBatches
         return ArrayBatches(x, y, shard=shard, **options)
@@ -457,7 +476,8 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
 
 
 def _tf_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, image_size: int,
-                augment_flip: bool, crop_padding: int, seed: int, one_hot: bool, drop_remainder: bool):
+                augment_flip: bool, crop_padding: int, seed: int, one_hot: bool, drop_remainder: bool,
+                first_epoch: int, epochs: int, skip_batches: int):
     """make_dataset on tf.data: indices batched and shuffled, one vectorised gather per step."""
     import tensorflow as tf  # lazy: seconds to import
 
@@ -490,12 +510,22 @@ def _tf_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool
         target = tf.gather(labels, idx)
         return batch, tf.one_hot(target, NUM_CLASSES) if one_hot else target
 
-    ds = tf.data.Dataset.range(len(x))
-    if training:
-        ds = ds.shuffle(max(len(x), 1), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if pad or flip:  # stateless per-batch seeds: reproducible for a seed, new each epoch
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds)
-    ds = ds.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    if not training:
+        ds = tf.data.Dataset.range(len(x)).batch(batch_size, drop_remainder=drop_remainder).map(
+            to_batch, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def epoch_batches(epoch):
+        # Stateless: the order is the shuffle keyed by (seed, epoch), and batch b's augmentation
+        # is keyed by (seed, epoch) folded with b, whatever was iterated before.
+        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(x), dtype=tf.int64), seed=key)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+        return batches.enumerate().map(lambda b, idx: (idx, tf.random.experimental.stateless_fold_in(key, b)))
+
+    per_epoch = _batches_per_epoch(len(x), batch_size, drop_remainder)
+    ds = tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(epoch_batches)
+    # Skipping the first epoch's first batches moves indices only; the gather comes after.
+    ds = ds.skip(skip_batches).apply(tf.data.experimental.assert_cardinality(epochs * per_epoch - skip_batches))
+    ds = ds.map(to_batch if (pad or flip) else lambda idx, _: to_batch(idx), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -35,6 +35,9 @@ class FollowerRun:
     def checkpoint_epoch(self) -> int:
         return int(self._status.get("checkpoint_epoch") or 0)
 
+    def checkpoint_batch(self) -> int:
+        return int(self._status.get("checkpoint_batch") or 0) if self.checkpoint("partial") else 0
+
     # --- the trainer's bookkeeping, in memory ----------------------------------------------------
     def read_status(self) -> dict:
         return dict(self._status)
@@ -59,6 +62,9 @@ class FollowerRun:
         pass
 
     def copy_checkpoint(self, source: str, target: str) -> None:
+        pass
+
+    def discard_checkpoint(self, which: str) -> None:
         pass
 
     def write_progress(self, snapshot: dict) -> None:

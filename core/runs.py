@@ -50,6 +50,7 @@ PREDICTIONS_FILE = "predictions.npz"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.keras"
 BEST_CHECKPOINT = "best.keras"
+PARTIAL_CHECKPOINT = "partial.keras"    # mid-epoch weights; they count only while the status says so
 TENSORBOARD_DIR = "tensorboard"
 LR_FINDING_FILE = "lr_find.json"        # a learning-rate finder job's curve and suggestion
 # Artifacts a caller may ask a version stamp of (for its caches): those in the database count
@@ -63,7 +64,8 @@ ARTIFACTS = (*DATABASE_ARTIFACTS, *FILE_ARTIFACTS)
 # What a run of the store is: a training run, or a learning-rate finder job. Both go through the
 # queue (they use the same machine); only training runs are listed as runs.
 KINDS = ("train", "lr_find")
-CHECKPOINTS = ("last", "best")
+CHECKPOINTS = ("last", "best", "partial")
+_CHECKPOINT_FILES = {"last": LAST_CHECKPOINT, "best": BEST_CHECKPOINT, "partial": PARTIAL_CHECKPOINT}
 
 # A trainer's lease on its run: renewed every HEARTBEAT_SECONDS, gone LEASE_SECONDS after the last
 # renewal. Long enough that a loaded machine's late heartbeat does not end a live run; short enough
@@ -237,7 +239,7 @@ class Run:
     def _checkpoint_path(self, which: str) -> Path:
         if which not in CHECKPOINTS:
             raise ValueError(f"checkpoint: expected one of {', '.join(CHECKPOINTS)}; got {which!r}")
-        return self.path / CHECKPOINT_DIR / (LAST_CHECKPOINT if which == "last" else BEST_CHECKPOINT)
+        return self.path / CHECKPOINT_DIR / _CHECKPOINT_FILES[which]
 
     def checkpoint(self, which: str = "last") -> Path | None:
         """The path of the run's last (or best) checkpoint, to load; None when it has none."""
@@ -365,6 +367,16 @@ class Run:
             return 0
         try:
             return int(_number(self.read_status().get("checkpoint_epoch")))
+        except (RunNotFoundError, ValueError):
+            return 0
+
+    def checkpoint_batch(self) -> int:
+        """Batches of epoch checkpoint_epoch() + 1 that the partial checkpoint holds (a Stop or a
+        periodic save in the middle of that epoch); 0 when the run resumes at an epoch boundary."""
+        if self.checkpoint("partial") is None:
+            return 0
+        try:
+            return max(0, int(_number(self.read_status().get("checkpoint_batch"))))
         except (RunNotFoundError, ValueError):
             return 0
 
@@ -583,6 +595,11 @@ class Run:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+    def discard_checkpoint(self, which: str) -> None:
+        """Removes a checkpoint nothing counts on any more (the partial one, once its epoch has ended)."""
+        with contextlib.suppress(FileNotFoundError):
+            self._checkpoint_path(which).unlink()
 
     def copy_checkpoint(self, source: str, target: str) -> None:
         """best.keras from last.keras (or back), through a temporary name like any checkpoint."""

@@ -3,12 +3,14 @@
 `train_run` is what the job manager's thread (and so the CLI) calls; the manager imports this
 module only when a job starts, because importing Keras costs seconds. It never touches Streamlit:
 it reports through the run folder and a thread-safe `Progress` object. Everything per-batch
-lives in one callback, `RunRecorder`, so the hot path costs a few dictionary updates.
+lives in one callback, `RunRecorder`, so the hot path costs a few dictionary updates. A Stop
+keeps the batches of the unfinished epoch, and resume goes on from the next one (core/partial_epoch.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -20,9 +22,11 @@ import numpy as np
 
 from core import data as data_mod
 from core import processes
-from core.backend import agree_with_process_0, gpu_devices, make_strategy, use_mixed_precision
+from core.backend import gpu_devices, make_strategy, process_0_flags, use_mixed_precision
 from core.config import TrainConfig
 from core.errors import SelfExplainedError, UserInputError
+from core.partial_epoch import (PartialEpoch, RestOfEpoch, images_in_batch, mid_epoch_save_seconds,
+                                place_random_streams)
 from core.progress import Progress
 from core.runs import Keepalive, Run, mark_active, trainer_identity
 from core.safe_io import disk_words
@@ -34,6 +38,8 @@ PREDICT_BATCH = 256
 # 256; at 32 px 256 at a time is as fast as any (docs/RECIPES.md, table H). So a CPU predicts
 # about this many pixels at once.
 CPU_PREDICT_PIXELS = 32 * 120 * 120
+
+log = logging.getLogger(__name__)
 
 
 class TrainingStopped(Exception):
@@ -57,12 +63,16 @@ class RunRecorder(keras.callbacks.Callback):
 
     def __init__(self, run: Run, progress: Progress, stop_event: threading.Event, *, val_ds,
                  train_images: int, steps: int, target_epochs: int, phase_name: str,
-                 resize: "ProgressiveResize | None" = None):
+                 resize: "ProgressiveResize | None" = None, batch_size: int | None = None,
+                 partial: PartialEpoch | None = None, save_seconds: float = math.inf):
         super().__init__()
         self.resize = resize   # progressive resizing: steps at two sizes, at two speeds
         self.run, self.progress, self.stop_event = run, progress, stop_event
         self.val_ds, self.train_images, self.steps = val_ds, train_images, steps
         self.target_epochs, self.phase_name = target_epochs, phase_name
+        self.batch_size = batch_size or math.ceil(train_images / steps)   # the global batch
+        self.partial = partial              # the epoch a mid-epoch checkpoint left unfinished, if any
+        self.save_seconds = save_seconds    # a mid-epoch checkpoint at least this often
         self.nan_at: tuple[str, int, str] | None = None   # (what became NaN, epoch, where)
         self.stopped_by_user = False
         self._first_step_of_fit = True
@@ -70,18 +80,27 @@ class RunRecorder(keras.callbacks.Callback):
         self._seconds_per_image: dict[int, tuple[float, int]] = {}   # size: (seconds, images) untraced
         self._last_progress_write = 0.0
         self._epoch_seconds_seen: list[float] = []
+        self._saved_at = time.monotonic()
+
+    def on_train_begin(self, logs=None):
+        self._saved_at = time.monotonic()
 
     # --- per epoch ---------------------------------------------------------------------------
     def on_epoch_begin(self, epoch, logs=None):
+        # An epoch a mid-epoch checkpoint left unfinished goes on from there (its fit's callbacks
+        # see its own batch numbers: partial_epoch.RestOfEpoch).
+        before = self.partial if self.partial is not None and self.partial.epoch == epoch else None
+        self._before = before
         self._epoch = epoch
         self._epoch_start = time.perf_counter()
-        self._batches_done = 0
+        self._batches_done = before.batches if before else 0
         self._timed_start, self._timed_images, self._untimed_seconds = self._epoch_start, 0, 0.0
         self._step_start = self._epoch_start
-        self._batch_reports: list[tuple[int, float, float]] = []   # (batch, loss, accuracy): running means
+        # (batch, loss, accuracy): running means; the batches before the checkpoint come from it.
+        self._batch_reports: list[tuple[int, float, float]] = list(before.reports) if before else []
         self.progress.update(state="running", phase=self.phase_name if not self._first_step_of_fit
                              else "compiling first step", epoch=epoch + 1, epochs=self.target_epochs,
-                             batch=0, batches=self.steps)
+                             batch=self._batches_done, batches=self.steps)
 
     def on_train_batch_begin(self, batch, logs=None):
         self._step_start = time.perf_counter()
@@ -107,31 +126,73 @@ class RunRecorder(keras.callbacks.Callback):
         if not math.isfinite(loss):
             self.nan_at = (f"loss became {_nan_or_inf(loss)}", self._epoch + 1, f", batch {batch + 1}")
             self.model.stop_training = True
-        if agree_with_process_0(self.stop_event.is_set()):
+        # Process 0's answers on every process: all stop, or all save, at the same batch.
+        stop, save = process_0_flags(self.stop_event.is_set(), self._mid_epoch_save_due())
+        if stop:
             self.stopped_by_user = True
             self.model.stop_training = True
         accuracy = float(logs.get("accuracy", float("nan"))) if logs else float("nan")
         self._batch_reports.append((batch + 1, loss, accuracy))
         self._report(now, loss, accuracy)
+        if save and not self.model.stop_training:   # a stop saves at the epoch's end; NaN never
+            self._save_mid_epoch(logs)
 
     def _batch_images(self, batch: int) -> int:
-        last_batch_images = self.train_images - (self.steps - 1) * self._batch_size
-        return self._batch_size if batch + 1 < self.steps else last_batch_images
+        return images_in_batch(batch, self.batch_size, self.train_images)
 
-    @property
-    def _batch_size(self) -> int:
-        return math.ceil(self.train_images / self.steps)
+    def _timed(self, now: float) -> tuple[int, float]:
+        """(images, seconds) of the epoch's timed steps, those before a mid-epoch checkpoint included."""
+        images, seconds = self._timed_images, now - self._timed_start - self._untimed_seconds
+        if self._before is not None:
+            images, seconds = images + self._before.timed_images, seconds + self._before.timed_seconds
+        return images, seconds
 
     def _images_per_second(self, now: float) -> float:
-        elapsed = now - self._timed_start - self._untimed_seconds
-        return self._timed_images / elapsed if elapsed > 0 and self._timed_images else float("nan")
+        images, elapsed = self._timed(now)
+        return images / elapsed if elapsed > 0 and images else float("nan")
+
+    def _epoch_seconds(self, now: float) -> float:
+        return now - self._epoch_start + (self._before.seconds if self._before is not None else 0.0)
+
+    # --- mid-epoch checkpoints ------------------------------------------------------------------
+    def _mid_epoch_save_due(self) -> bool:
+        # The epoch's last batch is saved by the epoch's end.
+        return self._batches_done < self.steps and time.monotonic() - self._saved_at >= self.save_seconds
+
+    def _save_mid_epoch(self, logs: dict | None) -> None:
+        """The model as checkpoints/partial.keras, and in the status the place in the epoch's seeded
+        order it stands at (checkpoint_batch) with the means and curve of the batches so far.
+
+        Crash safety: partial.keras counts only while the status's checkpoint_batch names it. The
+        status first stops naming the old file, then the file is replaced (atomically), then the
+        status names the new one: a crash in between resumes from last.keras at the epoch's start
+        (as if this save had not begun), never from weights whose batches the status does not count.
+        """
+        logs = logs or {}
+        now = time.perf_counter()
+        timed_images, timed_seconds = self._timed(now)
+        partial = PartialEpoch(
+            epoch=self._epoch, batches=self._batches_done, steps=self.steps, batch_size=self.batch_size,
+            images=sum(self._batch_images(b) for b in range(self._batches_done)),
+            loss=float(logs.get("loss", float("nan"))), accuracy=float(logs.get("accuracy", float("nan"))),
+            seconds=self._epoch_seconds(now), timed_images=timed_images, timed_seconds=timed_seconds,
+            reports=tuple(self._batch_reports))
+        self.progress.update(phase="saving checkpoint")
+        with self.run.checkpoint_lock():
+            # None: the run is no longer this trainer's (its lease was lost), or this is a follower
+            # process of a run over several, which writes nothing: either way, no file either.
+            if self.run.write_status(checkpoint_batch=0, checkpoint_partial=None) is not None:
+                save_checkpoint(self.model, self.run, which="partial")
+                self.run.write_status(checkpoint_batch=partial.batches, checkpoint_partial=partial.record())
+        self._saved_at = time.monotonic()
+        self.progress.update(phase=self.phase_name)
 
     def _report(self, now: float, loss: float, accuracy: float) -> None:
         ips = self._images_per_second(now)
         if self.resize is not None:   # steps at two sizes, at two paces
             epoch_eta, eta = self._resize_eta(self._epoch + 1), self._resize_eta(self.target_epochs)
         else:
-            per_batch = self._batch_size / ips if ips == ips and ips > 0 else float("nan")
+            per_batch = self.batch_size / ips if ips == ips and ips > 0 else float("nan")
             epoch_eta = (self.steps - self._batches_done) * per_batch
             typical_epoch = (np.median(self._epoch_seconds_seen) if self._epoch_seconds_seen
                              else self.steps * per_batch)
@@ -156,15 +217,19 @@ class RunRecorder(keras.callbacks.Callback):
             return float("nan")
         known, per_image = next(iter(measured.items()))
         left = self.resize.remaining_steps(self._epoch, self._batches_done, end_epoch)
-        return sum(steps * self._batch_size * measured.get(size, per_image * relative_cost(
+        return sum(steps * self.batch_size * measured.get(size, per_image * relative_cost(
             self.resize.config.variant, size, known)) for size, steps in left.items())
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        train_seconds = time.perf_counter() - self._epoch_start
+        train_seconds = self._epoch_seconds(time.perf_counter())
         ips = self._images_per_second(time.perf_counter())
         if self._batches_done < self.steps or self.nan_at:
-            return   # a stop or a NaN cut this epoch short: it is not a finished epoch
+            # A stop or a NaN cut this epoch short: it is not a finished epoch. A stop keeps its
+            # batches in a mid-epoch checkpoint; after a NaN the weights are worth nothing.
+            if self.stopped_by_user and not self.nan_at:
+                self._save_mid_epoch(logs)
+            return
         if self.val_ds is not None:
             self.progress.update(phase="validating")
             val = self.model.evaluate(self.val_ds, verbose=0, return_dict=True)
@@ -175,7 +240,7 @@ class RunRecorder(keras.callbacks.Callback):
                 self.nan_at = (f"validation loss became {_nan_or_inf(logs['val_loss'])}", epoch + 1, "")
                 self.model.stop_training = True
                 return
-        epoch_seconds = time.perf_counter() - self._epoch_start
+        epoch_seconds = self._epoch_seconds(time.perf_counter())
         self._epoch_seconds_seen.append(epoch_seconds)
         row = {
             "epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
@@ -191,11 +256,16 @@ class RunRecorder(keras.callbacks.Callback):
         best = row["val_accuracy"] != "" and row["val_accuracy"] > previous_best
         # Order matters for crash safety: the checkpoint, then its epoch in status (with a copy of
         # the row), then the CSV row. A crash between them redoes at most one epoch, never records
-        # one twice, and a row whose append failed (a full disk) is restored on resume.
+        # one twice, and a row whose append failed (a full disk) is restored on resume. The same
+        # status write retires a mid-epoch checkpoint of this epoch: until it, a crash resumes from
+        # that one (partial.keras), which last.keras does not replace.
         with self.run.checkpoint_lock():
             save_checkpoint(self.model, self.run, best=best)
             self.run.write_status(checkpoint_epoch=epoch + 1, epoch=epoch + 1, checkpoint_row=row,
+                                  checkpoint_batch=0, checkpoint_partial=None,
                                   **({"best_epoch": epoch + 1} if best else {}))
+        self.run.discard_checkpoint("partial")
+        self._saved_at = time.monotonic()
         self.run.append_metrics(row)
         # After the row: the curve inside the epoch, for the charts once progress.json has moved on.
         self.run.append_batches(epoch + 1, self._batch_reports)
@@ -211,9 +281,9 @@ def current_learning_rate(model) -> float:
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
-def save_checkpoint(model, run: Run, *, best: bool = False) -> None:
-    """last.keras (and best.keras) via a temporary name and a rename: a failed write leaves the
-    previous checkpoint intact.
+def save_checkpoint(model, run: Run, *, best: bool = False, which: str = "last") -> None:
+    """last.keras (and best.keras), or partial.keras in the middle of an epoch, via a temporary
+    name and a rename: a failed write leaves the previous checkpoint intact.
 
     Raises:
         CheckpointError: The file could not be written (a full disk, a read-only folder); the
@@ -221,7 +291,7 @@ def save_checkpoint(model, run: Run, *, best: bool = False) -> None:
     """
     save = (lambda tmp: outside_the_distribution(lambda: model.save(tmp))) if processes.several() \
         else (lambda tmp: model.save(tmp))
-    run.write_checkpoint(save, "last")
+    run.write_checkpoint(save, which)
     if best:
         run.copy_checkpoint("last", "best")
 
@@ -362,7 +432,9 @@ def train_run(run: Run, *, target_epochs: int, stop_event: threading.Event, prog
     """Trains (or resumes) `run` up to `target_epochs` finished epochs. Never raises.
 
     Resume is implicit: when the run has a last checkpoint, training continues from it with its
-    optimizer state, learning rate and epoch counter; metrics.csv is appended to.
+    optimizer state, learning rate and epoch counter; metrics.csv is appended to. When a Stop (or
+    a periodic save) left a mid-epoch checkpoint, it continues inside that epoch, at the batch
+    after the last one trained.
     """
     return _as_job(run, progress, stop_event, {"epochs": target_epochs},
                    lambda: _train(run, target_epochs, stop_event, progress, data_dir))
@@ -442,7 +514,7 @@ def _readable(exc: Exception) -> str:
         # A collective failed: most often another process of the run died (JAX then ends this one).
         return (f"a process of this {processes.process_count()}-process run stopped answering "
                 f"({message.splitlines()[0][:200]}); start every process again with `python -m core "
-                "resume RUN_ID` to continue from the last finished epoch")
+                "resume RUN_ID` to continue from the last checkpoint")
     return f"{type(exc).__name__}: {message.splitlines()[0][:400]}"
 
 
@@ -457,24 +529,40 @@ class Setup:
 
     config: TrainConfig
     cifar: data_mod.Cifar10
-    train_images: int
+    split: data_mod.Split
     strategy: object
     model: object
-    train_ds: object
+    host: dict              # what the host pipeline does for this model (core.model.host_preprocessing)
+    global_batch: int
+    whole_batches: bool
     val_ds: object
     steps: int
     jit_compile: bool
     predict_batch: int
+    partial: PartialEpoch | None    # the epoch a mid-epoch checkpoint left unfinished, to go on with
 
     @property
     def replicas(self) -> int:
         return self.strategy.num_replicas_in_sync
+
+    @property
+    def train_images(self) -> int:
+        return len(self.split.x_train)
+
+    def training_batches(self, first_epoch: int, end_epoch: int, skip_batches: int = 0):
+        """One fit's input: epochs first_epoch..end_epoch - 1, each in its own seeded order, less the
+        first `skip_batches` batches (those a mid-epoch checkpoint holds)."""
+        return data_mod.make_dataset(
+            self.split.x_train, self.split.y_train, batch_size=self.global_batch, training=True,
+            seed=self.config.seed, drop_remainder=self.whole_batches, first_epoch=first_epoch,
+            epochs=end_epoch - first_epoch, skip_batches=skip_batches, **self.host)
 
 
 def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: Progress,
            data_dir: str | None) -> Outcome:
     """The run, in the named steps of the Keras fine-tuning guide it follows: set up, then each
     phase (the head on a frozen base, then fine-tuning with BatchNorm frozen), then the test set."""
+    save_seconds = mid_epoch_save_seconds()   # a bad EFFLAB_MID_EPOCH_SAVE_SECONDS fails before any work
     config = run.read_config()
     done = run.checkpoint_epoch()
     run.reconcile_metrics(done)
@@ -487,7 +575,8 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
     for phase_name, phase_end in _phases(config, target_epochs):
         if done >= phase_end:
             continue
-        outcome, done = _fit_phase(run, setup, phase_name, phase_end, done, target_epochs, stop_event, progress)
+        outcome, done = _fit_phase(run, setup, phase_name, phase_end, done, target_epochs, stop_event, progress,
+                                   save_seconds)
         if outcome is not None:
             return outcome
         if setup.model.stop_training:   # early stopping ended the run before target_epochs
@@ -499,7 +588,8 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
 
 def _set_up(run: Run, config: TrainConfig, done: int, data_dir: str | None, stop_event: threading.Event,
             progress: Progress) -> Setup:
-    """Data, precision, strategy, the model (fresh or from the last checkpoint) and the datasets.
+    """Data, precision, strategy, the model (fresh, or from the last or the mid-epoch checkpoint)
+    and the validation set; the training batches come per fit (Setup.training_batches).
 
     Raises:
         TrainingStopped: a stop was asked for before training began.
@@ -531,10 +621,13 @@ def _set_up(run: Run, config: TrainConfig, done: int, data_dir: str | None, stop
         # Every process builds the same initial weights, or their replicas would differ.
         keras.utils.set_random_seed(config.seed)
         run.write_status(processes=processes.process_count(), devices=replicas)
+    steps = (max(1, len(split.x_train) // global_batch) if whole_batches
+             else data_mod.dataset_len(len(split.x_train), global_batch))
+    partial = _partial_epoch(run, done, steps, global_batch)
     progress.update(phase="building model")
     with strategy.scope():
-        if done:
-            model = load_checkpoint(run.checkpoint("last"))
+        if done or partial:
+            model = load_checkpoint(run.checkpoint("partial" if partial else "last"))
             model.jit_compile = jit_compile   # this machine's choice, not the saving one's
         else:
             model = build_model(config)
@@ -544,19 +637,34 @@ def _set_up(run: Run, config: TrainConfig, done: int, data_dir: str | None, stop
     host = host_preprocessing(model, config)
     if processes.several():
         host["shard"] = strategy.shard   # this process's part of every batch
-    train_ds = data_mod.make_dataset(
-        split.x_train, split.y_train, batch_size=global_batch, training=True, seed=config.seed,
-        drop_remainder=whole_batches, **host)
     # Validation batches must split evenly over replicas: drop the last few (< replicas) images.
     n_val = len(split.x_val) // replicas * replicas
     val_ds = None if n_val == 0 else data_mod.make_dataset(
         split.x_val[:n_val], split.y_val[:n_val], image_size=host.get("image_size"),
         batch_size=_multiple_of(predict_batch, replicas), training=False, shard=host.get("shard", (0, 1)))
-    steps = (max(1, len(split.x_train) // global_batch) if whole_batches
-             else data_mod.dataset_len(len(split.x_train), global_batch))
     _check_stop(stop_event)
-    return Setup(config, cifar, len(split.x_train), strategy, model, train_ds, val_ds, steps, jit_compile,
-                 predict_batch)
+    return Setup(config, cifar, split, strategy, model, host, global_batch, whole_batches, val_ds, steps,
+                 jit_compile, predict_batch, partial)
+
+
+def _partial_epoch(run: Run, done: int, steps: int, global_batch: int) -> PartialEpoch | None:
+    """The unfinished epoch done + 1 that the run's mid-epoch checkpoint holds, when resume can go on
+    inside it; None to start that epoch from its beginning (last.keras, or a new model)."""
+    batches = run.checkpoint_batch()
+    if not batches:
+        return None
+    partial = PartialEpoch.from_record(run.read_status().get("checkpoint_partial"))
+    if partial is None or partial.epoch != done or partial.batches != batches or batches >= steps:
+        log.warning("run %s: its mid-epoch checkpoint's record is damaged; epoch %d starts again",
+                    run.run_id, done + 1)
+        return None
+    if partial.batch_size != global_batch:
+        # Cut into other batches (another number of devices), the epoch's order no longer says
+        # which images the batches trained hold.
+        log.warning("run %s: epoch %d was stopped at batch %d of %d images each; here a batch holds %d, "
+                    "so the epoch starts again", run.run_id, done + 1, batches, partial.batch_size, global_batch)
+        return None
+    return partial
 
 
 def _phases(config: TrainConfig, target_epochs: int) -> list[tuple[str, int]]:
@@ -570,7 +678,8 @@ def _phases(config: TrainConfig, target_epochs: int) -> list[tuple[str, int]]:
 
 
 def _fit_phase(run: Run, setup: Setup, phase_name: str, phase_end: int, done: int, target_epochs: int,
-               stop_event: threading.Event, progress: Progress) -> tuple[Outcome | None, int]:
+               stop_event: threading.Event, progress: Progress,
+               save_seconds: float = math.inf) -> tuple[Outcome | None, int]:
     """One phase's epochs; (the run's outcome if the phase ended it, epochs now done)."""
     from core.model import compile_model, unfreeze
     config, model = setup.config, setup.model
@@ -578,24 +687,41 @@ def _fit_phase(run: Run, setup: Setup, phase_name: str, phase_end: int, done: in
         with setup.strategy.scope():
             unfreeze(model, config.fine_tune_from_block, depthwise=config.fine_tune_depthwise)
             compile_model(model, config, config.fine_tune_learning_rate, jit_compile=setup.jit_compile)
+    partial = setup.partial if setup.partial is not None and setup.partial.epoch == done else None
     resize = ProgressiveResize(config, setup.steps) if config.progressive_start_size else None
     recorder = RunRecorder(run, progress, stop_event, val_ds=setup.val_ds, train_images=setup.train_images,
-                           steps=setup.steps, target_epochs=target_epochs, phase_name=phase_name, resize=resize)
-    model.fit(setup.train_ds, initial_epoch=done, epochs=phase_end, steps_per_epoch=setup.steps,
-              callbacks=_callbacks(config, recorder, setup.steps, done), shuffle=False, verbose=0)
+                           steps=setup.steps, target_epochs=target_epochs, phase_name=phase_name, resize=resize,
+                           batch_size=setup.global_batch, partial=partial, save_seconds=save_seconds)
+    callbacks = _callbacks(config, recorder, setup.steps, done)
+    # Keras starts a fit at a batch 0: the rest of an epoch left unfinished is a fit of its own.
+    fits = [(done, done + 1, partial.batches)] if partial else []
+    if done + len(fits) < phase_end:
+        fits.append((done + len(fits), phase_end, 0))
+    for first, end, skip in fits:
+        place_random_streams(model, first * setup.steps + skip)
+        model.fit(setup.training_batches(first, end, skip), initial_epoch=first, epochs=end,
+                  steps_per_epoch=setup.steps - skip, shuffle=False, verbose=0,
+                  callbacks=[RestOfEpoch(callbacks, partial, setup.train_images)] if skip else callbacks)
+        if model.stop_training:   # a stop, a NaN or early stopping
+            break
     done = int(run.read_status().get("checkpoint_epoch", done))
     if recorder.nan_at:
         what, epoch, where = recorder.nan_at
-        kept = (f"the checkpoint of epoch {done} is kept" if done else "no epoch had finished, so "
-                "there is no checkpoint")
         return Outcome("failed", error_kind="training", error=f"{what} at epoch {epoch}{where}: "
                        f"training stopped. Start again with a lower learning_rate (now "
-                       f"{current_learning_rate(model):g}); {kept}."), done
+                       f"{current_learning_rate(model):g}); {_kept(done, run.checkpoint_batch())}."), done
     if recorder.stopped_by_user:
-        # The resume point stays the end of the last finished epoch: saving the partial epoch's
-        # weights would have resume train those batches a second time on top of them.
+        # The recorder kept the unfinished epoch's batches in a mid-epoch checkpoint, with their
+        # place in its order: resume goes on from the next batch.
         return Outcome("stopped"), done
     return None, done
+
+
+def _kept(done: int, batches: int) -> str:
+    """What resume starts from, in words."""
+    if batches:
+        return f"the checkpoint at batch {batches} of epoch {done + 1} is kept"
+    return f"the checkpoint of epoch {done} is kept" if done else "no epoch had finished, so there is no checkpoint"
 
 
 def _test_and_record(run: Run, setup: Setup, done: int, progress: Progress) -> None:

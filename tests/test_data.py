@@ -362,13 +362,11 @@ def test_zero_val_fraction_gives_empty_validation(root):
 # --- the host pipeline: tf.data under TensorFlow, numpy batches under JAX (make test-jax) ------------
 
 def _batches(ds) -> list[tuple[np.ndarray, np.ndarray]]:
-    """One epoch of (images, labels) batches as numpy. A keras PyDataset is told when the epoch
-    ends, as fit tells it; a tf.data dataset reshuffles on each iteration by itself."""
+    """Every (images, labels) batch of `ds` as numpy: one epoch, or in training the epochs it was
+    made for, one after the other (a keras PyDataset by index, as fit reads it)."""
     import keras
     if isinstance(ds, keras.utils.PyDataset):
-        epoch = [tuple(np.asarray(part) for part in ds[i]) for i in range(len(ds))]
-        ds.on_epoch_end()
-        return epoch
+        return [tuple(np.asarray(part) for part in ds[i]) for i in range(len(ds))]
     return [(x.numpy(), y.numpy()) for x, y in ds]
 
 
@@ -433,16 +431,19 @@ def _index_of(images: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def test_training_shuffles_each_epoch_reproducibly(fixture_xy):
+    """Each epoch has an order of its own, a function of (seed, epoch) alone: made again, or made
+    to start at the second epoch (as a resumed run does), the dataset repeats it."""
     x, y = fixture_xy
-    make = lambda seed: data.make_dataset(x, y, image_size=32, batch_size=50, training=True, seed=seed,
-                                          one_hot=False)
-    ds = make(7)
-    epoch1, epoch2 = _collect(ds), _collect(ds)
-    order1, order2 = _index_of(epoch1[0], x), _index_of(epoch2[0], x)
+    make = lambda seed, **epochs: data.make_dataset(x, y, image_size=32, batch_size=50, training=True, seed=seed,
+                                                    one_hot=False, **epochs)
+    images, labels = _collect(make(7, epochs=2))
+    order = _index_of(images, x)
+    order1, order2 = order[:300], order[300:]
     assert sorted(order1) == list(range(300)) and sorted(order2) == list(range(300))  # no augmentation
-    assert (y[order1] == epoch1[1]).all() and (y[order2] == epoch2[1]).all()
+    assert (y[order] == labels).all()
     assert (order1 != order2).any() and (order1 != np.arange(300)).any()
     np.testing.assert_array_equal(_index_of(_collect(make(7))[0], x), order1)
+    np.testing.assert_array_equal(_index_of(_collect(make(7, first_epoch=1))[0], x), order2)
 
 
 # Host-side augmentation now serves only checkpoints from before the model augmented itself;

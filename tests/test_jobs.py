@@ -42,8 +42,8 @@ def test_failure_then_start_stop_resume(tmp_path, fixture_data_dir):
     assert manager.store.get(second).read_status()["state"] == "cancelled"
     assert manager.store.queue() == []
 
-    # 3. Stop mid-epoch (after epoch 1 is on disk): ends at the next batch; the resume point stays
-    #    the end of the last finished epoch (the partial epoch's batches are not saved).
+    # 3. Stop mid-epoch (after epoch 1 is on disk): ends at the next batch with a mid-epoch
+    #    checkpoint of its own (tests/test_stop_mid_epoch.py); last.keras keeps the finished epochs.
     run = manager.store.get(run_id)
     _wait_for(lambda: run.read_status().get("checkpoint_epoch", 0) >= 1, what="epoch 1")
     _wait_for(lambda: manager.progress(run_id).get("batch", 0) >= 2, what="a batch of the next epoch")
@@ -69,7 +69,7 @@ def test_failure_then_start_stop_resume(tmp_path, fixture_data_dir):
     assert status["state"] == "completed", status
     assert [r["epoch"] for r in run.read_metrics()] == list(range(1, done + 3))
     assert int(load_checkpoint(run.checkpoint("last")).optimizer.iterations) == (done + 2) * steps_per_epoch
-    # Every finished epoch's batches, once each: the epoch the stop cut short left none.
+    # Every finished epoch's batches, once each: the epoch the stop cut short too, before and after it.
     batch_losses = run.read_batch_losses()
     assert sorted(batch_losses) == list(range(1, done + 3))
     assert all([b for b, _ in pairs] == list(range(1, steps_per_epoch + 1)) for pairs in batch_losses.values())
