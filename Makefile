@@ -40,7 +40,7 @@ $(VENV)/.installed-ray: requirements-ray.txt $(VENV)/.installed-runtime
 
 # `make run` with EFFLAB_RAY_ADDRESS set installs Ray first; without it nothing about Ray changes.
 run: $(RUNTIME) $(if $(EFFLAB_RAY_ADDRESS),$(VENV)/.installed-ray)
-	$(PY) -m streamlit run dashboard/app.py --server.port $(PORT)
+	$(PY) -m streamlit run dashboard/serve.py --server.port $(PORT)
 
 # Two tiers (docs/TESTING.md). `make test`, before each commit: every test not marked `full`, still
 # end to end (a Chromium flow from Start to completed, every page, the CLI's train, stop and resume,

@@ -38,7 +38,8 @@ DB_URL_ENV = "EFFLAB_DB_URL"
 SQLITE_FILE = "lab.db"
 SQLITE_BUSY_SECONDS = 30          # a writer waits this long for another's transaction to end
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD_REVISION = "0001"            # the newest revision in core/migrations/versions/
+QUEUE_LOCK_KEY = 29_0001           # PostgreSQL advisory lock of the queue's limits (lock_queue)
+HEAD_REVISION = "0002"            # the newest revision in core/migrations/versions/
 
 metadata = sa.MetaData()
 
@@ -62,7 +63,9 @@ runs = sa.Table(
     sa.Column("progress_version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("metrics_version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("batches_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("owner", sa.String(64), nullable=True),           # core/ownership.py; NULL: nobody's
     sa.Index("ix_runs_state_queued_at", "state", "queued_at"),
+    sa.Index("ix_runs_state_owner", "state", "owner"),
 )
 
 # One row per finished epoch (the columns of metrics.csv).
@@ -154,6 +157,13 @@ class Database:
                                 f"{str(exc.orig).splitlines()[0][:200]}. Check {DB_URL_ENV} (or that the "
                                 "runs folder is writable)") from None
         return conn.execution_options(efflab_write=True) if write else conn
+
+    def lock_queue(self, conn: sa.Connection) -> None:
+        """Holds the queue's lock until `conn`'s transaction ends, so that counting the waiting runs
+        and adding one cannot interleave with another's (a limit that cannot be overshot). SQLite's
+        write transactions are serial already; PostgreSQL takes a transaction-level advisory lock."""
+        if self.dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": QUEUE_LOCK_KEY})
 
     def now(self) -> sa.ColumnElement[float]:
         """The database's clock, in seconds since 1970, as an SQL expression."""

@@ -24,21 +24,28 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import TrainConfig
+from core.admission import MemoryLedger
+from core.config import ConfigError, TrainConfig
+from core.errors import UserInputError
+from core.ownership import QueueFull
 from core.progress import Progress
 from core.ray_executor import ClusterUnreachable, RayExecutor, unreachable_message
 from core.ray_executor import ray_address as ray_address_from_env
-from core.runs import (RESUMABLE_STATES, TRAINING_STATES, Run, RunNotFoundError, RunStore, heartbeat_seconds,
-                       is_active_here, mark_active, trainer_identity)
+from core.runs import (RESUMABLE_STATES, TRAINING_STATES, Keepalive, Run, RunNotFoundError, RunStore,
+                       heartbeat_seconds, is_active_here, mark_active, trainer_identity)
 from core.slots import default_slots, slots_explained
 
 
 JOIN_FINISHING_SECONDS = 30.0   # a finished job's thread releases its slot within moments
 RETRY_SECONDS = 15.0            # an unreachable Ray cluster is asked again this often while runs wait
+# The queue is looked at this often even when nothing here ends: runs queued by another process,
+# memory freed by one, a lease that lapsed on a run to resume. One indexed query when nothing waits.
+SCHEDULE_SECONDS = 5.0
 
 
 class JobError(RuntimeError):
@@ -58,6 +65,7 @@ class Job:
     finished: threading.Event = field(default_factory=threading.Event)
     # A Ray task: `thread` only watches it, and its progress is read from the run folder.
     remote: bool = False
+    config: TrainConfig | None = None     # what it trains (memory admission counts it)
 
 
 class JobManager:
@@ -77,39 +85,50 @@ class JobManager:
         self.executor_problem = ""        # why the Ray cluster cannot be reached now, in one line
         self._next_connect = 0.0
         self._retry: threading.Timer | None = None
+        self.memory = MemoryLedger.now()          # this process before any run: what its runs hold
+        self.memory_waits: dict[str, str] = {}    # queued run -> why it waits for memory (one line)
         if drain_queue:
             self.schedule()   # a restarted server picks up the queue it left
+            _start_scheduler_thread(self)
 
     # --- commands ----------------------------------------------------------------------------
-    def find_learning_rate(self, config: TrainConfig, *, name: str = "", author: str = "") -> str:
+    def find_learning_rate(self, config: TrainConfig, *, name: str = "", author: str = "", owner: str | None = None,
+                           teacher: bool = False) -> str:
         """Queues a learning-rate range test on `config` (core/lr_find.py): it uses the machine like
         a run, so it waits for a slot like one. Its result: store.get(id).read_lr_finding()."""
-        return self.start(config, name=name, author=author, kind="lr_find")
+        return self.start(config, name=name, author=author, kind="lr_find", owner=owner, teacher=teacher)
 
     def start(self, config: TrainConfig, *, name: str = "", author: str = "", queue: bool = True,
-              kind: str = "train") -> str:
+              kind: str = "train", owner: str | None = None, teacher: bool = False) -> str:
         """Creates a run for `config`; it joins the queue and trains when a slot frees. Returns its id.
 
-        With queue=False (the CLI) the run is claimed and trained by this process at once.
+        With queue=False (the CLI) the run is claimed and trained by this process at once. `owner`
+        (core/ownership.py) is who may act on it; one person's waiting runs are limited, unless
+        `teacher`.
 
         Raises:
             JobError: a weights file that is not there, a config whose estimated peak memory exceeds
                 what is free (checked now, before anything is allocated: training runs in this
-                process, and running out of memory would take it down), a bad name, a full disk.
+                process, and running out of memory would take it down), a bad name, a full disk,
+                a queue limit reached (core/ownership.py).
         """
-        from core.config import ConfigError, check_startable
+        from core.config import check_startable
         from core.memory import check_fits
         try:
             check_startable(config)
             if self.executor is None:   # a Ray task's node is picked by Ray, by resources
-                check_fits(config)
-        except ConfigError as exc:
+                # Against what this server's runs could have at most: one that fits once the others
+                # end is queued, and the scheduler starts it when it fits (core/admission.py).
+                capacity, where = self.memory.capacity()
+                check_fits(config, capacity, where=where)
+        except UserInputError as exc:     # ConfigError, or a bad EFFLAB_MEMORY_GB
             raise JobError(str(exc)) from None
         problem = "" if queue or self.executor is None else self._reach_cluster(now=True)
         try:
             # Without the queue it is claimed as it is created: nobody can take it in between.
-            run = self.store.create(config, name=name, author=author, kind=kind, claimed=not (queue or problem))
-        except ValueError as exc:
+            run = self.store.create(config, name=name, author=author, kind=kind, claimed=not (queue or problem),
+                                    owner=owner, limit_exempt=teacher)
+        except (ValueError, QueueFull) as exc:
             raise JobError(str(exc)) from None
         except OSError as exc:
             raise JobError(f"could not create a run folder in {self.store.root}: "
@@ -124,10 +143,10 @@ class JobManager:
                 self._launch(run, config.epochs)
         return run.run_id
 
-    def resume(self, run_id: str, epochs: int | None = None, *, queue: bool = True) -> str:
+    def resume(self, run_id: str, epochs: int | None = None, *, queue: bool = True, teacher: bool = False) -> str:
         """Puts a stopped, interrupted, failed, cancelled or finished run back in the queue, to
-        continue up to `epochs` in total from checkpoints/last.keras (optimizer state, learning rate
-        and epoch counter); metrics.csv is appended to."""
+        continue up to `epochs` in total from its last checkpoint (optimizer state, learning rate,
+        epoch counter, and the batch a mid-epoch Stop reached); its metrics are appended to."""
         # A run that has just written its final state here may still be in its thread's last steps,
         # holding its slot: let them end first (outside the lock: they take it to hand the slot on),
         # or the run would wait in line behind itself, and a Stop pressed now would find it queued.
@@ -148,14 +167,17 @@ class JobManager:
             if target <= done:
                 raise JobError(f"epochs: expected more than the {done} epochs run {run_id} has done "
                                f"(a total, not a number to add); got {target}")
-            if done == 0:   # no checkpoint: the model is built again, from its weights file
+            if done == 0 and not run.checkpoint_batch():   # no checkpoint: built again, from its weights file
                 from core.config import ConfigError, check_startable
                 try:
                     check_startable(run.read_config())
                 except (ConfigError, OSError) as exc:
                     raise JobError(str(exc)) from None
-            if not self.store.enqueue(run, target):
-                raise JobError(f"run {run_id} was resumed or deleted by someone else just now")
+            try:
+                if not self.store.enqueue(run, target, limit_exempt=teacher or not queue):
+                    raise JobError(f"run {run_id} was resumed or deleted by someone else just now")
+            except QueueFull as exc:
+                raise JobError(str(exc)) from None
             self._last_run_id = run_id
             if not queue and self.executor is not None and (problem := self._reach_cluster(now=True)):
                 raise JobError(f"{problem} Run {run_id} stays queued; nothing is lost.")
@@ -259,16 +281,32 @@ class JobManager:
             free = self.slots - len(self._alive())
             if free <= 0:
                 return started
+            training = [job.config for job in self._alive_jobs() if job.config is not None]
+            waits: dict[str, str] = {}
             for summary in self.store.queue():
                 if free <= 0:
+                    break
+                config = _config_of(summary)
+                reason = self._memory_wait(config, training)
+                if reason:     # it keeps its place, and the runs behind it wait with it
+                    waits[summary.run_id] = reason
                     break
                 run = self.store.claim(summary.run_id)
                 if run is None:
                     continue
                 self._launch(run, summary.epochs or 1)
                 started.append(run.run_id)
+                training.append(config)
                 free -= 1
+            self.memory_waits = waits
         return started
+
+    def _memory_wait(self, config: TrainConfig | None, training: list[TrainConfig | None]) -> str:
+        """Why `config` cannot start beside the runs training here yet ("" when it can): core/admission.py.
+        A Ray cluster places runs by its own resources; a config that cannot be read fails in training."""
+        if self.executor is not None or config is None:
+            return ""
+        return self.memory.wait_reason(config, [c for c in training if c is not None])
 
     # --- internals ---------------------------------------------------------------------------
     def _final_state_written(self, run_id: str) -> bool:
@@ -301,6 +339,10 @@ class JobManager:
         """Starts the thread that trains `run` (already claimed: state `running`, our pid)."""
         if self.executor is not None:
             return self._launch_remote(run, target_epochs)
+        try:
+            config = run.read_config()
+        except ValueError:
+            config = None                      # the run fails in training, saying why
         progress = Progress(state="running", phase="starting TensorFlow", run_id=run.run_id,
                             epoch=0, epochs=target_epochs, batch=0, batches=0, error="")
         stop_event = threading.Event()
@@ -310,7 +352,7 @@ class JobManager:
             run.write_status(epochs=target_epochs)
             thread = threading.Thread(target=self._work, args=(run, target_epochs, stop_event, progress),
                                       name=f"train-{run.run_id}", daemon=True)
-            self._jobs[run.run_id] = Job(run.run_id, thread, stop_event, progress)
+            self._jobs[run.run_id] = Job(run.run_id, thread, stop_event, progress, config=config)
             thread.start()
         except (OSError, RuntimeError) as exc:   # a full disk, or no thread to be had
             mark_active(run.run_id, False)
@@ -325,7 +367,9 @@ class JobManager:
     def _work(self, run: Run, target_epochs: int, stop_event: threading.Event, progress: Progress) -> None:
         try:
             # Imported here: TensorFlow costs seconds to import and the dashboard must start fast.
-            from core.train import lr_find_run, train_run
+            # Under the claim's heartbeat: on a busy machine the import can outlast a lease.
+            with Keepalive(run, stop_event):
+                from core.train import lr_find_run, train_run
             work = lr_find_run if run.read_status().get("kind") == "lr_find" else train_run
             work(run, target_epochs=target_epochs, stop_event=stop_event, progress=progress, data_dir=self.data_dir)
         except BaseException as exc:  # noqa: BLE001 - whatever happens, the run and the slot are freed
@@ -440,3 +484,33 @@ class JobManager:
                 self.schedule()
             except Exception:  # noqa: BLE001 - as in _work: the watcher ends quietly
                 pass
+
+
+def _config_of(summary) -> TrainConfig | None:
+    try:
+        return TrainConfig.from_dict(summary.config)
+    except (ConfigError, TypeError, ValueError):
+        return None
+
+
+def _start_scheduler_thread(manager: JobManager) -> None:
+    """Looks at the queue every SCHEDULE_SECONDS for as long as `manager` exists (a weak reference:
+    a manager nobody holds any more, as in tests, lets its thread end). Until its runs folder exists
+    (the first Start anywhere makes it) there is nothing to train, and nothing is created."""
+    ref = weakref.ref(manager)
+    del manager
+
+    def loop() -> None:
+        while True:
+            time.sleep(SCHEDULE_SECONDS)
+            current = ref()
+            if current is None:
+                return
+            try:
+                if current.store.root.is_dir():
+                    current.schedule()
+            except Exception:  # noqa: BLE001 - a database briefly away: the next round tries again
+                pass
+            del current
+
+    threading.Thread(target=loop, name="efflab-scheduler", daemon=True).start()

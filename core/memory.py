@@ -74,7 +74,7 @@ class MemoryBudget:
         return self.needed <= self.usable
 
 
-def _uses_gpu(device: str | None) -> bool:
+def uses_gpu(device: str | None) -> bool:
     if device is not None:
         return device == "gpu"
     from core.estimate import detect_device
@@ -106,7 +106,7 @@ def estimate_peak_bytes(config: TrainConfig, *, batch_size: int | None = None, p
     """
     batch = config.batch_size if batch_size is None else batch_size
     predicted = max(batch, PREDICT_BATCH) if predict_batch is None else predict_batch
-    on_gpu = _uses_gpu(device)
+    on_gpu = uses_gpu(device)
     scale = MIXED_PRECISION_ACTIVATION_FACTOR if _mixed(config, on_gpu) else 1.0
     activations = scale * (BYTES_PER_ACTIVATION * _activations(config, batch)
                            + PREDICT_BYTES_PER_ACTIVATION * _activations(config, predicted))
@@ -170,13 +170,15 @@ def prediction_batch(config: TrainConfig, usable: int, *, device: str, runtime_l
                     max(config.batch_size, PREDICT_BATCH))
 
 
-def budget(config: TrainConfig, available_bytes: int | None = None, *, device: str | None = None) -> MemoryBudget:
-    """The estimate for `config` against what is free (measured unless `available_bytes` is given)."""
-    on_gpu = _uses_gpu(device)
+def budget(config: TrainConfig, available_bytes: int | None = None, *, device: str | None = None,
+           where: str = "as given") -> MemoryBudget:
+    """The estimate for `config` against what is free (measured unless `available_bytes` is given;
+    `where` says where that figure came from)."""
+    on_gpu = uses_gpu(device)
     device = "gpu" if on_gpu else "cpu"
     runtime_loaded = not on_gpu and "tensorflow" in sys.modules
     if available_bytes is not None:
-        free, where = int(available_bytes), "as given"
+        free = int(available_bytes)
     elif on_gpu:
         free, where = gpu_free_bytes(), "GPU memory, per GPU: nvidia-smi memory.free"
     else:
@@ -191,11 +193,12 @@ def budget(config: TrainConfig, available_bytes: int | None = None, *, device: s
                         largest_batch=largest_batch(config, usable, **options))
 
 
-def _gb(n_bytes: float) -> str:
+def gb_text(n_bytes: float) -> str:
     return f"{n_bytes / 2 ** 30:,.1f} GB"
 
 
-def check_fits(config: TrainConfig, available_bytes: int | None = None, *, device: str | None = None) -> MemoryBudget:
+def check_fits(config: TrainConfig, available_bytes: int | None = None, *, device: str | None = None,
+               where: str = "as given") -> MemoryBudget:
     """Refuses a config whose estimated peak memory exceeds what is free, before anything is allocated.
 
     The returned `predict_batch` is the prediction batch the estimate assumed: the engine must
@@ -206,6 +209,7 @@ def check_fits(config: TrainConfig, available_bytes: int | None = None, *, devic
         available_bytes: What is free, in bytes; default: MemAvailable of /proc/meminfo on the CPU,
             nvidia-smi's free memory of the fullest GPU when a GPU trains.
         device: "cpu" or "gpu"; default: a GPU when nvidia-smi lists one.
+        where: where `available_bytes` came from, for the message.
 
     Returns:
         The `MemoryBudget` (estimate, free memory, largest batch, prediction batch) when it fits.
@@ -213,7 +217,7 @@ def check_fits(config: TrainConfig, available_bytes: int | None = None, *, devic
     Raises:
         ConfigError: on "batch_size", naming the estimate, what is free and the largest batch that fits.
     """
-    plan = budget(config, available_bytes, device=device)
+    plan = budget(config, available_bytes, device=device, where=where)
     if plan.fits:
         return plan
     what = f"{config.variant.upper()} at {config.image_size} px with batch {config.batch_size}"
@@ -226,6 +230,6 @@ def check_fits(config: TrainConfig, available_bytes: int | None = None, *, devic
         advice = "Even batch 1 does not fit; lower image_size, or choose a smaller variant"
     raise ConfigError(
         "batch_size", allowed, config.batch_size,
-        f"{what} needs an estimated {_gb(plan.needed)} of memory at its peak, but {_gb(plan.free)} is free "
-        f"({plan.where}; a run may use {int(USABLE_FRACTION * 100)}% of it: {_gb(plan.usable)}). {advice}. "
+        f"{what} needs an estimated {gb_text(plan.needed)} of memory at its peak, but {gb_text(plan.free)} is free "
+        f"({plan.where}; a run may use {int(USABLE_FRACTION * 100)}% of it: {gb_text(plan.usable)}). {advice}. "
         "Estimate from peak memory measured on short fits (bench/memory_fit.py)")

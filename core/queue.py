@@ -26,6 +26,7 @@ class QueueEntry:
     label: str                 # name and author, "" when none was given
     wait_seconds: float        # until it starts (0 while training)
     run_seconds: float         # how long it trains (remaining, while training)
+    memory_wait: str = ""      # "waiting for memory: ..." when it would start but does not fit yet
 
 
 LR_FIND_LABEL = "learning-rate finder"
@@ -58,13 +59,15 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def queue_entries(store: RunStore, slots: int, progress_of) -> list[QueueEntry]:
+def queue_entries(store: RunStore, slots: int, progress_of, memory_waits: dict[str, str] | None = None
+                  ) -> list[QueueEntry]:
     """Runs training now, then the queue in order, each with its estimated wait.
 
     Args:
         store: the run store.
         slots: how many runs train at once.
         progress_of: run_id -> live progress dict (for the ETA of runs in training).
+        memory_waits: run_id -> why it waits for memory (the scheduler's, core/admission.py).
     """
     summaries = store.list(kinds=None)
     training = [s for s in summaries if s.state in TRAINING_STATES and not s.damaged]
@@ -82,7 +85,8 @@ def queue_entries(store: RunStore, slots: int, progress_of) -> list[QueueEntry]:
         start = min(free_at)
         length = estimated_run_seconds(s)
         free_at[free_at.index(start)] = start + length
-        entries.append(QueueEntry(s.run_id, "queued", place, _label(s), start, length))
+        entries.append(QueueEntry(s.run_id, "queued", place, _label(s), start, length,
+                                  (memory_waits or {}).get(s.run_id, "")))
     return entries
 
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from core import run_files, safe_io, states
+from core import ownership, run_files, safe_io, states
 from core.config import TrainConfig
 from core.database import Database, batches as batches_table, database_for, metrics as metrics_table, runs as runs_table
 from core.errors import SelfExplainedError
@@ -197,6 +197,7 @@ class RunSummary:
     queued_at: float | None = None
     kind: str = "train"
     ran_on: str = ""          # the trainer's host, "(Ray)" after it for a Ray task; "" until it trains
+    owner: str | None = None  # who may act on it (core/ownership.py); None: nobody in particular
 
     @property
     def label(self) -> str:
@@ -360,6 +361,16 @@ class Run:
                 state="interrupted", status=status, lease_owner=None, lease_expires_at=None,
                 status_version=current.status_version + 1))
             self._export_status({**_status_of(current), **status, "state": "interrupted"})
+
+    def rename(self, name: str) -> None:
+        """Gives the run another name (check_label's rules; ValueError naming the field otherwise)."""
+        if self.write_status(name=check_label("name", name)) is None:
+            raise ValueError(f"run {self.run_id} could not be renamed just now; try again")
+
+    def owner(self) -> str | None:
+        """Who may act on the run (core/ownership.py); None: nobody in particular."""
+        with self._db.read() as conn:
+            return self._row(conn).owner
 
     def checkpoint_epoch(self) -> int:
         """Finished epochs the last checkpoint holds (0 when there is no checkpoint)."""
@@ -773,13 +784,16 @@ class RunStore:
         return self._db
 
     def create(self, config: TrainConfig, *, name: str = "", author: str = "", kind: str = "train",
-               claimed: bool = False) -> Run:
+               claimed: bool = False, owner: str | None = None, limit_exempt: bool = False) -> Run:
         """A new run: its folder with config.json and its row, queued; the id sorts by start time.
         `kind` "lr_find" makes it a learning-rate finder job (queued like a run, listed apart);
-        `claimed` makes it this process's to train at once (the returned Run holds its lease).
+        `claimed` makes it this process's to train at once (the returned Run holds its lease);
+        `owner` is who may act on it (core/ownership.py), `limit_exempt` the teacher or the command
+        line (held to the server's queue limit only).
 
         Raises:
             ValueError: a name or author that is not allowed (the message names the field).
+            QueueFull: a queue limit reached (core/ownership.py; never for a claimed run).
         """
         name, author = check_label("name", name), check_label("author", author)
         if kind not in KINDS:
@@ -800,10 +814,12 @@ class RunStore:
                 path = self.root / run_id
                 try:
                     with self.db.write() as conn:
+                        if not claimed:          # counted in the transaction that adds it: no overshoot
+                            self._check_queue_room(conn, owner, limit_exempt)
                         now = conn.execute(sa.select(self.db.now())).scalar_one()
                         conn.execute(sa.insert(runs_table).values(
                             run_id=run_id, kind=kind, state="queued", config=config.to_dict(), status=status,
-                            queued_at=now, heartbeat=now, damaged=""))
+                            queued_at=now, heartbeat=now, damaged="", owner=owner))
                         if path.exists():
                             raise FileExistsError(path)
                         os.rename(building, path)
@@ -895,6 +911,7 @@ class RunStore:
             has_predictions=safe_io.is_regular_file(path / PREDICTIONS_FILE),
             name=_label(status.get("name")), author=_label(status.get("author")),
             queued_at=row.queued_at, kind=row.kind if row.kind in KINDS else "train", ran_on=_ran_on(status),
+            owner=row.owner,
             damaged=row.damaged or ("" if path.is_dir() else "its folder is gone"))
         if isinstance(row.config, dict):
             summary.config, summary.variant = row.config, str(row.config.get("variant", ""))
@@ -932,20 +949,31 @@ class RunStore:
         queued = [s for s in self._summaries() if s.state == "queued" and not s.damaged]
         return sorted(queued, key=lambda s: (s.queued_at or 0.0, s.run_id))
 
-    def enqueue(self, run: Run, epochs: int) -> bool:
+    def enqueue(self, run: Run, epochs: int, *, limit_exempt: bool = False) -> bool:
         """Puts a stopped, finished, failed, interrupted or cancelled run back in line to train up to
         `epochs`, in one compare-and-set: of two Resumes pressed at once, one queues it and the
-        other gets False."""
+        other gets False. It counts against its owner's queue limit (QueueFull) unless
+        `limit_exempt` (the teacher, or the command line training it at once)."""
         with self.db.write() as conn:
             row = run._row(conn, lock=True)
             if states.next_state(row.state, "resume") is None or row.damaged:
                 return False
+            self._check_queue_room(conn, row.owner, limit_exempt)
             status = {**(row.status or {}), "epochs": epochs, "error": "", "ended_at": None}
             conn.execute(sa.update(runs_table).where(run._where()).values(
                 state="queued", status=run_files.finite(status), queued_at=row.now, stop_requested_at=None,
                 status_version=row.status_version + 1))
             run._export_status({**_status_of(row), **status, "state": "queued", "queued_at": row.now})
         return True
+
+    def _check_queue_room(self, conn, owner: str | None, exempt: bool) -> None:
+        """QueueFull when one more waiting run would pass a limit (core/ownership.py)."""
+        self.db.lock_queue(conn)
+        queued = runs_table.c.state == "queued"
+        in_all = conn.execute(sa.select(sa.func.count()).where(queued)).scalar_one()
+        of_owner = conn.execute(sa.select(sa.func.count()).where(queued, runs_table.c.owner == owner)) \
+            .scalar_one() if owner else 0
+        ownership.check_queue_room(in_all, of_owner, owner=owner, exempt=exempt)
 
     def claim(self, run_id: str) -> Run | None:
         """Takes a queued run for this process to train: it becomes `running` here, with a lease.

@@ -20,7 +20,7 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="EfficientNet Lab", page_icon=":material/science:", layout="wide")
 
-from dashboard import nav  # noqa: E402
+from dashboard import identity, nav  # noqa: E402
 from dashboard.state import RUN_QUERY_PARAM, SELECTED_RUN_KEY  # noqa: E402
 
 PRESENT_TOGGLE_KEY = "presentation_toggle"
@@ -53,4 +53,5 @@ if not presenting and current.url_path != present_page.url_path:
         if run_id:
             query[RUN_QUERY_PARAM] = run_id
         st.switch_page(present_page, query_params=query)
+identity.keep_in_browser()   # the runs this browser starts stay its own across reloads and restarts
 current.run()

@@ -1,12 +1,17 @@
-"""The classroom control token: anyone may watch, only the holder of the token may act.
+"""Who may do what in the dashboard: anyone may watch and start runs; a run is changed only by
+whoever started it, or by the teacher.
 
-When a token is set (EFFLAB_CONTROL_TOKEN, or `control_token` in .streamlit/secrets.toml),
-starting, stopping, resuming, evaluating and deleting runs need it, entered once per browser
-session in the sidebar; viewing never does. So students can follow the projected run on their own
-laptops without being able to stop it. With no token set, everything works as before.
+A run belongs to the browser that started it (dashboard/identity.py keeps a key in a cookie, so the
+right survives a reload and a server restart; core/ownership.py holds the rule). The teacher is
+whoever entered the control token (EFFLAB_CONTROL_TOKEN, or `control_token` in
+.streamlit/secrets.toml) in the sidebar, once per browser session: they may stop, resume, cancel,
+evaluate and delete every run, queue past one person's limit, and use weights files on the server.
+So students follow the projected run on their own laptops and train their own, without being able
+to stop anyone else's. With no token set there is no teacher: runs nobody owns (from the command
+line, or imported) are then anyone's.
 
-Pages disable their action buttons with `can_control()` and check it again inside the action
-itself: a disabled button is only a hint to the browser, not a guarantee.
+Pages disable their action buttons with `may_act()` and check it again inside the action itself: a
+disabled button is only a hint to the browser, not a guarantee.
 
 Guesses are rate-limited, per browser session and per server (a new session per guess gets
 around the first, not the second): after a few free wrong guesses each further one makes the
@@ -31,7 +36,11 @@ SECRET_KEY = "control_token"
 INPUT_KEY = "control_token_input"
 # Streamlit forgets a widget's value on pages that do not draw it; the entered token lives here.
 ENTERED_KEY = "control_token_entered"
-LOCKED_HELP = "Viewing only: enter the control token in the sidebar to start, stop, resume or delete runs."
+LOCKED_HELP = ("Only whoever started this run, or the teacher (control token in the sidebar), may stop, resume, "
+               "cancel, evaluate or delete it; anyone may watch it.")
+UNREADABLE_HELP = "Controls are locked: the secrets file could not be read. Fix it and restart the dashboard."
+SERVER_PATHS_HELP = ("Only the teacher (control token in the sidebar) may train from a weights file on the server; "
+                     "choose ImageNet or random weights.")
 BACKOFF_KEY = "control_token_backoff"          # this session's Backoff
 REFUSED_KEY = "control_token_refused_until"    # when this session may guess again (for the message)
 SESSION_FREE_GUESSES = 3                       # wrong guesses before a session has to wait
@@ -99,14 +108,36 @@ def configured_token() -> str | None:
     return str(value).strip() or None
 
 
-def can_control() -> bool:
-    """True when no token is set, or this session entered the right one."""
+def is_teacher() -> bool:
+    """A token is set and this session entered it."""
     token = configured_token()
-    if token is None:
-        return True
-    if isinstance(token, _Unreadable):
+    if token is None or isinstance(token, _Unreadable):
         return False
     return _matches(str(st.session_state.get(ENTERED_KEY) or ""), token)
+
+
+def can_start() -> bool:
+    """Anyone may start runs (within their queue limit), unless the secrets file is unreadable
+    (then nothing is trusted: fail closed)."""
+    return not isinstance(configured_token(), _Unreadable)
+
+
+def may_use_server_paths() -> bool:
+    """Whether this session may name files on the server (a weights file): the teacher, or anyone
+    where no token is set. Others are not even told whether a path exists."""
+    token = configured_token()
+    return token is None or is_teacher()
+
+
+def may_act(run_owner: str | None) -> bool:
+    """Whether this browser may stop, resume, cancel, rename, evaluate or delete a run owned by
+    `run_owner` (core/ownership.py: its owner or the teacher; nobody's runs only without a token)."""
+    from core.ownership import may_act as rule
+    from dashboard import identity
+    token = configured_token()
+    if isinstance(token, _Unreadable):
+        return False
+    return rule(run_owner, identity.me(), teacher=is_teacher(), teacher_exists=token is not None)
 
 
 def _matches(entered: str, token: str) -> bool:
@@ -152,7 +183,7 @@ def _refusal() -> str | None:
 
 
 def token_widget() -> bool:
-    """The sidebar field for the token (only when one is set); returns can_control()."""
+    """The sidebar field for the token (only when one is set); returns is_teacher()."""
     token = configured_token()
     if token is None:
         return True
@@ -164,16 +195,16 @@ def token_widget() -> bool:
         if INPUT_KEY not in st.session_state:
             st.session_state[INPUT_KEY] = st.session_state.get(ENTERED_KEY, "")
         st.text_input("Control token", type="password", key=INPUT_KEY, on_change=_remember,
-                      help="Set by whoever runs this dashboard. Without it you can watch every run but "
-                           "not start, stop, resume or delete one.")
-        allowed = can_control()
+                      help="For the teacher: with it you may stop, resume, cancel or delete every run. "
+                           "Without it you watch every run and change only your own.")
+        allowed = is_teacher()
         refusal = _refusal()
         if refusal:
             st.error(refusal)
         elif allowed:
-            st.caption(":material/lock_open: Controls unlocked for this browser session.")
+            st.caption(":material/lock_open: Controls unlocked: you may change every run in this browser session.")
         elif st.session_state.get(ENTERED_KEY):
             st.warning(":material/lock: That is not the control token.")
         else:
-            st.caption(f":material/lock: {LOCKED_HELP}")
+            st.caption(":material/lock: You may change the runs you started; the teacher's token unlocks all.")
     return allowed

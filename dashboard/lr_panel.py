@@ -10,7 +10,7 @@ import streamlit as st
 from core.config import TrainConfig
 from core.jobs import JobError, JobManager
 from core.queue import ordinal
-from dashboard import control, state
+from dashboard import control, identity, state, train_form
 from dashboard.lr_chart import lr_finder_figure
 
 JOB_KEY = "lr_find_job"                 # this session's finder job (a run id of kind lr_find)
@@ -23,11 +23,16 @@ REFRESH_SECONDS = 2.0
 def find_button(manager: JobManager, config: TrainConfig | None, *, disabled: bool) -> None:
     """"Find a learning rate": queues the range test on the current settings."""
     def queue_it() -> None:
-        if not control.can_control() or config is None:
-            st.session_state["train_error"] = control.LOCKED_HELP if config is not None else "Check the settings first."
+        if not control.can_start() or config is None:
+            st.session_state["train_error"] = control.UNREADABLE_HELP if config is not None \
+                else "Check the settings first."
+            return
+        if not control.may_use_server_paths() and train_form.names_a_server_file(config):
+            st.session_state["train_error"] = control.SERVER_PATHS_HELP
             return
         try:
-            st.session_state[JOB_KEY] = manager.find_learning_rate(config)
+            st.session_state[JOB_KEY] = manager.find_learning_rate(config, owner=identity.me(),
+                                                                   teacher=control.is_teacher())
         except JobError as exc:
             st.session_state["train_error"] = str(exc)
 
@@ -78,7 +83,7 @@ def finder_panel(manager: JobManager) -> None:
              "finished": "it ran all its batches", "stopped": "it was stopped"}.get(finding.get("ended"), "")
     st.caption(f"Suggested rate {suggestion:.1e} ({finding.get('method', '')}); {ended}.")
     st.button(f":material/check: Use this rate ({suggestion:.1e})", key="lr_use", on_click=_use_rate,
-              args=(suggestion,), disabled=not control.can_control(),
+              args=(suggestion,), disabled=not control.can_start(),
               help="Fills the learning rate above; press Start when ready.")
 
 

@@ -61,8 +61,10 @@ def status_display(progress: dict, state: str, entry: QueueEntry | None = None) 
         else:
             headline = f"{ordinal(entry.place)} in line, {wait_text(entry.wait_seconds)}"
         note = "It starts by itself when a training slot frees; closing this tab does not lose its place."
-        return StatusDisplay(state, headline, ICONS["queued"], 0.0, "waiting for a training slot", "—",
-                             "—", "—", "—", note)
+        waiting_for = "waiting for a training slot"
+        if entry is not None and entry.memory_wait:
+            waiting_for, note = "waiting for memory", f"It is {entry.memory_wait}; closing this tab does not lose its place."
+        return StatusDisplay(state, headline, ICONS["queued"], 0.0, waiting_for, "—", "—", "—", "—", note)
     if phase == "compiling first step":
         note = "TensorFlow traces the model before the first batch: 20 s or more on a CPU (B7: ~90 s)."
     return StatusDisplay(

@@ -107,7 +107,7 @@ def keep_live_refresh_in_budget(fastest: float = 1.0) -> None:
         st.rerun()
 
 
-MY_RUNS_KEY = "my_runs"   # ids this browser session queued: it may cancel them without the token
+MY_RUNS_KEY = "my_runs"   # ids this browser session started or resumed: the Train page follows the last
 
 
 def remember_my_run(run_id: str) -> None:
@@ -122,13 +122,15 @@ def my_runs() -> list[str]:
     return list(st.session_state.get(MY_RUNS_KEY) or [])
 
 
-def may_cancel(run_id: str) -> bool:
-    """With a control token set, its holder cancels any queued run; without one, a student only
-    the runs their own browser session queued."""
+def may_act(run_id: str) -> bool:
+    """Whether this browser may stop, resume, cancel, evaluate or delete the run: its own, or every
+    run for the teacher (dashboard/control.py). False for a run that is gone."""
     from dashboard import control
-    if control.configured_token() is not None:
-        return control.can_control()
-    return run_id in my_runs()
+    run = get_run(run_id)
+    try:
+        return run is not None and control.may_act(run.owner())
+    except RunNotFoundError:
+        return False
 
 
 def store() -> RunStore:

@@ -29,8 +29,8 @@ FILE_CHOICE_LABEL = "a weights file on this machine"
 DRAWN_APART = ("variant",)             # the page draws the variant picker above the variant's facts
 COLUMNS = 4
 # Said to viewers without the control token instead of whether their path exists on the server.
-WEIGHTS_NOT_CHECKED = ("The weights file is looked for when a run starts; only someone with the control "
-                       "token can start one.")
+WEIGHTS_NOT_CHECKED = ("A weights file on the server is the teacher's to choose (control token in the sidebar); "
+                       "choose ImageNet or random weights.")
 
 
 @st.cache_data(ttl=300, show_spinner=False)
@@ -118,16 +118,21 @@ def build_config() -> tuple[TrainConfig | None, str]:
         return None, str(exc)
 
 
-def start_check(config: TrainConfig, can_control: bool) -> tuple[str, str]:
+def names_a_server_file(config: TrainConfig) -> bool:
+    """Whether the settings name a file on the server (a weights file), not one of the choices."""
+    return config.weights not in declaration("weights").choices
+
+
+def start_check(config: TrainConfig, may_use_server_paths: bool) -> tuple[str, str]:
     """(problem, note) of what only starting can check (core.config.check_startable).
 
-    Whether a path exists on the server is told only to a session that may start runs: to a
-    viewer without the control token every path gets the same note, so the weights box cannot
-    probe the server's files.
+    Whether a path exists on the server is told only to a session that may use server paths
+    (dashboard/control.py): to anyone else every path gets the same note, so the weights box
+    cannot probe the server's files.
     """
-    if config.weights in declaration("weights").choices:
+    if not names_a_server_file(config):
         return "", ""
-    if not can_control:
+    if not may_use_server_paths:
         return "", WEIGHTS_NOT_CHECKED
     try:
         check_startable(config)

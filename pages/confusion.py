@@ -39,10 +39,10 @@ def evaluate_panel(run_id: str, run_state: str, has_predictions: bool) -> None:
     note = ("Runs the latest checkpoint over the test set: about 5 s per 10,000 images for B0 at "
             "32 px on a CPU, minutes for larger variants or sizes"
             + (", and it slows the training that is running." if busy else "."))
-    allowed = control.can_control()
+    allowed = state.may_act(run_id)
     if st.button(label, key="evaluate_now", help=note if allowed else control.LOCKED_HELP, disabled=not allowed,
                  type="primary" if not has_predictions else "secondary"):
-        if not control.can_control():
+        if not state.may_act(run_id):
             st.error(control.LOCKED_HELP)
             return
         from core.data import DataError

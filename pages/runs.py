@@ -11,7 +11,7 @@ from core.runs import RESUMABLE_STATES, TRAINING_STATES
 from dashboard import control, nav, state, take_home
 
 st.title("Runs")
-can_act = control.token_widget()
+control.token_widget()
 summaries = state.run_summaries()
 if not summaries:
     st.info("No runs yet: start one on the **Train** page (or with `python -m core train`).")
@@ -86,16 +86,18 @@ if c1.button(":material/compare_arrows: Compare", width="stretch",
     st.session_state[nav.COMPARE_KEY] = picked
     st.switch_page(nav.page("compare"))
 
+# What this browser may change: its own runs, or every run for the teacher (dashboard/control.py).
+mine = {rid for rid in picked if control.may_act(by_id[rid].owner)}
 first = by_id[picked[0]]
 with c2.popover(":material/replay: Resume", width="stretch",
-                disabled=len(picked) != 1 or first.state not in RESUMABLE_STATES or not can_act,
-                help=None if can_act else control.LOCKED_HELP):
+                disabled=len(picked) != 1 or first.state not in RESUMABLE_STATES or first.run_id not in mine,
+                help=None if first.run_id in mine else control.LOCKED_HELP):
     target = st.number_input("Total epochs", first.epochs_done + 1, 1000, value=first.epochs_done + 1)
     if st.button("Resume now", type="primary"):
         try:
-            if not control.can_control():
+            if not state.may_act(first.run_id):
                 raise JobError(control.LOCKED_HELP)
-            state.job_manager().resume(first.run_id, int(target))
+            state.job_manager().resume(first.run_id, int(target), teacher=control.is_teacher())
             state.remember_my_run(first.run_id)
             st.switch_page(nav.page("train"))
         except (JobError, ValueError) as exc:
@@ -107,7 +109,7 @@ def confirm_delete(run_ids: list[str]) -> None:
     st.write(f"This removes {len(run_ids)} run folder(s), their checkpoints and predictions. It cannot be undone.")
     st.code("\n".join(run_ids))
     if st.button("Delete", type="primary"):
-        if not control.can_control():
+        if not all(state.may_act(run_id) for run_id in run_ids):
             st.session_state["runs_message"] = control.LOCKED_HELP
             st.rerun()
         problems = []
@@ -120,24 +122,23 @@ def confirm_delete(run_ids: list[str]) -> None:
         st.rerun()
 
 
-training = [rid for rid in picked if by_id[rid].state in TRAINING_STATES]
-if c3.button(":material/stop: Stop", width="stretch", disabled=not training or not can_act,
-             help="Stops the selected training runs at their next batch, wherever they train (this server, "
-                  "another one, the command line)." if can_act else control.LOCKED_HELP):
-    if control.can_control():
-        stopped = [rid for rid in training if manager.stop(rid)]
-        st.session_state["runs_message"] = f"Stop requested for {len(stopped)} run(s): " + ", ".join(stopped)
-        st.rerun()
-queued = [rid for rid in picked if rid in place]
-cancellable = [rid for rid in queued if state.may_cancel(rid)]
+training = [rid for rid in picked if by_id[rid].state in TRAINING_STATES and rid in mine]
+if c3.button(":material/stop: Stop", width="stretch", disabled=not training,
+             help="Stops the selected training runs that are yours at their next batch, wherever they train "
+                  "(this server, another one, the command line)." if training else control.LOCKED_HELP):
+    stopped = [rid for rid in training if state.may_act(rid) and manager.stop(rid)]
+    st.session_state["runs_message"] = f"Stop requested for {len(stopped)} run(s): " + ", ".join(stopped)
+    st.rerun()
+cancellable = [rid for rid in picked if rid in place and rid in mine]
 if c4.button(":material/cancel: Cancel", width="stretch", disabled=not cancellable,
-             help="Takes the selected queued runs out of the line (they stay listed as cancelled and can be "
-                  "resumed later). Without the control token you can cancel only the runs you queued."):
-    done = [rid for rid in queued if state.may_cancel(rid) and manager.cancel(rid)]
+             help="Takes the selected queued runs that are yours out of the line (they stay listed as "
+                  "cancelled and can be resumed later)." if cancellable else control.LOCKED_HELP):
+    done = [rid for rid in cancellable if state.may_act(rid) and manager.cancel(rid)]
     st.session_state["runs_message"] = f"Cancelled {len(done)} queued run(s)."
     st.rerun()
-if c5.button(":material/delete: Delete", width="stretch", disabled=not can_act,
-             help=None if can_act else control.LOCKED_HELP):
+deletable = len(mine) == len(picked)
+if c5.button(":material/delete: Delete", width="stretch", disabled=not deletable,
+             help=None if deletable else control.LOCKED_HELP):
     confirm_delete(picked)
 if message := st.session_state.pop("runs_message", None):
     st.info(message)
@@ -147,7 +148,7 @@ for run_id in picked:
         st.markdown(f"**{state.markdown_text(state.run_label(by_id[run_id]))}**")
         if by_id[run_id].damaged:
             st.warning(f"Damaged: {by_id[run_id].damaged}")
-        d1, d2, d3, d4, _ = st.columns([1, 1, 1, 1, 1])
+        d1, d2, d3, d4, d5 = st.columns([1, 1, 1, 1, 1])
         config_text = state.config_json(run_id)
         d1.download_button("Settings (JSON)", config_text or "", file_name=f"{run_id}-config.json",
                            mime="application/json", disabled=config_text is None, key=f"cfg_{run_id}")
@@ -156,3 +157,15 @@ for run_id in picked:
         if take_home.model_download_button(run_id, key=f"model_{run_id}", container=d3):
             with d4.popover("Use it at home", icon=":material/code:"):
                 take_home.snippet_block(run_id)
+        if run_id in mine and not by_id[run_id].damaged:
+            with d5.popover("Rename", icon=":material/edit:"):
+                new_name = st.text_input("Name", value=by_id[run_id].name, max_chars=60, key=f"rename_{run_id}")
+                if st.button("Save", key=f"rename_save_{run_id}"):
+                    try:
+                        if not state.may_act(run_id):
+                            raise ValueError(control.LOCKED_HELP)
+                        state.store().get(run_id).rename(new_name)
+                        st.session_state["runs_message"] = f"Renamed {run_id}."
+                        st.rerun()
+                    except ValueError as exc:
+                        st.error(str(exc))

@@ -8,13 +8,14 @@ import streamlit as st
 from core.config import ConfigError, TrainConfig, training_images
 from core.data import check_train_limit, data_status
 from core.memory import check_fits
+from core.errors import UserInputError
 from core.estimate import (detect_device, device_report, estimate_table, nvidia_gpu_names, run_estimate,
                            training_speedup)
 from core.jobs import JobError
 from core.queue import ordinal, queue_entries
 from core.runs import RESUMABLE_STATES, check_label
 from core.variants import get_variant
-from dashboard import control, lr_panel, start_guard, state, train_form
+from dashboard import control, identity, lr_panel, start_guard, state, train_form
 from dashboard.charts import epoch_time_figure, eta_text
 from dashboard.run_status import status_display, wait_text, where_text
 
@@ -25,7 +26,8 @@ ADJUSTED_KEY = "settings_file_adjusted"       # what the form could not hold of 
 st.title("Train an EfficientNet on CIFAR-10")
 manager = state.job_manager()
 train_form.ensure_defaults()
-can_act = control.token_widget()
+control.token_widget()
+can_start = control.can_start()
 
 # --- data first: say what is missing before anyone presses Start -------------------------------
 data_ok, data_message = data_status()
@@ -136,15 +138,16 @@ if config is not None and config.train_limit and train_labels is not None:
     except ConfigError as exc:
         config, problem = None, str(exc)
 if config is not None:   # what only starting checks (a weights file), told only to who may start
-    problem, weights_note = train_form.start_check(config, can_act)
+    problem, weights_note = train_form.start_check(config, control.may_use_server_paths())
     config = None if problem else config
     if weights_note:
         st.caption(f":material/lock: {weights_note}")
 if config is not None and manager.executor is None:   # training runs in this server: a config that
     # cannot fit would take it down (on a Ray cluster, Ray picks a node by its resources)
     try:
-        check_fits(config)
-    except ConfigError as exc:
+        capacity, where = manager.memory.capacity()
+        check_fits(config, capacity, where=where)   # what this server's runs could have at most
+    except UserInputError as exc:                   # ConfigError, or a bad EFFLAB_MEMORY_GB
         config, problem = None, str(exc)
 if problem:
     st.error(f"**Check the settings:** {problem}")
@@ -159,11 +162,14 @@ RUN_NAME_KEY, RUN_AUTHOR_KEY = "run_name", "run_author"
 
 def start_training() -> None:
     # Checked here too: a disabled button is only a hint to the browser.
-    if not control.can_control():
-        st.session_state["train_error"] = control.LOCKED_HELP
+    if not control.can_start():
+        st.session_state["train_error"] = control.UNREADABLE_HELP
         return
     if config is None:
         st.session_state["train_error"] = f"Check the settings: {problem}"
+        return
+    if not control.may_use_server_paths() and train_form.names_a_server_file(config):
+        st.session_state["train_error"] = control.SERVER_PATHS_HELP
         return
     name, author = st.session_state.get(RUN_NAME_KEY, ""), st.session_state.get(RUN_AUTHOR_KEY, "")
     # The same Start again moments later (a double click, or one click a busy server dispatched
@@ -172,7 +178,9 @@ def start_training() -> None:
     what = (str(manager.store.root), config.to_json(), name, author)
     try:
         started = start_guard.GUARD.start_once(what, state.session_id(),
-                                               lambda: manager.start(config, name=name, author=author))
+                                               lambda: manager.start(config, name=name, author=author,
+                                                                     owner=identity.me(),
+                                                                     teacher=control.is_teacher()))
     except JobError as exc:
         st.session_state["train_error"] = str(exc)
         return
@@ -201,11 +209,12 @@ if label_problem:
 
 c1, c2, _ = st.columns([2, 3, 4])   # wide enough at 1280 px for "Find a learning rate" in full
 c1.button(":material/play_arrow: Start training", type="primary", width="stretch", on_click=start_training,
-          disabled=bool(problem) or bool(label_problem) or not data_ok or not can_act,
+          disabled=bool(problem) or bool(label_problem) or not data_ok or not can_start,
           help="Joins the queue and trains when a slot frees, in the background: closing or refreshing "
-               "this tab does not stop it." if can_act else control.LOCKED_HELP)
+               "this tab does not stop it. The run is yours: only you (and the teacher) can stop or "
+               "delete it." if can_start else control.UNREADABLE_HELP)
 with c2:
-    lr_panel.find_button(manager, config, disabled=bool(problem) or not data_ok or not can_act)
+    lr_panel.find_button(manager, config, disabled=bool(problem) or not data_ok or not can_start)
 if error := st.session_state.pop("train_error", None):
     st.error(error)
 lr_panel.finder_fragment(manager)
@@ -218,20 +227,22 @@ def shown_run_id() -> str | None:
 
 
 def run_actions(run_id: str, run_state: str, key_prefix: str = "panel") -> None:
-    """Stop (a training run, here or in any process) or Cancel (a queued one), for this run only."""
+    """Stop (a training run, here or in any process) or Cancel (a queued one), for this run only,
+    where this browser may change it (its own run, or the teacher)."""
+    allowed = state.may_act(run_id)
     if run_state in ("running", "stopping"):
-        if st.button(":material/stop: Stop", key=f"{key_prefix}_stop_{run_id}", disabled=run_state == "stopping" or not can_act,
-                     help="Stops at the next batch; the last finished epoch's checkpoint is kept, and "
-                          "resuming redoes the unfinished epoch." if can_act else control.LOCKED_HELP):
-            if control.can_control():
+        if st.button(":material/stop: Stop", key=f"{key_prefix}_stop_{run_id}",
+                     disabled=run_state == "stopping" or not allowed,
+                     help="Stops at the next batch and saves a checkpoint there; resuming goes on "
+                          "from the batch after it, in the same order." if allowed else control.LOCKED_HELP):
+            if state.may_act(run_id):
                 manager.stop(run_id)
                 st.rerun()
     elif run_state == "queued":
-        allowed = state.may_cancel(run_id)
         if st.button(":material/cancel: Cancel", key=f"{key_prefix}_cancel_{run_id}", disabled=not allowed,
                      help="Leaves the queue; the run stays listed (cancelled) and can be resumed later."
-                     if allowed else "Only the teacher (control token) or whoever queued it can cancel it."):
-            if state.may_cancel(run_id):
+                     if allowed else control.LOCKED_HELP):
+            if state.may_act(run_id):
                 manager.cancel(run_id)
                 st.rerun()
 
@@ -245,7 +256,7 @@ def status_panel() -> None:
         state.keep_live_refresh_in_budget(LIVE_REFRESH_SECONDS)
     if manager.executor_problem:
         st.error(f"**The Ray cluster cannot be reached.** {manager.executor_problem}")
-    entries = queue_entries(manager.store, manager.slots, manager.progress)
+    entries = queue_entries(manager.store, manager.slots, manager.progress, manager.memory_waits)
     run_id = shown_run_id()
     if run_id is None:
         st.info("No training in this session yet. Choose a preset or settings, then press Start.")
@@ -291,8 +302,11 @@ def queue_table(entries) -> None:
         c1, c2, c3, c4 = st.columns([1, 4, 2, 1], vertical_alignment="center")
         c1.text("training" if e.place == 0 else ordinal(e.place))
         c2.text(f"{e.run_id}  {e.label}".strip())
-        c3.text(f"{e.state} · {wait_text(e.run_seconds)} left" if e.place == 0
-                else f"starts in {wait_text(e.wait_seconds)}")
+        if e.memory_wait:
+            c3.text("waiting for memory", help=e.memory_wait[:1].upper() + e.memory_wait[1:] + ".")
+        else:
+            c3.text(f"{e.state} · {wait_text(e.run_seconds)} left" if e.place == 0
+                    else f"starts in {wait_text(e.wait_seconds)}")
         with c4:
             run_actions(e.run_id, e.state, key_prefix="queue")
 
@@ -305,10 +319,12 @@ st.fragment(run_every=state.live_refresh_seconds(LIVE_REFRESH_SECONDS) if busy e
 
 # --- resume -------------------------------------------------------------------------------------
 st.subheader("Resume a run")
-resumable = [s for s in state.run_summaries() if s.state in RESUMABLE_STATES and not s.damaged]
+# Only the runs this browser may resume: its own, or every run for the teacher.
+resumable = [s for s in state.run_summaries()
+             if s.state in RESUMABLE_STATES and not s.damaged and control.may_act(s.owner)]
 if not resumable:
-    st.caption("Stopped, interrupted, failed, cancelled and finished runs appear here; they continue from "
-               "their last checkpoint, through the queue.")
+    st.caption("Your stopped, interrupted, failed, cancelled and finished runs appear here; they continue "
+               "from their last checkpoint, through the queue.")
 else:
     labels = {s.run_id: state.run_label(s) + f" · {s.epochs_done}/{s.epochs} epochs" for s in resumable}
     r1, r2, r3 = st.columns([3, 1, 1])
@@ -317,12 +333,13 @@ else:
     target = r2.number_input("Total epochs", done + 1, 1000, value=done + 1, key="resume_epochs",
                              help="The total to reach, counting the epochs already done.")
     r3.write("")
-    if r3.button(":material/replay: Resume", width="stretch", disabled=not can_act,
-                 help="Joins the queue like a new run." if can_act else control.LOCKED_HELP):
+    allowed = state.may_act(run_id)
+    if r3.button(":material/replay: Resume", width="stretch", disabled=not allowed,
+                 help="Joins the queue like a new run." if allowed else control.LOCKED_HELP):
         try:
-            if not control.can_control():
+            if not state.may_act(run_id):
                 raise JobError(control.LOCKED_HELP)
-            manager.resume(run_id, int(target))
+            manager.resume(run_id, int(target), teacher=control.is_teacher())
             state.remember_my_run(run_id)
             st.rerun()
         except (JobError, ValueError) as exc:

@@ -1,9 +1,9 @@
 """A class on one server, in a real browser (real `streamlit run`, Debian's Chromium), as one chained
 flow: two students press Start, the second waits in line and is told its place, each finds the
 other's run by name; the server is SIGKILLed mid-epoch with one run training and two queued; a new
-server on the same runs folder lists the killed run as interrupted (not requeued: the teacher
-decides), drains the queue in order, and the interrupted run is resumed from the Train page to
-completion with every epoch exactly once. Then the teacher stops a run that the command line is
+server on the same runs folder drains the queue in order from the moment it is up, lists the killed
+run as interrupted (not requeued: its owner decides) to its owner's browser only, and she resumes
+it from the Train page to completion with every epoch exactly once. Then the teacher stops a run that the command line is
 training. Two runs side by side with two slots are proved by their status files in test_slots.py.
 
 Plumbing, not the network: these runs build the tests' small EfficientNet (tests/small_efficientnet.py).
@@ -98,6 +98,9 @@ def test_a_class_queues_loses_its_server_mid_epoch_and_carries_on(tmp_path, fixt
                 == ["queued", "queued"]
             server_pid = read_status_file(runs / long_run)["pid"]
             os.kill(server_pid, signal.SIGKILL)
+            # Ana's browser keeps who she is in a cookie (dashboard/identity.py): her run stays hers.
+            anas_browser = ana.context.storage_state()
+            assert "efflab_owner" in [c["name"] for c in anas_browser["cookies"]], anas_browser
         finally:
             browser.close()
     killed = read_status_file(runs / long_run)        # what it was doing when it died
@@ -111,7 +114,20 @@ def test_a_class_queues_loses_its_server_mid_epoch_and_carries_on(tmp_path, fixt
     # heartbeat; then whoever looks finds the run interrupted.
     wait_for(lambda: RunStore(runs).get(long_run).live_status()["state"] == "interrupted", 60,
              "the killed run's lease to lapse")
-    with streamlit_server(env, tmp_path / "server-2.log") as url, chromium_page() as page:
+    with streamlit_server(env, tmp_path / "server-2.log") as url, sync_playwright() as playwright:
+        # The queue drains from the moment the server is up: nobody has opened a page yet.
+        wait_for(lambda: read_status_file(runs / first_queued)["state"] != "queued", 90,
+                 "the restarted server to start the first queued run by itself")
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        # Someone else's browser is not offered Ana's run to resume ...
+        stranger = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        stranger.goto(url)
+        settle(stranger, 2)
+        stranger.get_by_text(re.compile("Your stopped, interrupted, failed")).wait_for()
+        assert stranger.get_by_role("combobox", name="Run", exact=True).count() == 0
+        # ... hers is, after the server's restart.
+        page = browser.new_context(storage_state=anas_browser, viewport={"width": 1400, "height": 1000}).new_page()
+        page.set_default_timeout(60_000)
         page.goto(url)
         settle(page, 2)
         picked = page.get_by_role("combobox", name="Run", exact=True)
@@ -133,6 +149,7 @@ def test_a_class_queues_loses_its_server_mid_epoch_and_carries_on(tmp_path, fixt
         settle(page, 2)
         screenshot(page, "queue-05-runs-after-restart")
         assert not exceptions_shown(page)
+        browser.close()
     assert first["state"] == second["state"] == resumed["state"] == "completed", (first, second, resumed)
     assert first["ended_at"] <= second["claimed_at"]         # one slot: in their order ...
     assert second["ended_at"] <= resumed["claimed_at"]       # ... the resume behind them
@@ -145,7 +162,7 @@ def test_a_class_queues_loses_its_server_mid_epoch_and_carries_on(tmp_path, fixt
 def test_the_teacher_stops_a_command_line_run_from_the_dashboard(tmp_path, fixture_data_dir):
     runs = tmp_path / "runs"
     config = tmp_path / "long.json"
-    config.write_text(TrainConfig(epochs=30, batch_size=16, train_limit=200, val_fraction=0.2, seed=2).to_json())
+    config.write_text(TrainConfig(epochs=500, batch_size=16, train_limit=200, val_fraction=0.2, seed=2).to_json())
     cli = subprocess.Popen([sys.executable, "-m", "core", "--runs-dir", str(runs), "--data-dir", fixture_data_dir,
                             "train", "--config", str(config), "--name", "from the terminal"],
                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -101,3 +101,19 @@ def test_unknown_or_active_runs_cannot_be_resumed(tmp_path, trained_run):
     with pytest.raises(Exception, match="no run"):
         manager.resume("20200101-000000-b0-0000", epochs=2)
     assert manager.stop("20200101-000000-b0-0000") is False
+
+
+@pytest.mark.small_network
+def test_a_run_queued_by_another_process_starts_without_anyone_asking(tmp_path, fixture_data_dir):
+    """The scheduler looks at the queue every few seconds (core/jobs.py SCHEDULE_SECONDS), so a run
+    that another dashboard or the command line queued on the same database trains here with no
+    Start, page view or job ending in this process to set it off."""
+    from core.jobs import SCHEDULE_SECONDS
+    from core.runs import RunStore
+    manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir)
+    assert manager.schedule() == []
+    elsewhere = RunStore(tmp_path / "runs").create(TrainConfig(epochs=1, train_limit=100, val_fraction=0.2))
+    _wait_for(lambda: manager.active_run_ids == [elsewhere.run_id] or
+              elsewhere.read_status()["state"] != "queued", SCHEDULE_SECONDS * 3, "the scheduler to take the run")
+    assert manager.wait(300)
+    assert elsewhere.read_status()["state"] == "completed"

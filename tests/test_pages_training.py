@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import APP, plotly_values, run_folders, training_here
 from core.jobs import JobManager
+from dashboard import control
 
 TRAIN, CURVES, RUNS = "../pages/train.py", "../pages/curves.py", "../pages/runs.py"
 
@@ -105,9 +106,11 @@ def test_start_queue_a_second_cancel_it_and_stop(app, tmp_path):
     queued_id = other.session_state["my_runs"][-1]
     assert manager.store.get(queued_id).read_status()["state"] == "queued"
     assert any("1st in line" in m.value for m in other.markdown)
-    # The first tab did not queue it: without a control token it may not cancel it ...
-    assert queued_id not in at.session_state["my_runs"]
-    # ... but its own session can.
+    # The first tab's browser did not queue it: it sees it, but may not cancel it ...
+    at.run()
+    assert [b.disabled for b in at.button if b.key and b.key.endswith(f"cancel_{queued_id}")] == [True]
+    assert control.LOCKED_HELP in next(b.help for b in at.button if b.key and b.key.endswith(f"cancel_{queued_id}"))
+    # ... but its owner can.
     _button(other, "Cancel").click().run()
     assert manager.store.get(queued_id).read_status()["state"] == "cancelled"
 

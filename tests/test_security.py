@@ -82,7 +82,7 @@ def test_server_listens_on_localhost_only_by_default(tmp_path):
     port = free_port()
     log = open(tmp_path / "server.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", "dashboard/serve.py", "--server.port", str(port),
          "--server.headless", "true"],
         cwd=ROOT, env={**os.environ, "EFFLAB_RUNS_DIR": str(tmp_path / "runs")}, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -111,24 +111,26 @@ def test_without_a_token_everything_works_as_before(app):
     assert control.configured_token() is None   # and no secrets file is needed for that
 
 
-def test_token_locks_actions_until_it_is_entered(app, monkeypatch, tmp_path):
+def test_the_token_makes_the_teacher_and_everyone_may_start(app, monkeypatch, tmp_path):
+    """Students start their own runs with a token set; only the token unlocks the runs that are not
+    theirs (here one from the command line), on every page of the session."""
     monkeypatch.setenv(control.TOKEN_ENV, TOKEN)
+    run_id = _finished_run(tmp_path / "runs")
     at = app(TRAIN)
     (box,) = _token_box(at)
     assert box.proto.type == box.proto.PASSWORD
-    assert _button(at, "Start training").disabled      # (Stop is drawn only beside a training run)
-    assert control.LOCKED_HELP in _button(at, "Start training").help
+    assert not _button(at, "Start training").disabled
+    assert not any(run_id in o for sb in at.selectbox if sb.key == "resume_run" for o in sb.options)
 
     box.input("guess").run()
     assert any("not the control token" in w.value for w in at.sidebar.warning)
-    assert _button(at, "Start training").disabled
 
     _token_box(at)[0].input(TOKEN).run()
-    assert not _button(at, "Start training").disabled
     assert any("unlocked" in c.value for c in at.sidebar.caption)
+    assert any(run_id in o for o in at.selectbox(key="resume_run").options)   # the teacher resumes any run
+    assert not _button(at, "Resume").disabled
 
     # The token is remembered across pages of the same browser session.
-    run_id = _finished_run(tmp_path / "runs")
     at.switch_page(RUNS).run()
     at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
@@ -151,28 +153,29 @@ def test_viewing_needs_no_token_but_acting_does(app, monkeypatch, tmp_path):
     assert _button(runs_page, "Delete").disabled
     assert _button(runs_page, "Compare").disabled is False     # looking is free
     train = app(TRAIN, runs_dir=runs)
-    assert _button(train, "Resume").disabled
-    assert any(run_id in o for o in train.selectbox(key="resume_run").options)
+    assert not [sb for sb in train.selectbox if sb.key == "resume_run"]    # nothing of theirs to resume
 
 
 def test_token_from_secrets_toml(app):
     at = app(TRAIN, secrets={control.SECRET_KEY: TOKEN})
-    assert _token_box(at) and _button(at, "Start training").disabled
+    assert _token_box(at) and not _unlocked(at)
     _token_box(at)[0].input(TOKEN).run()
-    assert not _button(at, "Start training").disabled
+    assert _unlocked(at)
 
 
-def test_a_forged_click_on_a_locked_start_is_refused(app, monkeypatch, tmp_path):
-    """A disabled button is a hint to the browser; the action checks the token itself."""
+def test_a_student_cannot_start_from_a_file_on_the_server(app, monkeypatch, tmp_path):
+    """With a token set, a weights file on the server is the teacher's: a student's Start that
+    names one is refused (nothing created), whether the file exists or not."""
     monkeypatch.setenv(control.TOKEN_ENV, TOKEN)
+    existing = tmp_path / "efficientnetb0_notop.h5"
+    existing.write_bytes(b"any bytes")
     at = app(TRAIN)
-    _token_box(at)[0].input(TOKEN).run()
-    start = _button(at, "Start training")
-    assert not start.disabled
-    monkeypatch.setenv(control.TOKEN_ENV, "changed-by-the-teacher")   # the entered token is now wrong
-    start.click().run()
+    at.session_state["cfg_weights"] = "file"
+    at.run()
+    at.text_input(key="weights_file").input(str(existing)).run()
+    _button(at, "Start training").click().run()
     assert not at.exception
-    assert any(control.LOCKED_HELP in e.value for e in at.error)
+    assert any(control.SERVER_PATHS_HELP in e.value for e in at.error), [e.value for e in at.error]
     assert not run_folders(tmp_path / "runs")
 
 
@@ -292,18 +295,16 @@ def test_a_forged_resume_is_refused_on_the_runs_page(app, monkeypatch, tmp_path)
     assert state.job_manager().active_run_id is None
 
 
-def test_a_forged_resume_is_refused_on_the_train_page(app, monkeypatch, tmp_path):
+def test_the_train_page_offers_no_resume_of_someone_elses_run(app, monkeypatch, tmp_path):
+    """Its Resume list holds only the runs this browser may resume (a forged Resume of another's
+    run is the Runs page's test above: there every run is listed)."""
     _locked(monkeypatch)
     runs = tmp_path / "runs"
     run_id = _finished_run(runs)
     at = app(TRAIN, runs_dir=runs)
-    resume = _button(at, "Resume")
-    assert resume.disabled
-    _forge(resume).run()
-    assert not at.exception
+    assert not [sb for sb in at.selectbox if sb.key == "resume_run"]
+    assert not [b for b in at.button if "Resume" in b.label]
     assert _state_of(runs, run_id) == "completed"
-    from dashboard import state
-    assert state.job_manager().active_run_id is None
 
 
 def test_a_forged_evaluate_is_refused(app, monkeypatch, tmp_path):
@@ -361,9 +362,10 @@ def test_unreadable_secrets_file_locks_rather_than_opens(monkeypatch):
 
     monkeypatch.delenv(control.TOKEN_ENV, raising=False)
     monkeypatch.setattr(st, "secrets", NoSecrets())
-    assert control.configured_token() is None and control.can_control()
+    assert control.configured_token() is None and control.can_start()
     monkeypatch.setattr(st, "secrets", BrokenSecrets())
-    assert control.configured_token() is not None and not control.can_control()
+    assert control.configured_token() is not None and not control.can_start() and not control.is_teacher()
+    assert not control.may_act(None) and not control.may_use_server_paths()
     monkeypatch.setattr(st, "secrets", {control.SECRET_KEY: 1234})   # a number in TOML is still a token
     assert control.configured_token() == "1234"
 

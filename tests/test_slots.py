@@ -9,6 +9,7 @@ import pytest
 
 from core.config import TrainConfig
 from core.jobs import JobManager
+from core.queue import queue_entries
 from core.slots import SlotsError, default_slots, parse_slots, slots_explained
 
 
@@ -55,3 +56,32 @@ def test_two_runs_at_once_different_variants_one_mixed_precision(tmp_path, fixtu
     assert a["claimed_at"] < b["ended_at"] and b["claimed_at"] < a["ended_at"]
     # Each checkpoint holds its own variant: B1 is deeper than B0, with more parameters.
     assert params[mixed] < params[plain]
+
+
+@pytest.mark.full
+@pytest.mark.slow
+@pytest.mark.small_network
+def test_two_runs_that_fit_alone_but_not_together_train_one_after_the_other(tmp_path, fixture_data_dir,
+                                                                              monkeypatch):
+    """Issue 29: with two slots, two runs that each fit were launched together into memory that
+    held one. Now the second waits at its place, saying why, and starts when the first ends."""
+    from core.admission import MEMORY_LIMIT_ENV
+    from core.memory import USABLE_FRACTION
+    manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir, slots=2)
+    config = TrainConfig(epochs=1, batch_size=16, train_limit=100, val_fraction=0.2, seed=7)
+    one, two = manager.memory.needed([config]), manager.memory.needed([config, config])
+    room = (one + two) / 2 / USABLE_FRACTION       # one run and a half
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, f"{room / 2 ** 30:.4f}")
+    first = manager.start(config, name="first")
+    second = manager.start(config, name="second")
+    assert manager.active_run_ids == [first]
+    reason = manager.memory_waits[second]
+    assert reason.startswith("waiting for memory: it needs about") and "beside the 1 training here" in reason \
+        and f"of {MEMORY_LIMIT_ENV}=" in reason, reason
+    entries = queue_entries(manager.store, manager.slots, manager.progress, manager.memory_waits)
+    assert [(e.run_id, bool(e.memory_wait)) for e in entries] == [(first, False), (second, True)]
+    assert manager.wait(600)
+    a, b = (manager.store.get(run_id).read_status() for run_id in (first, second))
+    assert a["state"] == b["state"] == "completed", (a, b)
+    assert a["ended_at"] <= b["claimed_at"]                   # one after the other
+    assert second not in manager.memory_waits

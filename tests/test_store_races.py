@@ -27,6 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(600)
 
 
+@pytest.fixture(autouse=True)
+def room_for_every_run(monkeypatch):
+    """Hundreds of runs queued at once: the queue's limits (tests/test_ownership.py) are not what
+    these races are about."""
+    monkeypatch.setenv("EFFLAB_QUEUE_LIMIT", "10000")
+
+
 def _in_processes(count: int, script: str, *args: str) -> list[dict]:
     """`script` in `count` fresh processes that start their work together (a shared start time a
     second ahead); each prints one JSON line, returned in order."""
