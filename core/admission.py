@@ -24,14 +24,13 @@ the estimates of the runs training here (assumed: TensorFlow takes its memory as
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 
 from core.config import TrainConfig
-from core.errors import UserInputError
+from core.env_settings import number_from_env
 from core.memory import (RUNTIME_BYTES, USABLE_FRACTION, estimate_peak_bytes, gb_text, gpu_free_bytes,
-                         host_available_bytes, uses_gpu)
+                         host_available_bytes, proc_kib_field, uses_gpu)
 
 MEMORY_LIMIT_ENV = "EFFLAB_MEMORY_GB"
 PROC_STATUS = "/proc/self/status"
@@ -39,29 +38,13 @@ PROC_STATUS = "/proc/self/status"
 
 def memory_limit_bytes() -> int | None:
     """EFFLAB_MEMORY_GB in bytes (0.25 to 100,000 GB); None when unset."""
-    text = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
-    if not text:
-        return None
-    try:
-        gigabytes = float(text)
-    except ValueError:
-        gigabytes = -1.0
-    if not 0.25 <= gigabytes <= 100_000:
-        raise UserInputError(f"{MEMORY_LIMIT_ENV}: expected the memory the lab's runs may use, in GB, from 0.25 "
-                             f"to 100000; got {text!r}")
-    return int(gigabytes * 2 ** 30)
+    gigabytes = number_from_env(MEMORY_LIMIT_ENV, None, 0.25, 100_000, "the memory the lab's runs may use, in GB")
+    return None if gigabytes is None else int(gigabytes * 2 ** 30)
 
 
 def resident_bytes(status_file: str = PROC_STATUS) -> int | None:
     """This process's resident memory (VmRSS); None where unknown (not Linux)."""
-    try:
-        with open(status_file, encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return proc_kib_field(status_file, "VmRSS:")
 
 
 def _runtime_loaded() -> bool:
@@ -110,6 +93,7 @@ class MemoryLedger:
         needed = self.needed([*training, config], device)
         if needed <= usable:
             return ""
-        beside = f" beside the {len(training)} training here" if training else ""
+        beside = (f" beside the {len(training)} run{'s' if len(training) > 1 else ''} training here"
+                  if training else "")
         return (f"waiting for memory: it needs about {gb_text(needed - held)}{beside}; {gb_text(usable)} may be "
                 f"used ({int(USABLE_FRACTION * 100)}% of {where}). It starts when memory frees")

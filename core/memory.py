@@ -116,10 +116,15 @@ def estimate_peak_bytes(config: TrainConfig, *, batch_size: int | None = None, p
 
 def host_available_bytes(meminfo: str = MEMINFO) -> int | None:
     """MemAvailable from /proc/meminfo in bytes; None where there is no such file (not Linux)."""
+    return proc_kib_field(meminfo, "MemAvailable:")
+
+
+def proc_kib_field(path: str, field: str) -> int | None:
+    """A "Field:  N kB" line of a /proc file, in bytes; None where the file or field is missing."""
     try:
-        with open(meminfo, encoding="ascii") as handle:
+        with open(path, encoding="ascii") as handle:
             for line in handle:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None

@@ -20,8 +20,8 @@ the server's limit only.
 from __future__ import annotations
 
 import hashlib
-import os
 
+from core.env_settings import number_from_env
 from core.errors import UserInputError
 
 QUEUE_PER_PERSON_ENV = "EFFLAB_QUEUE_PER_PERSON"
@@ -51,12 +51,7 @@ def may_act(run_owner: str | None, person: str | None, *, teacher: bool, teacher
 
 
 def _limit(env: str, default: int) -> int:
-    text = os.environ.get(env, "").strip()
-    if not text:
-        return default
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_QUEUE_LIMIT:
-        raise UserInputError(f"{env}: expected a whole number of runs from 1 to {MAX_QUEUE_LIMIT}; got {text!r}")
-    return int(text)
+    return int(number_from_env(env, default, 1, MAX_QUEUE_LIMIT, "a whole number of runs", whole=True))
 
 
 def queue_per_person() -> int:

@@ -15,14 +15,13 @@ resizing, the recorder and TensorBoard all read batch numbers or means.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, fields
 
 import keras
 import numpy as np
 
 from core.augment import Augment
-from core.errors import UserInputError
+from core.env_settings import number_from_env
 
 # A long epoch saves its place this often, so a killed run loses at most this much of it; a Stop
 # saves at once. Each save costs one checkpoint write.
@@ -36,21 +35,10 @@ def mid_epoch_save_seconds() -> float:
     """How often a long epoch saves its place: EFFLAB_MID_EPOCH_SAVE_SECONDS, else 300 s.
 
     Raises:
-        UserInputError: a value that is not a number of seconds in MID_EPOCH_SAVE_RANGE; the message
+        EnvSettingError: a value that is not a number of seconds in MID_EPOCH_SAVE_RANGE; the message
             names the variable, the range and what was given.
     """
-    text = os.environ.get(MID_EPOCH_SAVE_ENV, "").strip()
-    if not text:
-        return MID_EPOCH_SAVE_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    low, high = MID_EPOCH_SAVE_RANGE
-    if not low <= seconds <= high:   # NaN fails too
-        raise UserInputError(f"{MID_EPOCH_SAVE_ENV}: expected a number of seconds from {low} to {high}; "
-                             f"got {text!r}")
-    return seconds
+    return number_from_env(MID_EPOCH_SAVE_ENV, MID_EPOCH_SAVE_SECONDS, *MID_EPOCH_SAVE_RANGE, "a number of seconds")
 
 
 def _number(value) -> float:

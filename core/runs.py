@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from core import ownership, run_files, safe_io, states
 from core.config import TrainConfig
 from core.database import Database, batches as batches_table, database_for, metrics as metrics_table, runs as runs_table
+from core.env_settings import number_from_env
 from core.errors import SelfExplainedError
 from core.run_files import BATCH_COLUMNS, BATCHES_FILE, CONFIG_FILE, METRIC_COLUMNS, METRICS_FILE, STATUS_FILE  # noqa: F401
 from core.states import ACTIVE_STATES, RESUMABLE_STATES, STATES, TRAINING_STATES  # noqa: F401
@@ -90,16 +91,7 @@ _ACTIVE_LOCK = threading.Lock()
 
 def lease_seconds() -> float:
     """How long a trainer's lease lasts without a heartbeat (EFFLAB_LEASE_SECONDS, 3 to 3600)."""
-    text = os.environ.get(LEASE_ENV, "").strip()
-    if not text:
-        return DEFAULT_LEASE_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 3 <= seconds <= 3600:
-        raise ValueError(f"{LEASE_ENV}: expected a number of seconds from 3 to 3600; got {text!r}")
-    return seconds
+    return number_from_env(LEASE_ENV, DEFAULT_LEASE_SECONDS, 3, 3600, "a number of seconds")
 
 
 def heartbeat_seconds() -> float:

@@ -76,7 +76,7 @@ def test_two_runs_that_fit_alone_but_not_together_train_one_after_the_other(tmp_
     second = manager.start(config, name="second")
     assert manager.active_run_ids == [first]
     reason = manager.memory_waits[second]
-    assert reason.startswith("waiting for memory: it needs about") and "beside the 1 training here" in reason \
+    assert reason.startswith("waiting for memory: it needs about") and "beside the 1 run training here" in reason \
         and f"of {MEMORY_LIMIT_ENV}=" in reason, reason
     entries = queue_entries(manager.store, manager.slots, manager.progress, manager.memory_waits)
     assert [(e.run_id, bool(e.memory_wait)) for e in entries] == [(first, False), (second, True)]
