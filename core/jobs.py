@@ -3,8 +3,11 @@
 Start never refuses because the machine is busy: it creates the run as `queued` in the run store
 and the scheduler hands the oldest queued run to a free slot (a training thread here), now or when
 a running job ends. The queue lives in the store, not in memory, so it survives a restart of the
-server and any server on the same runs folder drains it (claims are exclusive across processes).
-`EFFLAB_SLOTS` says how many runs train at once in this process (core/slots.py decides the default).
+server and any server on the same runs folder drains it (claims are exclusive across processes),
+looking at it every SCHEDULE_SECONDS from the moment the manager exists (dashboard/serve.py makes
+it as the server starts). `EFFLAB_SLOTS` says how many runs train at once in this process
+(core/slots.py decides the default); a queued run starts only when its estimated memory fits
+beside the runs training here (core/admission.py), and otherwise waits at its place.
 
 With EFFLAB_RAY_ADDRESS (or the CLI's --ray-address) the executor is a Ray cluster instead of our
 threads (core/ray_executor.py): each run, when its turn comes, becomes a Ray task that trains it in
