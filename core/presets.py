@@ -32,6 +32,7 @@ FASTER_EPYC_IDLE = ("the same 2-core AMD EPYC in a faster hour, at the Xeon's sp
 AVX512_EPYC_IDLE = ("a 2-core AMD EPYC with AVX-512 (100 images/s at 120 px before BatchNorm folding), no GPU, "
                     "idle apart from the benchmark")
 NOT_MEASURED = "not yet measured"
+SUMMARY_MAX_WORDS = 20        # a card's line, read at a glance (issue 32)
 RECIPES_DOC = Path(__file__).resolve().parents[1] / "docs" / "RECIPES.md"   # every figure, losers included
 
 
@@ -76,6 +77,8 @@ class Preset:
         description: What it does and what to expect, in a sentence or three.
         settings: TrainConfig values; everything else keeps its default.
         measured: Figures measured for exactly these settings, most relevant first; empty: none yet.
+        summary: What it shows a student, in plain words (at most SUMMARY_MAX_WORDS): the card's line.
+        gpu_only: Hours on a CPU: the Train page offers it only where a GPU trains.
     """
 
     name: str
@@ -83,6 +86,8 @@ class Preset:
     description: str
     settings: Mapping[str, object]
     measured: tuple[Measurement, ...] = field(default=())
+    summary: str = ""
+    gpu_only: bool = False
 
     def config(self, **overrides: object) -> TrainConfig:
         """The validated TrainConfig of this preset, with `overrides` on top."""
@@ -95,6 +100,19 @@ class Preset:
     def figure_text(self) -> str:
         """The first measured figure in words, or "not yet measured"."""
         return self.measured[0].text() if self.measured else NOT_MEASURED
+
+    @property
+    def expected_accuracy(self) -> float | None:
+        """The test accuracy measured for it (the most relevant measurement); None: not measured."""
+        return self.measured[0].test_accuracy if self.measured else None
+
+    def cannot_run_here(self, *, imagenet_available: bool, on_gpu: bool) -> str:
+        """Why this machine cannot run it, in one line ("" when it can)."""
+        if self.needs_imagenet and not imagenet_available:
+            return "needs ImageNet weights, which this machine cannot get."
+        if self.gpu_only and not on_gpu:
+            return "made for a GPU: hours on this CPU."
+        return ""
 
     @property
     def expectation(self) -> str:
@@ -128,6 +146,7 @@ QUICK_DEMO = Preset(
     "cosine from 3e-4, label smoothing 0.1, flip but no translate); each test image the model is unsure of "
     "(top class below 0.85) is averaged with its mirror.",
     _settings(**{**_IMAGENET_ONE_PASS, "image_size": 64}),
+    summary="A network pretrained on ImageNet learns CIFAR-10 in one pass.",
     measured=(
         Measurement(0.8990, 4.0, "2026-12-02", AVX512_EPYC_IDLE, "this engine (bench/recipes.py)",
                     note="frozen BatchNorm folded: the epoch 170 s (322 images/s); three more runs that hour, "
@@ -147,6 +166,7 @@ BEST_CPU = Preset(
     # 120 px, not 128: 0.88x the pixels for the same 95% (RECIPES.md, G); 112 px stays at 94.3%, and
     # 42,000 of the 50,000 images was no quicker in a slower hour, and less accurate (D).
     _settings(**{**_IMAGENET_ONE_PASS, "image_size": 120}),
+    summary="The Quick demo on larger images: slower, more accurate.",
     measured=(
         Measurement(0.9514, 8.9, "2026-12-02", AVX512_EPYC_IDLE, "this engine (bench/recipes.py)",
                     note="the preset as committed, frozen BatchNorm folded: the epoch 468 s (110 images/s); "
@@ -175,6 +195,7 @@ FROM_SCRATCH = Preset(
               lr_schedule="cosine", warmup_epochs=0, epochs=3, batch_size=128, bn_momentum=0.9,
               drop_connect_rate=0.0, label_smoothing=0.1, augment_flip=True, augment_crop_padding=0,
               train_limit=0, val_fraction=0.1, test_time_flip=True),
+    summary="No pretraining: a network learns from random weights.",
     measured=(
         Measurement(0.6309, 12.6, "2026-12-01", THIS_MACHINE_IDLE, "this engine (bench/recipes.py)",
                     note="45,000 training images, the flip included"),
@@ -191,7 +212,8 @@ NOTEBOOK = Preset(
     _settings(variant="b2", image_size=32, weights="imagenet", head="seed", optimizer="sgd",
               learning_rate=0.001, momentum=0.9, batch_size=100, epochs=4, lr_schedule="plateau",
               plateau_factor=0.5, plateau_patience=1, augment_flip=False, augment_crop_padding=0,
-              freeze_base=False, fine_tune_at_epoch=0, train_limit=0))
+              freeze_base=False, fine_tune_at_epoch=0, train_limit=0),
+    summary="The original student notebook's settings, for comparison.")
 
 TRANSFER_GPU = Preset(
     "transfer-gpu", ":material/school: Transfer learning (GPU)",
@@ -200,7 +222,8 @@ TRANSFER_GPU = Preset(
     _settings(variant="b0", image_size=224, weights="imagenet", head="gap", freeze_base=True,
               fine_tune_at_epoch=2, fine_tune_from_block=1, fine_tune_learning_rate=1e-4,
               optimizer="adam", learning_rate=1e-3, batch_size=64, epochs=5, lr_schedule="constant",
-              train_limit=0, augment_flip=True, augment_crop_padding=4))
+              train_limit=0, augment_flip=True, augment_crop_padding=4),
+    summary="The textbook recipe at ImageNet's resolution: the head first, then fine-tuning.", gpu_only=True)
 
 PRESETS: tuple[Preset, ...] = (QUICK_DEMO, BEST_CPU, FROM_SCRATCH, NOTEBOOK, TRANSFER_GPU)
 PRESET_NAMES: tuple[str, ...] = tuple(p.name for p in PRESETS)
@@ -227,7 +250,8 @@ def quick_demo(imagenet_available: bool) -> Preset:
         QUICK_DEMO.name, QUICK_DEMO.label,
         "ImageNet weights are not available on this machine, so the Quick demo trains from scratch "
         "(the From scratch recipe): " + FROM_SCRATCH.description.split(": ", 1)[1],
-        FROM_SCRATCH.settings, FROM_SCRATCH.measured)
+        FROM_SCRATCH.settings, FROM_SCRATCH.measured,
+        summary="No ImageNet weights here: a network learns from random weights.")
 
 
 def dashboard_presets(imagenet_available: bool) -> list[Preset]:

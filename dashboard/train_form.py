@@ -40,6 +40,11 @@ def _imagenet_b0_obtainable() -> bool:
     return imagenet_weights_obtainable("b0")
 
 
+def imagenet_available() -> bool:
+    """Whether ImageNet weights for B0 can be found here or downloaded."""
+    return _imagenet_b0_obtainable()
+
+
 def presets() -> list[Preset]:
     """The one-click presets (core/presets.py); the Quick demo becomes the from-scratch recipe
     where ImageNet weights can be neither found nor downloaded, and says what that reaches."""

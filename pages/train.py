@@ -15,7 +15,7 @@ from core.jobs import JobError
 from core.queue import ordinal, queue_entries
 from core.runs import RESUMABLE_STATES, check_label
 from core.variants import get_variant
-from dashboard import control, identity, lr_panel, start_guard, state, train_form
+from dashboard import control, identity, lr_panel, preset_cards, start_guard, state, train_form
 from dashboard.charts import epoch_time_figure, eta_text
 from dashboard.run_status import status_display, wait_text, where_text
 
@@ -24,17 +24,166 @@ LOADED_FILE_KEY = "settings_file_loaded"      # file id of the settings file las
 ADJUSTED_KEY = "settings_file_adjusted"       # what the form could not hold of it
 
 st.title("Train an EfficientNet on CIFAR-10")
+st.markdown("Pick a recipe and press **Start**: a network learns to tell CIFAR-10's ten kinds of photo apart.")
 manager = state.job_manager()
 train_form.ensure_defaults()
 control.token_widget()
 can_start = control.can_start()
+RUN_NAME_KEY, RUN_AUTHOR_KEY = "run_name", "run_author"
 
 # --- data first: say what is missing before anyone presses Start -------------------------------
 data_ok, data_message = data_status()
+if not data_ok:
+    st.error(f"**CIFAR-10 is not available.** {data_message}")
+train_labels = state.training_labels() if data_ok else None     # None: CIFAR-10's own 5,000 per class
+device = detect_device()
+
+
+def start(config: TrainConfig, name: str, author: str, error_key: str) -> None:
+    """Queues `config` as this browser's run; a refusal goes to st.session_state[error_key]."""
+    # The same Start again moments later (a double click, or one click a busy server dispatched
+    # twice) gets the run it made back, from any session (dashboard/start_guard.py). Someone who
+    # wants the copy presses Start again a few seconds later.
+    what = (str(manager.store.root), config.to_json(), name, author)
+    try:
+        started = start_guard.GUARD.start_once(what, state.session_id(),
+                                               lambda: manager.start(config, name=name, author=author,
+                                                                     owner=identity.me(),
+                                                                     teacher=control.is_teacher()))
+    except JobError as exc:
+        st.session_state[error_key] = str(exc)
+        return
+    run_id = started.run_id
+    state.remember_my_run(run_id)
+    if not started.new:
+        st.toast(f"Run {run_id} has just started with these settings: one run, not two")
+        return
+    queued = state.status(run_id).get("state") == "queued"
+    st.toast(f"Run {run_id} is queued: it starts when a slot frees" if queued else f"Started run {run_id}")
+
+
+def start_preset(preset) -> None:
+    """A card's Start: the preset's settings, also loaded into the form below, started at once."""
+    if not control.can_start() or not data_ok:   # checked here too: a disabled button is only a hint
+        st.session_state["preset_error"] = control.UNREADABLE_HELP if data_ok else data_message
+        return
+    train_form.apply_settings(preset.settings)
+    name = st.session_state.get(RUN_NAME_KEY, "") or preset_cards.plain_label(preset.label)
+    start(preset.config(), name, st.session_state.get(RUN_AUTHOR_KEY, ""), "preset_error")
+
+
+# --- the first screen: a card per preset, each with what to expect here and its own Start ------
+preset_cards.preset_cards(
+    train_form.presets(), device=device, imagenet_available=train_form.imagenet_available(),
+    train_images=lambda p: training_images(int(p.settings.get("train_limit", 0)),
+                                           float(p.config().val_fraction), train_labels),
+    start=start_preset, can_start=can_start and data_ok)
+if error := st.session_state.pop("preset_error", None):
+    st.error(error)
+
+# --- the run this session started (or what trains here), and the queue: right under the cards ---
+def shown_run_id() -> str | None:
+    """The run the panel follows: the last one this session started, else what trains here now."""
+    mine = state.my_runs()
+    return mine[-1] if mine else manager.active_run_id
+
+
+def run_actions(run_id: str, run_state: str, key_prefix: str = "panel") -> None:
+    """Stop (a training run, here or in any process) or Cancel (a queued one), for this run only,
+    where this browser may change it (its own run, or the teacher)."""
+    allowed = state.may_act(run_id)
+    if run_state in ("running", "stopping"):
+        if st.button(":material/stop: Stop", key=f"{key_prefix}_stop_{run_id}",
+                     disabled=run_state == "stopping" or not allowed,
+                     help="Stops at the next batch and saves a checkpoint there; resuming goes on "
+                          "from the batch after it, in the same order." if allowed else control.LOCKED_HELP):
+            if state.may_act(run_id):
+                manager.stop(run_id)
+                st.rerun()
+    elif run_state == "queued":
+        if st.button(":material/cancel: Cancel", key=f"{key_prefix}_cancel_{run_id}", disabled=not allowed,
+                     help="Leaves the queue; the run stays listed (cancelled) and can be resumed later."
+                     if allowed else control.LOCKED_HELP):
+            if state.may_act(run_id):
+                manager.cancel(run_id)
+                st.rerun()
+
+
+def status_panel() -> None:
+    """The live part of the page: redrawn every second or so without rerunning the page, and the
+    whole page when the set of training runs changes (here or in another tab)."""
+    if manager.active_run_ids != active_when_drawn:
+        st.rerun()
+    if busy:
+        state.keep_live_refresh_in_budget(LIVE_REFRESH_SECONDS)
+    if manager.executor_problem:
+        st.error(f"**The Ray cluster cannot be reached.** {manager.executor_problem}")
+    entries = queue_entries(manager.store, manager.slots, manager.progress, manager.memory_waits)
+    run_id = shown_run_id()
+    if run_id is None:
+        st.info("No run yet: press a recipe's Start above.")
+    else:
+        run_state = state.status(run_id).get("state", "unknown")
+        entry = next((e for e in entries if e.run_id == run_id), None)
+        shown = status_display(manager.progress(run_id), run_state, entry)
+        summary_label = entry.label if entry else ""
+        st.markdown(f"### {shown.icon} {shown.headline} — run `{run_id}`")
+        if summary_label:
+            st.text(summary_label)
+        st.progress(shown.fraction, text=shown.bar_text)
+        k1, k2, k3, k4, k5 = st.columns(5)
+        k1.metric("State", shown.state)
+        k2.metric("ETA", shown.eta)
+        k3.metric("Images/s", shown.images_per_second)
+        k4.metric("Loss", shown.loss)
+        k5.metric("Accuracy", shown.accuracy)
+        if shown.note:
+            st.caption(shown.note)
+        run_actions(run_id, run_state)
+        status = state.status(run_id)
+        if where := where_text(status):
+            st.caption(f":material/hub: {where}")
+        if status.get("error") and run_state in ("failed", "stopped", "interrupted", "cancelled"):
+            st.error(f"**The run {run_state}:** {status['error']}")
+        if run_state == "completed" and status.get("test_accuracy") is not None:
+            st.success(f"Test accuracy {100 * status['test_accuracy']:.1f}% on "
+                       f"{status.get('test_images', 10_000):,} CIFAR-10 test images. "
+                       "See the confusion matrix and mistakes under *Explore results*.")
+    queue_table(entries)
+
+
+def queue_table(entries) -> None:
+    """Everyone's runs in training and in line, one row each, with Stop or Cancel where this
+    session may use them (names are shown as plain text, never as Markdown)."""
+    if not entries:
+        return
+    waiting = sum(e.state == "queued" for e in entries)
+    where = "on this server" if manager.executor is None else "on the Ray cluster"
+    st.markdown(f"**Training now and in line** · {manager.slots} at a time {where} · {waiting} waiting")
+    for e in entries:
+        c1, c2, c3, c4 = st.columns([1, 4, 2, 1], vertical_alignment="center")
+        c1.text("training" if e.place == 0 else ordinal(e.place))
+        c2.text(f"{e.run_id}  {e.label}".strip())
+        if e.memory_wait:
+            c3.text("waiting for memory", help=e.memory_wait[:1].upper() + e.memory_wait[1:] + ".")
+        else:
+            c3.text(f"{e.state} · {wait_text(e.run_seconds)} left" if e.place == 0
+                    else f"starts in {wait_text(e.wait_seconds)}")
+        with c4:
+            run_actions(e.run_id, e.state, key_prefix="queue")
+
+
+active_when_drawn = manager.active_run_ids   # the panel redraws the page when this changes
+busy = bool(active_when_drawn) or bool(manager.store.queue())
+st.subheader("Status")
+# While a run trains, each redraw's CPU is taken from it: a crowd of viewers redraws less often.
+st.fragment(run_every=state.live_refresh_seconds(LIVE_REFRESH_SECONDS) if busy else LIVE_REFRESH_SECONDS)(status_panel)()
+
+
+# --- your own settings --------------------------------------------------------------------------
+st.header("Your own settings")
 if data_ok:
     st.caption(f":material/check_circle: {data_message}")
-else:
-    st.error(f"**CIFAR-10 is not available.** {data_message}")
 # Which device trains: TensorFlow is asked (a child process, once) only where a GPU is there to miss.
 devices = None if manager.executor is not None else device_report(ask_tensorflow=bool(nvidia_gpu_names()))
 if devices is None:   # on a Ray cluster the node, and so the device, is Ray's choice
@@ -44,16 +193,7 @@ elif devices.gpu_unused:
     st.code(devices.fix_command, language="bash")
 else:
     st.caption(f":material/memory: {devices.message}")
-
-# --- presets ------------------------------------------------------------------------------------
-st.subheader("Presets")
 st.expander(":material/science: What we tried (every recipe measured)").markdown(train_form.what_we_tried())
-preset_columns = st.columns(len(train_form.presets()))
-for column, preset in zip(preset_columns, train_form.presets()):
-    with column:
-        st.button(preset.label, key=f"preset_{preset.name}", width="stretch",
-                  on_click=train_form.apply_settings, args=(preset.settings,))
-        st.caption(preset.expectation)
 
 
 def settings_file() -> None:
@@ -85,12 +225,10 @@ settings_file()
 st.subheader("Model")
 variant = get_variant(train_form.variant_picker())
 image_size = int(st.session_state[train_form.KEY_PREFIX + "image_size"])
-train_labels = state.training_labels() if data_ok else None     # None: CIFAR-10's own 5,000 per class
 val_fraction = float(st.session_state[train_form.KEY_PREFIX + "val_fraction"])
 all_images = training_images(0, val_fraction, train_labels)
 train_limit = int(st.session_state[train_form.KEY_PREFIX + "train_limit"])
 train_images = training_images(train_limit, val_fraction, train_labels)
-device = detect_device()
 # The parts that train set the speed as much as the size does (the head alone: 2.8x the whole base).
 form_values = train_form.form_values()
 speedup = training_speedup(form_values)
@@ -156,10 +294,7 @@ else:
         st.warning(note)
 
 
-# --- controls: start joins the queue; the run this session started gets the status panel -------
-RUN_NAME_KEY, RUN_AUTHOR_KEY = "run_name", "run_author"
-
-
+# --- controls: start joins the queue; the panel above follows the run ------------------------------
 def start_training() -> None:
     # Checked here too: a disabled button is only a hint to the browser.
     if not control.can_start():
@@ -171,26 +306,7 @@ def start_training() -> None:
     if not control.may_use_server_paths() and train_form.names_a_server_file(config):
         st.session_state["train_error"] = control.SERVER_PATHS_HELP
         return
-    name, author = st.session_state.get(RUN_NAME_KEY, ""), st.session_state.get(RUN_AUTHOR_KEY, "")
-    # The same Start again moments later (a double click, or one click a busy server dispatched
-    # twice) gets the run it made back, from any session (dashboard/start_guard.py). Someone who
-    # wants the copy presses Start again a few seconds later.
-    what = (str(manager.store.root), config.to_json(), name, author)
-    try:
-        started = start_guard.GUARD.start_once(what, state.session_id(),
-                                               lambda: manager.start(config, name=name, author=author,
-                                                                     owner=identity.me(),
-                                                                     teacher=control.is_teacher()))
-    except JobError as exc:
-        st.session_state["train_error"] = str(exc)
-        return
-    run_id = started.run_id
-    state.remember_my_run(run_id)
-    if not started.new:
-        st.toast(f"Run {run_id} has just started with these settings: one run, not two")
-        return
-    queued = state.status(run_id).get("state") == "queued"
-    st.toast(f"Run {run_id} is queued: it starts when a slot frees" if queued else f"Started run {run_id}")
+    start(config, st.session_state.get(RUN_NAME_KEY, ""), st.session_state.get(RUN_AUTHOR_KEY, ""), "train_error")
 
 
 n1, n2 = st.columns(2)
@@ -219,103 +335,6 @@ if error := st.session_state.pop("train_error", None):
     st.error(error)
 lr_panel.finder_fragment(manager)
 
-
-def shown_run_id() -> str | None:
-    """The run the panel follows: the last one this session started, else what trains here now."""
-    mine = state.my_runs()
-    return mine[-1] if mine else manager.active_run_id
-
-
-def run_actions(run_id: str, run_state: str, key_prefix: str = "panel") -> None:
-    """Stop (a training run, here or in any process) or Cancel (a queued one), for this run only,
-    where this browser may change it (its own run, or the teacher)."""
-    allowed = state.may_act(run_id)
-    if run_state in ("running", "stopping"):
-        if st.button(":material/stop: Stop", key=f"{key_prefix}_stop_{run_id}",
-                     disabled=run_state == "stopping" or not allowed,
-                     help="Stops at the next batch and saves a checkpoint there; resuming goes on "
-                          "from the batch after it, in the same order." if allowed else control.LOCKED_HELP):
-            if state.may_act(run_id):
-                manager.stop(run_id)
-                st.rerun()
-    elif run_state == "queued":
-        if st.button(":material/cancel: Cancel", key=f"{key_prefix}_cancel_{run_id}", disabled=not allowed,
-                     help="Leaves the queue; the run stays listed (cancelled) and can be resumed later."
-                     if allowed else control.LOCKED_HELP):
-            if state.may_act(run_id):
-                manager.cancel(run_id)
-                st.rerun()
-
-
-def status_panel() -> None:
-    """The live part of the page: redrawn every second or so without rerunning the page, and the
-    whole page when the set of training runs changes (here or in another tab)."""
-    if manager.active_run_ids != active_when_drawn:
-        st.rerun()
-    if busy:
-        state.keep_live_refresh_in_budget(LIVE_REFRESH_SECONDS)
-    if manager.executor_problem:
-        st.error(f"**The Ray cluster cannot be reached.** {manager.executor_problem}")
-    entries = queue_entries(manager.store, manager.slots, manager.progress, manager.memory_waits)
-    run_id = shown_run_id()
-    if run_id is None:
-        st.info("No training in this session yet. Choose a preset or settings, then press Start.")
-    else:
-        run_state = state.status(run_id).get("state", "unknown")
-        entry = next((e for e in entries if e.run_id == run_id), None)
-        shown = status_display(manager.progress(run_id), run_state, entry)
-        summary_label = entry.label if entry else ""
-        st.markdown(f"### {shown.icon} {shown.headline} — run `{run_id}`")
-        if summary_label:
-            st.text(summary_label)
-        st.progress(shown.fraction, text=shown.bar_text)
-        k1, k2, k3, k4, k5 = st.columns(5)
-        k1.metric("State", shown.state)
-        k2.metric("ETA", shown.eta)
-        k3.metric("Images/s", shown.images_per_second)
-        k4.metric("Loss", shown.loss)
-        k5.metric("Accuracy", shown.accuracy)
-        if shown.note:
-            st.caption(shown.note)
-        run_actions(run_id, run_state)
-        status = state.status(run_id)
-        if where := where_text(status):
-            st.caption(f":material/hub: {where}")
-        if status.get("error") and run_state in ("failed", "stopped", "interrupted", "cancelled"):
-            st.error(f"**The run {run_state}:** {status['error']}")
-        if run_state == "completed" and status.get("test_accuracy") is not None:
-            st.success(f"Test accuracy {100 * status['test_accuracy']:.1f}% on "
-                       f"{status.get('test_images', 10_000):,} CIFAR-10 test images. "
-                       "See the confusion matrix and mistakes under *Explore results*.")
-    queue_table(entries)
-
-
-def queue_table(entries) -> None:
-    """Everyone's runs in training and in line, one row each, with Stop or Cancel where this
-    session may use them (names are shown as plain text, never as Markdown)."""
-    if not entries:
-        return
-    waiting = sum(e.state == "queued" for e in entries)
-    where = "on this server" if manager.executor is None else "on the Ray cluster"
-    st.markdown(f"**Training now and in line** · {manager.slots} at a time {where} · {waiting} waiting")
-    for e in entries:
-        c1, c2, c3, c4 = st.columns([1, 4, 2, 1], vertical_alignment="center")
-        c1.text("training" if e.place == 0 else ordinal(e.place))
-        c2.text(f"{e.run_id}  {e.label}".strip())
-        if e.memory_wait:
-            c3.text("waiting for memory", help=e.memory_wait[:1].upper() + e.memory_wait[1:] + ".")
-        else:
-            c3.text(f"{e.state} · {wait_text(e.run_seconds)} left" if e.place == 0
-                    else f"starts in {wait_text(e.wait_seconds)}")
-        with c4:
-            run_actions(e.run_id, e.state, key_prefix="queue")
-
-
-active_when_drawn = manager.active_run_ids   # the panel redraws the page when this changes
-busy = bool(active_when_drawn) or bool(manager.store.queue())
-st.subheader("Status")
-# While a run trains, each redraw's CPU is taken from it: a crowd of viewers redraws less often.
-st.fragment(run_every=state.live_refresh_seconds(LIVE_REFRESH_SECONDS) if busy else LIVE_REFRESH_SECONDS)(status_panel)()
 
 # --- resume -------------------------------------------------------------------------------------
 st.subheader("Resume a run")

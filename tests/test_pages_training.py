@@ -41,19 +41,18 @@ def _wait(predicate, timeout=300):
         time.sleep(0.1)
 
 
-def test_presets_fill_the_form(app, monkeypatch):
-    # The Transfer preset (B0 at 224 px) needs more memory than this shared machine may have free at
-    # the moment: give the memory check a machine with room (the check itself: test_memory.py).
-    import core.memory
-    monkeypatch.setattr(core.memory, "host_available_bytes", lambda *args: 64 * 2 ** 30)
+def test_presets_fill_the_form(app):
     at = app(TRAIN)
-    _button(at, "Notebook replica").click().run()
-    state = at.session_state
-    assert (state["cfg_variant"], state["cfg_head"], state["cfg_optimizer"]) == ("b2", "seed", "sgd")
-    assert (state["cfg_batch_size"], state["cfg_epochs"], state["cfg_lr_schedule"]) == (100, 4, "plateau")
-    assert state["cfg_learning_rate"] == 0.001 and state["cfg_momentum"] == 0.9
-    _button(at, "Quick demo").click().run()
-    # 64 px with ImageNet weights (the measured recipe); the From scratch recipe's size where they cannot be had.
+    from dashboard import train_form
+    cards = [p for p in train_form.presets()
+             if not p.cannot_run_here(imagenet_available=train_form.imagenet_available(), on_gpu=False)]
+    # Each card's Details loads its recipe into the form (the card's own Start starts it at once).
+    for preset in reversed(cards):
+        _preset(at, preset.name).click().run()
+        shown = {name: at.session_state[f"cfg_{name}"] for name in ("variant", "image_size", "epochs", "optimizer",
+                                                                     "batch_size", "learning_rate")}
+        assert shown == {name: preset.settings.get(name, shown[name]) for name in shown}, preset.name
+    # The Quick demo last: 64 px with ImageNet weights; the From scratch recipe's size where they cannot be had.
     from core.presets import FROM_SCRATCH, QUICK_DEMO
     sizes = (QUICK_DEMO.settings["image_size"], FROM_SCRATCH.settings["image_size"])
     assert at.session_state["cfg_variant"] == "b0" and at.session_state["cfg_image_size"] in sizes
@@ -62,9 +61,19 @@ def test_presets_fill_the_form(app, monkeypatch):
     assert labels["Layers"] == "237" and labels["ImageNet top-1"] == "77.1%"
     estimate = next(m for m in at.metric if m.label == "Est. whole run")
     assert " per epoch on " in estimate.proto.help and " predicting the test set" in estimate.proto.help
-    _button(at, "Transfer learning").click().run()
-    assert at.session_state["cfg_image_size"] == 224 and at.session_state["cfg_freeze_base"] is True
-    assert any("GPU territory" in w.value for w in at.warning)
+    # The GPU recipe is no card on a CPU: one line says why, and nothing offers to start it.
+    from core.presets import TRANSFER_GPU
+    why = TRANSFER_GPU.cannot_run_here(imagenet_available=train_form.imagenet_available(), on_gpu=False)
+    assert why and any("Transfer learning (GPU)" in c.value and why in c.value for c in at.caption)
+    assert not [b for b in at.button if b.key in ("start_transfer-gpu", "preset_transfer-gpu")]
+    # Every card's figure is this machine's estimate beside the measured accuracy.
+    figures = [m.value for m in at.markdown if m.value.startswith("##### ≈ ")]
+    assert len(figures) == len(cards) and all(f.endswith(" min") for f in figures), figures
+    assert figures[0].startswith(f"##### ≈ {100 * cards[0].expected_accuracy:.0f}% · "), figures
+
+
+def _preset(at, name):
+    return next(b for b in at.button if b.key == f"preset_{name}")
 
 
 def test_missing_data_is_explained_before_start(app, tmp_path):

@@ -222,10 +222,28 @@ def test_bench_recipes_steal_is_the_hosts_share_of_cpu_time():
 
 def test_train_page_offers_the_presets_and_what_we_tried(app_factory, tmp_path):
     at = app_factory(tmp_path / "runs")("../pages/train.py")
-    from dashboard.train_form import presets
-    labels = [b.label for b in at.button]
-    assert all(p.label in labels for p in presets())
-    assert all(p.expectation in [c.value for c in at.caption] for p in presets())
+    from dashboard.train_form import imagenet_available, presets
+    shown = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    for preset in presets():
+        if preset.cannot_run_here(imagenet_available=imagenet_available(), on_gpu=False):
+            line = preset.cannot_run_here(imagenet_available=imagenet_available(), on_gpu=False)
+            assert any(preset.label.split(": ", 1)[1] in c.value and line in c.value for c in at.caption), \
+                (preset.name, [c.value for c in at.caption])
+        else:   # a card: its name, and in its Details the recipe with what it measured
+            assert f"**{preset.label}**" in shown and preset.expectation in shown, preset.name
     tried = next(e for e in at.expander if "What we tried" in e.label)
     shown = tried.markdown[0].value
     assert "# Recipes: accuracy per minute" in shown and "## D. Through the engine, this lab's machine idle" in shown
+
+
+def test_each_card_says_in_a_few_words_what_it_shows_and_where_it_cannot_run():
+    """Issue 32: a card's line is read at a glance; a preset this machine cannot run says why."""
+    from core.presets import SUMMARY_MAX_WORDS, TRANSFER_GPU
+    for preset in (*PRESETS, quick_demo(imagenet_available=False)):
+        assert preset.summary and len(preset.summary.split()) <= SUMMARY_MAX_WORDS, preset.name
+    assert quick_demo(imagenet_available=False).summary != QUICK_DEMO.summary      # it says what it does instead
+    assert get_preset("best-cpu").cannot_run_here(imagenet_available=False, on_gpu=True).startswith("needs ImageNet")
+    assert TRANSFER_GPU.cannot_run_here(imagenet_available=True, on_gpu=False).startswith("made for a GPU")
+    assert TRANSFER_GPU.cannot_run_here(imagenet_available=True, on_gpu=True) == ""
+    assert QUICK_DEMO.expected_accuracy == QUICK_DEMO.measured[0].test_accuracy
+    assert get_preset("notebook").expected_accuracy is None              # never a figure it cannot reach
