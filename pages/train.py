@@ -1,4 +1,5 @@
-"""Train: pick a variant and settings (or a preset), start, stop and resume, and watch it live."""
+"""Train: a card per preset, each started with one click; the run's live panel and the queue right
+under them; then your own settings, start, stop and resume."""
 
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ preset_cards.preset_cards(
     start=start_preset, can_start=can_start and data_ok)
 if error := st.session_state.pop("preset_error", None):
     st.error(error)
+
 
 # --- the run this session started (or what trains here), and the queue: right under the cards ---
 def shown_run_id() -> str | None:
