@@ -53,5 +53,6 @@ if not presenting and current.url_path != present_page.url_path:
         if run_id:
             query[RUN_QUERY_PARAM] = run_id
         st.switch_page(present_page, query_params=query)
-identity.keep_in_browser()   # the runs this browser starts stay its own across reloads and restarts
+if not presenting:   # the slides draw no sidebar, and nobody starts a run from them
+    identity.keep_in_browser()   # the runs this browser starts stay its own across reloads and restarts
 current.run()
