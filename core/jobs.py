@@ -25,6 +25,7 @@ the CLI makes its own, which trains the run it was asked for at once (`queue=Fal
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 import weakref
@@ -49,6 +50,7 @@ RETRY_SECONDS = 15.0            # an unreachable Ray cluster is asked again this
 # The queue is looked at this often even when nothing here ends: runs queued by another process,
 # memory freed by one, a lease that lapsed on a run to resume. One indexed query when nothing waits.
 SCHEDULE_SECONDS = 5.0
+BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 
 
 class JobError(RuntimeError):
@@ -346,7 +348,7 @@ class JobManager:
             config = run.read_config()
         except ValueError:
             config = None                      # the run fails in training, saying why
-        progress = Progress(state="running", phase="starting TensorFlow", run_id=run.run_id,
+        progress = Progress(state="running", phase=starting_phase(), run_id=run.run_id,
                             epoch=0, epochs=target_epochs, batch=0, batches=0, error="")
         stop_event = threading.Event()
         # Marked active before the thread exists, so no viewer mistakes the run for a dead one.
@@ -487,6 +489,13 @@ class JobManager:
                 self.schedule()
             except Exception:  # noqa: BLE001 - as in _work: the watcher ends quietly
                 pass
+
+
+def starting_phase(environ=os.environ) -> str:
+    """The first phase a student sees, naming the framework that is loading: "starting TensorFlow",
+    or "starting JAX" under KERAS_BACKEND=jax (a GPU machine without TensorFlow)."""
+    backend = environ.get("KERAS_BACKEND", "tensorflow").strip().lower() or "tensorflow"
+    return f"starting {BACKEND_NAMES.get(backend, backend)}"
 
 
 def _config_of(summary) -> TrainConfig | None:

@@ -5,11 +5,13 @@ A fresh model is trained for about a hundred batches while the rate rises expone
 1e-7 to 10. The loss is smoothed (an exponential moving average with bias correction, as fastai
 does); the test stops early once the smoothed loss exceeds four times its minimum (it has
 exploded: larger rates are of no interest). The suggestion is the rate where the smoothed loss
-falls fastest (steepest descent against log rate), or a tenth of the rate at its minimum when
-the curve has no clear descent, never below the lowest rate tried. Like fastai, the first batches
-count for neither: their "smoothed" loss is one or two raw losses, and a lucky first batch once
-made the minimum of a whole curve and a suggestion of 1e-8. The model's weights and optimizer
-state are put back afterwards, so the test leaves the model it was given as it found it.
+falls fastest (steepest descent against log rate). Where it falls at no rate tried there is no
+suggestion worth using (`worth_using`): the Train page says so and what to try (NEVER_FELL), and
+the record still holds a tenth of the minimum's rate, never below the lowest rate tried. Like
+fastai, the first batches count for neither: their "smoothed" loss is one or two raw losses, and a
+lucky first batch once made the minimum of a whole curve and a suggestion of 1e-8. The model's
+weights and optimizer state are put back afterwards, so the test leaves the model it was given as
+it found it.
 
 Batches are numpy arrays drawn from the training split the run would use (same seed, same
 training-image limit), fed through `model.train_on_batch`: the same on TensorFlow and JAX.
@@ -31,6 +33,10 @@ SMOOTHING = 0.98            # fastai's beta: the moving average's memory
 DIVERGED_FACTOR = 4.0       # stop when the smoothed loss exceeds this times its minimum
 SKIP_START = 10             # the first batches' smoothed loss is still settling: not a descent
 PHASE = "finding a learning rate"
+NO_DESCENT = "no descent: the loss fell at no rate tried"
+NEVER_FELL = (f"The loss did not fall at any rate from {START_RATE:g} to {END_RATE:g}, so there is no rate to "
+              "suggest: keep your learning rate, or try again with more training images, another optimizer, "
+              "or more of the base unfrozen.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,9 +56,14 @@ class LrFinding:
         """How the suggestion was chosen, in words for the page."""
         if self.steepest is not None and self.suggestion == self.steepest:
             return "steepest descent of the smoothed loss"
-        if self.suggestion > self.minimum_rate / 10:      # raised to the first rate (suggest())
-            return "the lowest rate tried: the loss fell at no rate"
-        return "a tenth of the rate at the lowest smoothed loss"
+        return NO_DESCENT   # no descent after the first batches: suggest() fell back to a low rate
+
+
+def worth_using(finding: dict) -> bool:
+    """Whether a saved finding (Run.read_lr_finding) suggests a rate at all: not when the smoothed loss
+    fell at no rate tried (no steepest descent), where the "suggestion" is only a tenth of one of the
+    lowest rates, some 1e-7, a rate nobody should train with."""
+    return finding.get("steepest") is not None
 
 
 def rate_schedule(steps: int = STEPS, start: float = START_RATE, end: float = END_RATE) -> np.ndarray:

@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.config import TrainConfig
 from core.jobs import JobError, JobManager
+from core.lr_find import NEVER_FELL, worth_using
 from core.queue import ordinal
 from dashboard import control, identity, state, train_form
 from dashboard.lr_chart import lr_finder_figure
@@ -76,6 +77,11 @@ def finder_panel(manager: JobManager) -> None:
         st.error(f"The learning-rate finder {job_state}: {status.get('error') or 'no result was saved'}")
         return
     suggestion = float(finding["suggestion"])
+    if not worth_using(finding):   # say so, and offer no rate to use (issue 32)
+        st.plotly_chart(lr_finder_figure(finding["rates"], finding["smoothed"], None, losses=finding["losses"]),
+                        width="stretch", theme=None, key="lr_finder_chart")
+        st.warning(NEVER_FELL)
+        return
     st.plotly_chart(lr_finder_figure(finding["rates"], finding["smoothed"], suggestion, losses=finding["losses"],
                                      method=finding.get("method", "")),
                     width="stretch", theme=None, key="lr_finder_chart")

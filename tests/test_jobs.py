@@ -117,3 +117,11 @@ def test_a_run_queued_by_another_process_starts_without_anyone_asking(tmp_path, 
               elsewhere.read_status()["state"] != "queued", SCHEDULE_SECONDS * 3, "the scheduler to take the run")
     assert manager.wait(300)
     assert elsewhere.read_status()["state"] == "completed"
+
+
+def test_the_first_phase_names_the_framework_that_loads():
+    """Issue 32: under JAX the first phase said "starting TensorFlow"."""
+    from core.jobs import starting_phase
+    assert starting_phase({}) == "starting TensorFlow"
+    assert starting_phase({"KERAS_BACKEND": "jax"}) == "starting JAX"
+    assert starting_phase({"KERAS_BACKEND": "torch"}) == "starting PyTorch"

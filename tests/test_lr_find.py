@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from core.lr_find import DIVERGED_FACTOR, END_RATE, SKIP_START, START_RATE, rate_schedule, smooth, suggest
+from core.lr_find import DIVERGED_FACTOR, END_RATE, NO_DESCENT, SKIP_START, START_RATE, rate_schedule, smooth, suggest
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +125,7 @@ def test_the_method_says_how_the_rate_was_chosen():
     def method(suggestion, steepest, minimum_rate):
         return LrFinding(rates, rates, rates, suggestion, steepest, minimum_rate, "finished").method
     assert method(1e-3, 1e-3, 1e-2) == "steepest descent of the smoothed loss"
-    assert method(1e-3, None, 1e-2) == "a tenth of the rate at the lowest smoothed loss"
-    assert method(rates[0], None, rates[SKIP_START]) == "the lowest rate tried: the loss fell at no rate"
+    assert method(1e-3, None, 1e-2) == method(rates[0], None, rates[SKIP_START]) == NO_DESCENT
 
 
 def test_chart_has_a_log_axis_and_marks_the_suggestion():
@@ -143,3 +142,34 @@ def test_chart_has_a_log_axis_and_marks_the_suggestion():
         lr_finder_figure(rates, smoothed[:10], 1e-3)
     with pytest.raises(ValueError, match="positive"):
         lr_finder_figure(np.linspace(0, 1, 50), smoothed, 0.5)
+
+
+def test_a_curve_that_never_falls_is_said_plainly_and_offers_no_rate(app_factory, tmp_path):
+    """Issue 32: when the loss fell at no rate, the "suggestion" is only a tenth of a rate near 1e-7;
+    the panel says so and what to try, draws the curve without a suggestion, and offers no rate."""
+    from conftest import ended
+    from core.config import TrainConfig
+    from core.lr_find import NEVER_FELL, NO_DESCENT, worth_using
+    from core.runs import RunStore
+    from dashboard.lr_chart import lr_finder_figure
+    from dashboard.lr_panel import JOB_KEY
+    rates = rate_schedule(60)
+    rising = np.linspace(2.3, 9.0, 60)
+    suggestion, steepest, minimum_rate = suggest(rates, rising)
+    assert steepest is None and suggestion < 1e-6         # what the finder would have "suggested"
+    record = {"rates": rates.tolist(), "losses": rising.tolist(), "smoothed": rising.tolist(),
+              "suggestion": suggestion, "steepest": None, "minimum_rate": minimum_rate, "ended": "diverged",
+              "method": NO_DESCENT}
+    assert not worth_using(record) and worth_using({**record, "steepest": 1e-3})
+    fig = lr_finder_figure(rates, rising, None)
+    assert [t.name for t in fig.data] == ["smoothed loss"] and "fell at no rate" in fig.layout.title.text
+
+    runs = tmp_path / "runs"
+    job = ended(RunStore(runs).create(TrainConfig(), kind="lr_find"), "completed")
+    job.write_lr_finding(record)
+    at = app_factory(runs)("../pages/train.py")
+    at.session_state[JOB_KEY] = job.run_id
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(w.value == NEVER_FELL for w in at.warning)
+    assert not [b for b in at.button if b.key == "lr_use"]
