@@ -31,6 +31,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from core import ownership
+from dashboard import identity
+
 TOKEN_ENV = "EFFLAB_CONTROL_TOKEN"
 SECRET_KEY = "control_token"
 INPUT_KEY = "control_token_input"
@@ -132,12 +135,10 @@ def may_use_server_paths() -> bool:
 def may_act(run_owner: str | None) -> bool:
     """Whether this browser may stop, resume, cancel, rename, evaluate or delete a run owned by
     `run_owner` (core/ownership.py: its owner or the teacher; nobody's runs only without a token)."""
-    from core.ownership import may_act as rule
-    from dashboard import identity
     token = configured_token()
     if isinstance(token, _Unreadable):
         return False
-    return rule(run_owner, identity.me(), teacher=is_teacher(), teacher_exists=token is not None)
+    return ownership.may_act(run_owner, identity.me(), teacher=is_teacher(), teacher_exists=token is not None)
 
 
 def _matches(entered: str, token: str) -> bool:
