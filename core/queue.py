@@ -27,6 +27,7 @@ class QueueEntry:
     wait_seconds: float        # until it starts (0 while training)
     run_seconds: float         # how long it trains (remaining, while training)
     memory_wait: str = ""      # "waiting for memory: ..." when it would start but does not fit yet
+    owner: str | None = None   # who may act on it (core/ownership.py)
 
 
 LR_FIND_LABEL = "learning-rate finder"
@@ -77,7 +78,7 @@ def queue_entries(store: RunStore, slots: int, progress_of, memory_waits: dict[s
     for s in sorted(training, key=lambda s: s.run_id):
         eta = progress_of(s.run_id).get("eta_seconds")
         remaining = float(eta) if isinstance(eta, (int, float)) and eta == eta else estimated_run_seconds(s)
-        entries.append(QueueEntry(s.run_id, s.state, 0, _label(s), 0.0, remaining))
+        entries.append(QueueEntry(s.run_id, s.state, 0, _label(s), 0.0, remaining, owner=s.owner))
         free_at.append(remaining)
     # Each queued run takes the slot that frees first (a small simulation of the scheduler).
     free_at = sorted(free_at + [0.0] * max(0, slots - len(free_at)))[:max(1, slots)] or [0.0]
@@ -86,7 +87,7 @@ def queue_entries(store: RunStore, slots: int, progress_of, memory_waits: dict[s
         length = estimated_run_seconds(s)
         free_at[free_at.index(start)] = start + length
         entries.append(QueueEntry(s.run_id, "queued", place, _label(s), start, length,
-                                  (memory_waits or {}).get(s.run_id, "")))
+                                  (memory_waits or {}).get(s.run_id, ""), s.owner))
     return entries
 
 

@@ -24,12 +24,11 @@ REFRESH_SECONDS = 2.0
 def find_button(manager: JobManager, config: TrainConfig | None, *, disabled: bool) -> None:
     """"Find a learning rate": queues the range test on the current settings."""
     def queue_it() -> None:
-        if not control.can_start() or config is None:
-            st.session_state["train_error"] = control.UNREADABLE_HELP if config is not None \
-                else "Check the settings first."
+        if config is None:
+            st.session_state["train_error"] = "Check the settings first."
             return
-        if not control.may_use_server_paths() and train_form.names_a_server_file(config):
-            st.session_state["train_error"] = control.SERVER_PATHS_HELP
+        if refusal := train_form.start_refusal(config):
+            st.session_state["train_error"] = refusal
             return
         try:
             st.session_state[JOB_KEY] = manager.find_learning_rate(config, owner=identity.me(),
@@ -76,15 +75,14 @@ def finder_panel(manager: JobManager) -> None:
     if job_state == "failed" or finding is None:
         st.error(f"The learning-rate finder {job_state}: {status.get('error') or 'no result was saved'}")
         return
-    suggestion = float(finding["suggestion"])
-    if not worth_using(finding):   # say so, and offer no rate to use (issue 32)
-        st.plotly_chart(lr_finder_figure(finding["rates"], finding["smoothed"], None, losses=finding["losses"]),
-                        width="stretch", theme=None, key="lr_finder_chart")
-        st.warning(NEVER_FELL)
-        return
+    # A curve that never fell suggests nothing: say so, and offer no rate to use (issue 32).
+    suggestion = float(finding["suggestion"]) if worth_using(finding) else None
     st.plotly_chart(lr_finder_figure(finding["rates"], finding["smoothed"], suggestion, losses=finding["losses"],
                                      method=finding.get("method", "")),
                     width="stretch", theme=None, key="lr_finder_chart")
+    if suggestion is None:
+        st.warning(NEVER_FELL)
+        return
     ended = {"diverged": "the loss exploded, so the test stopped there",
              "finished": "it ran all its batches", "stopped": "it was stopped"}.get(finding.get("ended"), "")
     st.caption(f"Suggested rate {suggestion:.1e} ({finding.get('method', '')}); {ended}.")

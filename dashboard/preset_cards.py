@@ -45,7 +45,7 @@ def preset_cards(presets: list[Preset], *, device: dict, train_images: Callable[
     for column, preset in ((c, p) for row in rows for c, p in zip(st.columns(MAX_CARDS), row)):
         with column.container(border=True):
             st.markdown(f"**{preset.label}**")
-            seconds = run_estimate(dict(preset.config().to_dict()), train_images(preset), device).total
+            seconds = run_estimate(preset.config().to_dict(), train_images(preset), device).total
             st.markdown(f"##### {figure_text(preset, seconds)}")
             st.caption(preset.summary)
             st.button(":material/play_arrow: Start", key=f"start_{preset.name}", type="primary",

@@ -21,6 +21,7 @@ from core.config import ConfigError, TrainConfig, check_startable, declaration, 
 from core.presets import RECIPES_DOC, Preset, dashboard_presets
 from core.variants import VARIANT_NAMES
 from core.weights import imagenet_weights_obtainable
+from dashboard import control
 
 KEY_PREFIX = "cfg_"
 WEIGHTS_FILE_KEY = "weights_file"      # the path typed when "a weights file" is chosen
@@ -126,6 +127,16 @@ def build_config() -> tuple[TrainConfig | None, str]:
 def names_a_server_file(config: TrainConfig) -> bool:
     """Whether the settings name a file on the server (a weights file), not one of the choices."""
     return config.weights not in declaration("weights").choices
+
+
+def start_refusal(config: TrainConfig) -> str:
+    """Why this session may not start `config` now, in one line ("" when it may): the check every
+    Start makes again inside its action (the form's, the finder's), a disabled button being only a hint."""
+    if not control.can_start():
+        return control.UNREADABLE_HELP
+    if not control.may_use_server_paths() and names_a_server_file(config):
+        return control.SERVER_PATHS_HELP
+    return ""
 
 
 def start_check(config: TrainConfig, may_use_server_paths: bool) -> tuple[str, str]:

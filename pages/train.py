@@ -90,10 +90,9 @@ def shown_run_id() -> str | None:
     return mine[-1] if mine else manager.active_run_id
 
 
-def run_actions(run_id: str, run_state: str, key_prefix: str = "panel") -> None:
+def run_actions(run_id: str, run_state: str, allowed: bool, key_prefix: str = "panel") -> None:
     """Stop (a training run, here or in any process) or Cancel (a queued one), for this run only,
-    where this browser may change it (its own run, or the teacher)."""
-    allowed = state.may_act(run_id)
+    enabled where this browser may change it (its own run, or the teacher); the click asks again."""
     if run_state in ("running", "stopping"):
         if st.button(":material/stop: Stop", key=f"{key_prefix}_stop_{run_id}",
                      disabled=run_state == "stopping" or not allowed,
@@ -141,7 +140,7 @@ def status_panel() -> None:
         k5.metric("Accuracy", shown.accuracy)
         if shown.note:
             st.caption(shown.note)
-        run_actions(run_id, run_state)
+        run_actions(run_id, run_state, control.may_act(entry.owner) if entry else state.may_act(run_id))
         status = state.status(run_id)
         if where := where_text(status):
             st.caption(f":material/hub: {where}")
@@ -172,7 +171,7 @@ def queue_table(entries) -> None:
             c3.text(f"{e.state} · {wait_text(e.run_seconds)} left" if e.place == 0
                     else f"starts in {wait_text(e.wait_seconds)}")
         with c4:
-            run_actions(e.run_id, e.state, key_prefix="queue")
+            run_actions(e.run_id, e.state, control.may_act(e.owner), key_prefix="queue")
 
 
 active_when_drawn = manager.active_run_ids   # the panel redraws the page when this changes
@@ -299,14 +298,11 @@ else:
 # --- controls: start joins the queue; the panel above follows the run ------------------------------
 def start_training() -> None:
     # Checked here too: a disabled button is only a hint to the browser.
-    if not control.can_start():
-        st.session_state["train_error"] = control.UNREADABLE_HELP
-        return
     if config is None:
         st.session_state["train_error"] = f"Check the settings: {problem}"
         return
-    if not control.may_use_server_paths() and train_form.names_a_server_file(config):
-        st.session_state["train_error"] = control.SERVER_PATHS_HELP
+    if refusal := train_form.start_refusal(config):
+        st.session_state["train_error"] = refusal
         return
     start(config, st.session_state.get(RUN_NAME_KEY, ""), st.session_state.get(RUN_AUTHOR_KEY, ""), "train_error")
 
