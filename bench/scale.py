@@ -81,7 +81,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one, args.address, args.images, args.epochs, args.data_dir)), flush=True)
         return
-    from core.ray_executor import CPUS_ENV, LOOPBACK_ENV, loopback_head
+    from core.executors.ray_cluster import CPUS_ENV, LOOPBACK_ENV, loopback_head
     names = args.only.split(",") if args.only else list(CONFIGURATIONS)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     with loopback_head(num_cpus=2) as address:

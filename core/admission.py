@@ -25,6 +25,7 @@ the estimates of the runs training here (assumed: TensorFlow takes its memory as
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.config import TrainConfig
@@ -57,10 +58,17 @@ class MemoryLedger:
 
     baseline_rss: int
     runtime_at_baseline: bool     # TensorFlow (or JAX) was imported before any run: not ours to count
+    # Runs in worker processes of their own (EFFLAB_EXECUTOR=process): what they hold is the
+    # workers' resident memory (this returns it; None: runs train inside this process), and each
+    # worker loads its own runtime.
+    workers_bytes: Callable[[], int | None] | None = None
 
     @classmethod
-    def now(cls) -> MemoryLedger:
-        return cls(resident_bytes() or 0, _runtime_loaded())
+    def now(cls, workers_bytes: Callable[[], int | None] | None = None) -> MemoryLedger:
+        return cls(resident_bytes() or 0, _runtime_loaded(), workers_bytes)
+
+    def _in_workers(self) -> int | None:
+        return None if self.workers_bytes is None else self.workers_bytes()
 
     def capacity(self, device: str | None = None, *, held_on_gpu: int = 0) -> tuple[int | None, str]:
         """(bytes this process's runs may have in all, where the figure comes from); None: unknown.
@@ -70,16 +78,20 @@ class MemoryLedger:
             free = gpu_free_bytes()
             measured, where = (None if free is None else free + held_on_gpu), "the GPU's memory"
         else:
-            free, rss = host_available_bytes(), resident_bytes()
-            measured = None if free is None else free + max(0, (rss or 0) - self.baseline_rss)
+            free, rss, in_workers = host_available_bytes(), resident_bytes(), self._in_workers()
+            held = in_workers if in_workers is not None else max(0, (rss or 0) - self.baseline_rss)
+            measured = None if free is None else free + held
             where = "free host memory plus what this server's runs hold"
         if limit is not None and (measured is None or limit < measured):
             return limit, f"{MEMORY_LIMIT_ENV}={limit / 2 ** 30:g}"
         return measured, where
 
     def needed(self, configs: list[TrainConfig], device: str | None = None) -> int:
-        """The estimated peak of training `configs` side by side in this process (the runtime once)."""
+        """The estimated peak of training `configs` side by side: in this process the runtime once, in
+        worker processes once per worker."""
         on_gpu = uses_gpu(device)
+        if self._in_workers() is not None and not on_gpu:      # a runtime in every worker
+            return sum(estimate_peak_bytes(c, device="cpu", runtime_loaded=False) for c in configs)
         total = sum(estimate_peak_bytes(c, device="gpu" if on_gpu else "cpu", runtime_loaded=True) for c in configs)
         return total + (0 if on_gpu or self.runtime_at_baseline or not configs else RUNTIME_BYTES)
 

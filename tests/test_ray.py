@@ -28,7 +28,7 @@ import pytest
 from browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, exceptions_shown, free_port, open_when_up, screenshot,
                      settle, start_training_from_the_ui)
 from conftest import read_status_file, run_folders, wait_for
-from core.ray_executor import LOOPBACK_ENV
+from core.executors.ray_cluster import LOOPBACK_ENV
 
 TINY = ["--variant", "b0", "--image-size", "32", "--batch-size", "32", "--train-limit", "200",
         "--val-fraction", "0.2", "--weights", "none", "--learning-rate", "0.003", "--seed", "1"]
@@ -46,7 +46,7 @@ def ray_head():
     """A Ray head on 127.0.0.1 with 2 CPUs, started once for the module; yields its address. Its
     workers build the tests' small EfficientNet (they inherit the head's environment): the subject
     here is Ray, not B0."""
-    from core.ray_executor import loopback_head
+    from core.executors.ray_cluster import loopback_head
     from small_efficientnet import ENV
     with loopback_head(num_cpus=2, env={ENV: "small"}) as address:
         yield address
@@ -161,7 +161,7 @@ def test_without_the_variable_ray_is_never_imported(tmp_path):
         f"m = JobManager(runs_dir={str(tmp_path / 'runs')!r}, drain_queue=False)\n"
         "m.start(TrainConfig(epochs=1))\n"
         f"assert cli.main(['--runs-dir', {str(tmp_path / 'runs')!r}, 'runs']) == 0\n"
-        "assert m.executor is None\n"
+        "assert m.trains_here and m.executor.name == 'thread'\n"
         "print(sorted(n for n in sys.modules if n == 'ray' or n.startswith('ray.')))\n")
     env = {k: v for k, v in os.environ.items() if k != "EFFLAB_RAY_ADDRESS"}
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -236,7 +236,7 @@ def test_the_dashboard_says_when_the_cluster_cannot_be_reached(app_factory, tmp_
 # --- the pure parts: what a run asks Ray for, addresses, the page's words ---------------------------
 def test_a_run_asks_for_a_share_of_a_gpu_when_small_a_whole_one_when_large_cpus_without_gpus():
     from core.config import TrainConfig
-    from core.ray_executor import RUNS_PER_GPU, TaskShape, task_shape
+    from core.executors.ray_cluster import RUNS_PER_GPU, TaskShape, task_shape
     small, large = TrainConfig(variant="b0", image_size=32), TrainConfig(variant="b3", image_size=224, batch_size=64)
     assert task_shape(small, cluster_gpus=2) == TaskShape(num_cpus=1, num_gpus=1 / RUNS_PER_GPU)
     assert task_shape(large, cluster_gpus=2) == TaskShape(num_cpus=1, num_gpus=1)
@@ -247,7 +247,7 @@ def test_a_run_asks_for_a_share_of_a_gpu_when_small_a_whole_one_when_large_cpus_
 
 
 def test_addresses_and_cpu_counts_are_checked_with_the_expected_form():
-    from core.ray_executor import ClusterUnreachable, cpus_per_run, ray_address, split_address
+    from core.executors.ray_cluster import ClusterUnreachable, cpus_per_run, ray_address, split_address
     assert split_address("10.0.0.5:6379") == ("10.0.0.5", 6379)
     for bad in ("10.0.0.5", "ray://10.0.0.5:10001", "host:0", ":6379"):
         with pytest.raises(ClusterUnreachable, match="expected HOST:PORT"):

@@ -1,4 +1,5 @@
-"""Runs from the queue trained as Ray tasks on a cluster: EFFLAB_RAY_ADDRESS, or the CLI's --ray-address.
+"""The Ray cluster runs train on (EFFLAB_RAY_ADDRESS, or the CLI's --ray-address): connection, what a
+run asks for, the task itself, and a loopback head for tests. core/executors/ray.py submits to it.
 
 Ray decides where each run trains; we never schedule nodes ourselves. The run store is the contract
 between the nodes: every node sees the same runs folder at the same path (shared storage), and the
@@ -35,6 +36,11 @@ from typing import Any
 
 from core.config import TrainConfig
 from core.errors import SelfExplainedError
+from core.executors.base import train_claimed
+from core.memory import estimate_peak_bytes
+from core.progress import Progress
+from core.runs import TRAINING_STATES, RunStore, trainer_identity
+from core.states import RunState
 
 RAY_ADDRESS_ENV = "EFFLAB_RAY_ADDRESS"
 SHIP_CODE_ENV = "EFFLAB_RAY_SHIP_CODE"
@@ -45,7 +51,7 @@ SMALL_RUN_GPU_BYTES = 3 * 1024**3       # "small": estimated peak under this (co
 PROBE_SECONDS = 3.0                     # a TCP connect to the head: an unreachable one fails fast
 CONNECT_SECONDS = 60.0                  # ray.init against a live port that never answers
 CAPACITY_SECONDS = 10.0                 # how long the cluster's size is taken as known
-CHECKOUT = Path(__file__).resolve().parents[1]
+CHECKOUT = Path(__file__).resolve().parents[2]
 # What working_dir leaves behind (Ray also skips what .gitignore names): the environment, runs, images.
 SHIP_EXCLUDES = [".git", ".venv", "runs", "test-artifacts", "docs/screenshots", "*.keras", "*.npz"]
 # Runs sharing a GPU: without these TensorFlow and JAX each take all of its memory at start.
@@ -122,7 +128,6 @@ def task_shape(config: TrainConfig, cluster_gpus: float, cpus: int = DEFAULT_CPU
     peak is small (several class runs share a GPU), else a whole GPU; without GPUs, `cpus` CPUs."""
     if cluster_gpus <= 0:
         return TaskShape(num_cpus=cpus, num_gpus=0)
-    from core.memory import estimate_peak_bytes
     small = estimate_peak_bytes(config, device="gpu") <= SMALL_RUN_GPU_BYTES
     return TaskShape(num_cpus=1, num_gpus=1 / RUNS_PER_GPU if small else 1)
 
@@ -137,7 +142,7 @@ def runtime_env(ship_code: bool) -> dict[str, Any]:
     return env
 
 
-class RayExecutor:
+class RayCluster:
     """Connects to one cluster (lazily, once) and submits runs to it as Ray tasks."""
 
     def __init__(self, address: str, runs_dir: Path, data_dir: str | None, *,
@@ -268,12 +273,8 @@ def train_in_worker(runs_dir: str, run_id: str, target_epochs: int, claimed_at: 
     Never raises for a training failure (train_run records it in the run folder); returns what
     happened, with this process's pid and node, for the driver.
     """
-    import threading as _threading
-
     import ray
 
-    from core.progress import Progress
-    from core.runs import TRAINING_STATES, RunStore, trainer_identity
     run = RunStore(runs_dir).get(run_id)
     status = run.read_status()
     # A task that starts late (its driver gone, the run marked interrupted and resumed elsewhere)
@@ -286,13 +287,10 @@ def train_in_worker(runs_dir: str, run_id: str, target_epochs: int, claimed_at: 
     run.write_status(if_state=TRAINING_STATES, **where)
     if data_dir and not Path(data_dir).exists():
         data_dir = os.environ.get("EFFLAB_DATA_DIR") or None
-    progress = Progress(state="running", phase=f"starting on {where['host']}", run_id=run_id, epoch=0,
+    progress = Progress(state=RunState.RUNNING, phase=f"starting on {where['host']}", run_id=run_id, epoch=0,
                         epochs=target_epochs, batch=0, batches=0, error="")
     run.write_progress(progress.snapshot())
-    from core.train import lr_find_run, train_run
-    work = lr_find_run if status.get("kind") == "lr_find" else train_run
-    outcome = work(run, target_epochs=target_epochs, stop_event=_threading.Event(), progress=progress,
-                   data_dir=data_dir)
+    outcome = train_claimed(run, target_epochs, threading.Event(), progress, data_dir)
     return {"state": outcome.state, "error": outcome.error, **where}
 
 
