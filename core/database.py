@@ -40,6 +40,12 @@ SQLITE_BUSY_SECONDS = 30          # a writer waits this long for another's trans
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 QUEUE_LOCK_KEY = 29_0001           # PostgreSQL advisory lock of the queue's limits (lock_queue)
 HEAD_REVISION = "0002"            # the newest revision in core/migrations/versions/
+# Alembic's bookkeeping table for the lab's schema. Not Alembic's default name, `alembic_version`:
+# Optuna keeps its own schema's revision under that name, and sweeps keep their studies in this
+# same database (core/sweeps). Databases from before are moved over on their next upgrade.
+VERSION_TABLE = "efflab_schema_version"
+OLD_VERSION_TABLE = "alembic_version"
+LAB_REVISIONS = ("0001", "0002")   # what OLD_VERSION_TABLE may hold when the lab wrote it
 
 metadata = sa.MetaData()
 
@@ -180,9 +186,7 @@ class Database:
     def revision(self) -> str | None:
         """The schema revision the database holds; None for an empty one."""
         with self.engine.connect() as conn:
-            if not sa.inspect(conn).has_table("alembic_version"):
-                return None
-            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            return _lab_revision(conn, VERSION_TABLE) or _lab_revision(conn, OLD_VERSION_TABLE)
 
     def upgrade(self, force: bool = False) -> None:
         """Brings the schema to HEAD_REVISION (once per process, unless `force`), with Alembic,
@@ -193,7 +197,8 @@ class Database:
             if self._upgraded and not force:
                 return
             try:
-                current = self.revision()
+                with self.engine.connect() as conn:
+                    current = _lab_revision(conn, VERSION_TABLE)   # None too before the table moved
             except sa.exc.OperationalError as exc:
                 raise DatabaseError(f"the run database {self.safe_url} cannot be opened: "
                                     f"{str(exc.orig).splitlines()[0][:200]}. Check {DB_URL_ENV} (or "
@@ -210,8 +215,28 @@ class Database:
         with self._connect(write=True) as conn, conn.begin():
             if self.dialect == "postgresql":   # one migrating process at a time, for this transaction
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(20261207)"))
+            _move_version_table(conn)
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+
+
+def _lab_revision(conn: sa.Connection, table: str) -> str | None:
+    """The lab's revision recorded in `table`; None when the table is absent or holds another's."""
+    if not sa.inspect(conn).has_table(table):
+        return None
+    revision = conn.execute(sa.text(f"SELECT version_num FROM {table}")).scalar()
+    return revision if table == VERSION_TABLE or revision in LAB_REVISIONS else None
+
+
+def _move_version_table(conn: sa.Connection) -> None:
+    """A database from before VERSION_TABLE: its revision moves there, and `alembic_version` is
+    left to Optuna (inside the migration's transaction: both or neither)."""
+    revision = _lab_revision(conn, OLD_VERSION_TABLE)
+    if revision is None or sa.inspect(conn).has_table(VERSION_TABLE):
+        return
+    conn.execute(sa.text(f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+    conn.execute(sa.text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:revision)"), {"revision": revision})
+    conn.execute(sa.text(f"DROP TABLE {OLD_VERSION_TABLE}"))
 
 
 def _sqlite_transactions(engine: sa.Engine) -> None:

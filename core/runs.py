@@ -43,8 +43,10 @@ from core import ownership, run_files, safe_io, states
 from core.config import TrainConfig
 from core.database import Database, batches as batches_table, database_for, metrics as metrics_table, runs as runs_table
 from core.env_settings import number_from_env
-from core.errors import SelfExplainedError
+from core.errors import CheckpointError
 from core.run_files import BATCH_COLUMNS, BATCHES_FILE, CONFIG_FILE, METRIC_COLUMNS, METRICS_FILE, STATUS_FILE  # noqa: F401
+from core.run_files import RUN_ID_PATTERN, is_run_id  # noqa: F401 - the store's callers import them from here
+from core.run_import import import_folder, import_new_folders
 from core.states import ACTIVE_STATES, RESUMABLE_STATES, STATES, TRAINING_STATES  # noqa: F401
 
 PREDICTIONS_FILE = "predictions.npz"
@@ -75,11 +77,11 @@ LEASE_ENV = "EFFLAB_LEASE_SECONDS"
 DEFAULT_LEASE_SECONDS = 60.0
 STOP_POLL_SECONDS = 1.0          # how often a trainer looks for a stop request from elsewhere
 # fullmatch, not `$`: `$` also matches before a trailing newline.
-RUN_ID_PATTERN = re.compile(r"\d{8}-\d{6}-b[0-7]-[0-9a-f]{4}")
 RUN_ID_EXAMPLE = "20261125-142301-b0-3f9a"
 LABEL_MAX_CHARS = 60
 # Letters and digits of any script, spaces and everyday punctuation: no markup, no control characters.
-_LABEL_PUNCTUATION = set(" -–—_.,:;'’()+/=@#&!?%")
+# "·" names a sweep's trials ("lr sweep · trial 3", core/sweeps).
+_LABEL_PUNCTUATION = set(" -–—_.,:;'’()+/=@#&!?%·")
 INTERRUPTED_ERROR = ("the training process ended without finishing (killed, crashed or restarted); resume "
                      "continues from the last checkpoint")
 # Leases this process hands out begin with this token: a run whose lease is ours while no thread
@@ -106,17 +108,8 @@ class RunNotFoundError(LookupError):
     """A run id that is malformed, escapes the runs folder, or names no run."""
 
 
-class CheckpointError(SelfExplainedError, RuntimeError):
-    """A checkpoint that cannot be written or read; the message names the file, why and what to do."""
-
-
 def default_runs_dir() -> Path:
     return Path(os.environ.get("EFFLAB_RUNS_DIR", "runs"))
-
-
-def is_run_id(text: Any) -> bool:
-    """Whether `text` is a well-formed run id (the one check every page and command uses)."""
-    return isinstance(text, str) and RUN_ID_PATTERN.fullmatch(text) is not None
 
 
 def check_label(field_name: str, text: Any) -> str:
@@ -301,7 +294,7 @@ class Run:
             if self.lease is not None and row.lease_owner != self.lease:
                 self.lease_lost = True
                 return None
-            target = changes.get("state", row.state)
+            target = str(changes.get("state", row.state))    # a RunState member as the word it is
             if target not in STATES or not states.allowed(row.state, target):
                 return None
             status = {**(row.status or {}), **{k: v for k, v in changes.items() if k not in _COLUMN_FIELDS}}
@@ -776,12 +769,14 @@ class RunStore:
         return self._db
 
     def create(self, config: TrainConfig, *, name: str = "", author: str = "", kind: str = "train",
-               claimed: bool = False, owner: str | None = None, limit_exempt: bool = False) -> Run:
+               claimed: bool = False, owner: str | None = None, limit_exempt: bool = False,
+               tags: dict[str, Any] | None = None) -> Run:
         """A new run: its folder with config.json and its row, queued; the id sorts by start time.
         `kind` "lr_find" makes it a learning-rate finder job (queued like a run, listed apart);
         `claimed` makes it this process's to train at once (the returned Run holds its lease);
         `owner` is who may act on it (core/ownership.py), `limit_exempt` the teacher or the command
-        line (held to the server's queue limit only).
+        line (held to the server's queue limit only). `tags` go into the first status, so they are
+        there before any trainer can claim the run (a sweep's trial names its sweep and trial).
 
         Raises:
             ValueError: a name or author that is not allowed (the message names the field).
@@ -800,7 +795,7 @@ class RunStore:
             safe_io.atomic_write_text(building / CONFIG_FILE, config.to_json())
             status = {"epoch": 0, "epochs": config.epochs, "error": "", "name": name, "author": author,
                       "started": f"{datetime.now():%Y-%m-%d %H:%M:%S}", "started_at": time.time(),
-                      **trainer_identity()}
+                      **trainer_identity(), **(tags or {})}
             while True:
                 run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{config.variant}-{secrets.token_hex(2)}"
                 path = self.root / run_id
@@ -841,7 +836,6 @@ class RunStore:
         if not self._known(run_id):
             if not path.is_dir():
                 raise RunNotFoundError(f"no run {run_id!r} in {self.root}")
-            from core.run_import import import_folder
             import_folder(self, path)
         return Run(path, self)
 
@@ -858,7 +852,6 @@ class RunStore:
 
     def import_new_folders(self) -> list[str]:
         """Imports the run folders of the runs folder that the database does not know; their ids."""
-        from core.run_import import import_new_folders
         return import_new_folders(self)
 
     def list(self, kinds: tuple[str, ...] | None = ("train",)) -> list[RunSummary]:

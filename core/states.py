@@ -22,6 +22,7 @@ class RunState(str, Enum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"    # its trainer went away without a word (killed, crashed, lease expired)
     CANCELLED = "cancelled"        # left the queue before it trained
+    PRUNED = "pruned"              # a sweep's trial that its pruner ended early (core/sweeps); curve kept
 
     def __str__(self) -> str:
         return self.value
@@ -30,8 +31,9 @@ class RunState(str, Enum):
 STATES = tuple(state.value for state in RunState)
 ACTIVE_STATES = ("queued", "running", "stopping")        # not to be deleted or resumed
 TRAINING_STATES = ("running", "stopping")                # a trainer somewhere holds the lease
-RESUMABLE_STATES = ("stopped", "completed", "interrupted", "failed", "cancelled")
-FINAL_STATES = ("stopped", "completed", "failed")        # what a trainer ends a run with
+RESUMABLE_STATES = ("stopped", "completed", "interrupted", "failed", "cancelled", "pruned")
+FINAL_STATES = ("stopped", "completed", "failed", "pruned")   # what a trainer ends a run with
+ENDED_WITH_A_REASON = ("failed", "stopped", "interrupted", "cancelled")   # their status may say why
 
 # (from, event) -> to. Written once, used everywhere.
 TRANSITIONS: dict[tuple[str, str], str] = {
@@ -47,6 +49,10 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("stopping", "fail"): "failed",
     ("running", "interrupt"): "interrupted",      # its lease expired, or Ray lost its task
     ("stopping", "interrupt"): "interrupted",
+    # A sweep's pruner found the trial's curve behind the others' (core/sweeps/pruning.py). From
+    # stopping too: a Stop pressed during the epoch whose end pruned it changes nothing.
+    ("running", "prune"): "pruned",
+    ("stopping", "prune"): "pruned",
     **{(state, "resume"): "queued" for state in RESUMABLE_STATES},
 }
 EVENTS = tuple(sorted({event for _, event in TRANSITIONS}))

@@ -18,10 +18,11 @@ DEFAULT_PAGE = "train"
 # section -> (file stem, title, Material icon)
 SECTIONS = {
     "Train": [("train", "Train", "model_training"), ("curves", "Live curves", "monitoring"),
-              ("runs", "Runs", "table_rows")],
+              ("runs", "Runs", "table_rows"), ("sweep", "Sweep", "tune")],
     "Explore results": [("confusion", "Confusion matrix", "grid_on"),
                         ("mistakes", "Misclassified images", "image_search"),
-                        ("compare", "Compare runs", "compare_arrows")],
+                        ("compare", "Compare runs", "compare_arrows"),
+                        ("board", "Class board", "leaderboard")],
     "Classroom": [("try_image", "Try your own image", "add_a_photo"),
                   ("report", "Shareable report", "share")],
     "Learn": [("history", "CNN history", "history_edu"), ("inside", "Inside the network", "layers")],
@@ -36,6 +37,7 @@ RETURN_KEY = "presentation_return"   # session key: url_path of the page to go b
 _TRUE = ("1", "true", "yes", "on")
 COMPARE_PARAM = "runs"           # ?runs=id1,id2 opens Compare runs (and Live curves) on those runs
 COMPARE_KEY = "compare_runs"     # session key: the Runs page's "Compare" selection, for the page it opens
+SWEEP_PARAM = "sweep"            # ?sweep=NAME: the class board (and the sweep slide) on that sweep
 
 
 def page(name: str) -> st.Page:

@@ -14,7 +14,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from core.config import TrainConfig, training_images
+from core.config import TrainConfig
+from core.data import training_images
 from core.variants import VARIANTS
 
 CHART_HEIGHT = 580           # px: fits a 720 px tall screen under the title bar
@@ -25,6 +26,7 @@ FIG_TICK_FONT = 18
 MISTAKES_ON_SLIDE = 10       # 2 rows of 5
 SALIENCY_ON_SLIDE = 4
 LIVE_REFRESH_SECONDS = 2.0   # the curves slide of a training run redraws this often
+PARCOORDS_MARGIN = dict(l=110, r=130, t=150, b=40)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ SLIDES: tuple[Slide, ...] = (
     Slide("confusion", "What it confuses"),
     Slide("mistakes", "Its most confident mistakes"),
     Slide("saliency", "Where it looked"),
+    Slide("board", "The class board"),
+    Slide("sweep", "What the sweep found"),
 )
 
 # Hides the menu, sidebar, header and toolbar, and enlarges text for a projector.
@@ -85,11 +89,25 @@ def projector(fig: go.Figure, height: int = CHART_HEIGHT) -> go.Figure:
     fig.update_xaxes(tickfont=dict(size=FIG_TICK_FONT), title_font=dict(size=FIG_FONT))
     fig.update_yaxes(tickfont=dict(size=FIG_TICK_FONT), title_font=dict(size=FIG_FONT))
     for trace in fig.data:
+        if trace.type == "parcoords":
+            trace.labelfont, trace.tickfont, trace.rangefont = (dict(size=FIG_FONT), dict(size=FIG_TICK_FONT),
+                                                                dict(size=FIG_TICK_FONT))
+            # Its axis names sit above the plot and its outer ticks beside it (dashboard/sweep_charts.py).
+            fig.update_layout(margin=PARCOORDS_MARGIN)
         if trace.type == "heatmap":
             trace.textfont = dict(size=FIG_TICK_FONT)
         if trace.type in ("scatter", "bar") and getattr(trace, "textfont", None) is not None:
             trace.textfont.size = max(FIG_TICK_FONT, trace.textfont.size or 0)
     return fig
+
+
+def sweep_shown(names: list[str], wanted: Any, of_run: list[str]) -> str | None:
+    """The sweep the sweep slide shows: the one the URL names (?sweep=), else the newest sweep the
+    run on the slides is a trial of (`of_run`), else the newest (`names` is newest first); None
+    when there is none."""
+    if wanted in names:
+        return wanted
+    return next((n for n in names if n in of_run), names[0] if names else None)
 
 
 def variant_phi(variant: str) -> int:

@@ -4,7 +4,8 @@ Opened with ?present=1 (&run=…&slide=N) or the sidebar toggle. The menu, sideb
 hidden and text is enlarged (dashboard/slides.py); Previous / Next are buttons with the arrow keys
 as Streamlit keyboard shortcuts (st.button(shortcut="Left" / "Right")). The slide number lives in
 the URL, so a refresh or a shared link shows the same slide. The curves slide of a training run
-redraws itself every few seconds.
+redraws itself every few seconds. The last two show the whole class: the class board, and a sweep's
+trials through their settings (&sweep=NAME, else the sweep the run is a trial of, else the newest).
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from core.evaluate import mistakes
 from core.history import COMPOUND_SCALING, compound_scaling, history_frame
 from core.runs import ACTIVE_STATES
 from core.variants import VARIANTS
-from dashboard import model_answers, nav, slides, state
+from core.sweeps import results as sweep_results
+from core.sweeps.board import class_board, trial_run_ids
+from core.sweeps.study import list_sweeps
+from dashboard import model_answers, nav, slides, state, sweep_charts
+from dashboard.board_charts import board_figure
 from dashboard.charts import (batch_loss_figure, curves_figure, loss_per_batch_figure, loss_per_batch_leads,
                               percent_text)
 from dashboard.images import caption, overlay_heatmap, upscale
@@ -333,8 +338,50 @@ def saliency_slide() -> None:
     st.markdown(f"Bright: the regions that pushed the model towards its (wrong) answer ({method}).")
 
 
+def board_slide() -> None:
+    board = class_board(summaries, state.epoch_seconds(summaries))
+    if not board.points:
+        st.markdown("No run has a test accuracy yet: each one that completes becomes a point here.")
+        return
+    fig = board_figure(board, title="Test accuracy against minutes of training, a point per run")
+    chart(slides.projector(fig, slides.CHART_HEIGHT - 20), "slide_board")
+    st.markdown("Black steps: the runs nobody beat on both accuracy and minutes. Hover for names.")
+
+
+def sweep_slide() -> None:
+    sweeps = list_sweeps(state.store())
+    names = [s.name for s in sweeps]
+    of_run = [s.name for s in sweeps if run_id and run_id in trial_run_ids(s)]
+    shown = slides.sweep_shown(names, st.query_params.get(nav.SWEEP_PARAM), of_run)
+    if shown is None:
+        st.markdown("No sweeps yet: set one up on the **Sweep** page, and its trials show here as they finish.")
+        return
+    left, right = st.columns([5, 2], gap="large")
+    with right:
+        shown = st.selectbox("Sweep", names, index=names.index(shown), key="present_sweep")
+        st.query_params[nav.SWEEP_PARAM] = shown
+        sweep = next(s for s in sweeps if s.name == shown)
+        trials = sweep_results.trial_results(sweep)
+        done = [t for t in trials if t.state in sweep_charts.FINISHED_STATES]
+        st.metric("Trials finished", f"{len(done)} of {sweep.spec.trial_budget() or len(trials)}",
+                  help=f"{sum(t.state == 'pruned' for t in done)} of them pruned")
+        scores = sweep_results.importances(sweep)
+        if scores:
+            st.markdown(sweep_results.importance_sentence(sweep, scores, trials))
+    with left:
+        if not done:
+            st.markdown("No trial has finished yet: each one draws a line here when it does.")
+            return
+        spec = sweep.spec
+        frame = sweep_charts.trials_frame(trials, [p.name for p in spec.params])
+        axes = {p.name: (sweep_results.setting_label(p.name), p.distribution == "log_uniform_values")
+                for p in spec.params}
+        fig = sweep_charts.parallel_coordinates(frame, axes, sweep_results.METRIC_WORDS[spec.metric])
+        chart(slides.projector(fig, slides.CHART_HEIGHT), "slide_sweep")
+
+
 RENDER = {"title": title_slide, "history": history_slide, "scaling": scaling_slide, "config": config_slide,
           "curves": curves_slide, "confusion": confusion_slide, "mistakes": mistakes_slide,
-          "saliency": saliency_slide}
+          "saliency": saliency_slide, "board": board_slide, "sweep": sweep_slide}
 with slide_area:
     RENDER[slide.key]()

@@ -91,11 +91,13 @@ def test_the_migrations_build_the_schema_the_code_declares(store):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from core.database import HEAD_REVISION, metadata
+    from core.database import HEAD_REVISION, VERSION_TABLE, metadata
     store.create(TrainConfig())                         # the first use upgrades the database
     assert store.db.revision() == HEAD_REVISION
     with store.db.engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        # The lab's own version table (Optuna's studies own `alembic_version`: core/database.py).
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        assert compare_metadata(context, metadata) == []
 
 
 def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path, database):
@@ -210,7 +212,8 @@ def test_state_changes_are_exactly_those_the_table_allows(tmp_path, monkeypatch)
             assert written == states.allowed(source, target), (source, target)
             assert run.read_status()["state"] == (target if written else source)
     assert states.next_state("completed", "resume") == "queued" and states.next_state("completed", "stop") is None
-    assert set(states.EVENTS) == {"cancel", "claim", "complete", "fail", "interrupt", "resume", "stop", "stopped"}
+    assert set(states.EVENTS) == {"cancel", "claim", "complete", "fail", "interrupt", "prune", "resume", "stop",
+                                  "stopped"}
 
 
 # --- the queue ---------------------------------------------------------------------------------------
