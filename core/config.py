@@ -16,14 +16,17 @@ import dataclasses
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from core.errors import UserInputError
-from core.variants import VARIANT_NAMES
+from core.variants import VARIANT_NAMES, get_variant
 
-GROUPS = ("model", "optimisation", "schedule", "data", "hardware")
+# The form's sections, in the order it draws them: the first lesson's few settings first, the rest
+# in collapsed sections (dashboard/train_form.py).
+GROUPS = ("basics", "optimisation", "data", "fine_tuning", "model", "hardware")
 WEIGHTS_CHOICES = ("none", "imagenet")       # or a path to a weights file
 # What Keras's load_weights can read (keras/src/saving/saving_api.py); anything else could never
 # have been trained, so it is refused when read, without asking the file system.
@@ -112,6 +115,12 @@ class Setting:
             return False
         return self.no_effect_when is None or value_of(self.no_effect_when[0]) not in self.no_effect_when[1]
 
+    @property
+    def plain_help(self) -> str:
+        """The help as plain text, for a terminal: "[Keras guide](https://…)" becomes "Keras guide
+        (https://…)" and *emphasis* loses its stars (the dashboard renders the Markdown)."""
+        return re.sub(r"\*([^*]+)\*", r"\1", re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r"\1 (\2)", self.help))
+
     def range_text(self) -> str:
         """"a number in (0, 10]" for messages and help texts."""
         bracket = "(" if self.low_open else "["
@@ -173,141 +182,185 @@ def field_type(name: str) -> str:
 class TrainConfig:
     """A training run's settings. Defaults give a quick, sound B0 run at CIFAR's native 32 px."""
 
-    # --- model
-    variant: str = setting("b0", "EfficientNet variant", "B0 is the smallest; each step up is wider, deeper and "
-                           "made for larger images.", "model", choices=VARIANT_NAMES)
-    weights: str = setting("none", "Initial weights", "ImageNet weights make a huge difference at 32 px: 76.6% vs "
-                           "41% in our measurements. A file: a Keras .h5 or .weights.h5 file for this variant "
-                           "without its top, e.g. a downloaded efficientnetb0_notop.h5.", "model",
+    # --- the first lesson: what a student changes first (the form shows these before the rest)
+    variant: str = setting("b0", "EfficientNet variant", "Which size of network: B0 is the smallest and fastest; "
+                           "each step up to B7 is wider, deeper and made for larger images "
+                           "([EfficientNet paper](https://arxiv.org/abs/1905.11946)).", "basics",
+                           choices=VARIANT_NAMES)
+    weights: str = setting("none", "Initial weights", "Where the network starts: random numbers, so it learns "
+                           "everything from CIFAR-10, or weights already trained on ImageNet's photos, which it "
+                           "adapts: *transfer learning* ([Keras guide](https://keras.io/guides/transfer_learning/)). "
+                           "A file: a Keras .h5 file of this variant without its top, such as "
+                           "efficientnetb0_notop.h5.", "basics",
                            choices=WEIGHTS_CHOICES, path_allowed=True,
                            choice_labels={"none": "random (from scratch)", "imagenet": "ImageNet-trained"})
-    image_size: int = setting(32, "Image size (px)", "CIFAR-10 images are 32×32; larger sizes are upscaled on the "
-                              "fly in the input pipeline.", "model", low=MIN_IMAGE_SIZE, high=MAX_IMAGE_SIZE, step=32)
+    image_size: int = setting(32, "Image size (px)", "CIFAR-10's photos are 32×32 pixels; a larger size enlarges "
+                              "them before the network sees them: more detail for its layers to work with, and "
+                              "more time per image.", "basics", low=MIN_IMAGE_SIZE, high=MAX_IMAGE_SIZE, step=32)
     progressive_start_size: int = setting(0, "Progressive resizing: start at (px, 0 = off)", "Train the first "
-                                          "part of the run at this smaller size, then at the image size, which "
-                                          "validation and test always use: most steps cost the small size's time "
-                                          "and the last ones adapt the model to the size it is tested at "
-                                          "(fastai's progressive resizing). It must differ from the image size "
-                                          "by a multiple of 32, so that every stride-2 layer pads alike. On "
-                                          "Best on a laptop it saved a third of the training time and cost "
-                                          "0.4-0.7 points (docs/RECIPES.md, table H).",
-                                          "model", low=0, high=MAX_IMAGE_SIZE - 32, step=8)
+                                          "part of the run on smaller images, then at the image size, which "
+                                          "validation and test always use: faster, for a little accuracy "
+                                          "(*progressive learning*, [EfficientNetV2 paper]"
+                                          "(https://arxiv.org/abs/2104.00298)). It must differ from the image "
+                                          "size by a multiple of 32.", "model", low=0, high=MAX_IMAGE_SIZE - 32,
+                                          step=8)
     progressive_start_fraction: float = setting(0.5, "Progressive resizing: share at the start size", "The share "
-                                                "of the run's training steps taken at the start size; the rest "
-                                                "run at the image size. 1 trains at the start size throughout "
-                                                "and only tests at the image size.", "model", low=0.0, high=1.0,
+                                                "of the training steps taken at the start size; the rest run at "
+                                                "the image size. 1 trains at the start size throughout and only "
+                                                "tests at the image size.", "model", low=0.0, high=1.0,
                                                 low_open=True, step=0.05,
                                                 no_effect_when=("progressive_start_size", (0,)))
-    head: str = setting("gap", "Head", "The notebook's 'seed' head flattens the final feature map: fine at 32 px, "
-                        "huge at 224 px.", "model", choices=HEADS,
+    head: str = setting("gap", "Head", "The layers on top of the network that pick one of the ten classes. *Global "
+                        "average pooling* ([Keras](https://keras.io/api/layers/pooling_layers/global_average_pooling2d/)) "
+                        "stays small at any image size; the notebook's Flatten head grows with it.", "model",
+                        choices=HEADS,
                         choice_labels={"gap": "global average pooling + dropout + dense",
                                        "seed": "Flatten + Dense 1024-512-256-128 (notebook)"})
-    dropout: float = setting(-1.0, "Dropout before classifier (-1 = variant's)", "Dropout rate before the "
-                             "classifier; -1 uses the variant's own rate (0.2 for B0 up to 0.5 for B7).", "model",
+    dropout: float = setting(-1.0, "Dropout before classifier (-1 = variant's)", "While training, switch off this "
+                             "share of the features before the classifier at random, so the network cannot lean "
+                             "on a few of them: *dropout* ([paper](https://jmlr.org/papers/v15/srivastava14a.html)). "
+                             "-1 uses the variant's own rate (0.2 for B0 up to 0.5 for B7).", "model",
                              low=0.0, high=0.9, special=-1.0, special_text="the variant's own", step=0.1)
-    freeze_base: bool = setting(False, "Freeze the base (train the head only)", "Transfer learning, phase 1: the "
-                                "ImageNet features stay fixed while the new head learns.", "model")
-    fine_tune_at_epoch: int = setting(0, "Fine-tune after epoch (0 = never)", "Phase 2 starts after this many "
-                                      "epochs: the base is unfrozen (BatchNorm stays frozen) and training continues "
-                                      "at the lower fine-tuning rate; beyond `epochs` it happens if the run is "
-                                      "resumed that far.", "model", low=0, high=MAX_EPOCHS,
+    freeze_base: bool = setting(False, "Freeze the base (train the head only)", "Keep the ImageNet-trained "
+                                "network fixed and train only the new head on top: the first step of *transfer "
+                                "learning* ([Keras guide](https://keras.io/guides/transfer_learning/)).",
+                                "fine_tuning")
+    fine_tune_at_epoch: int = setting(0, "Fine-tune after epoch (0 = never)", "After this many epochs the frozen "
+                                      "network opens up and learns too, gently, at the fine-tuning learning rate: "
+                                      "*fine-tuning* ([Keras guide](https://keras.io/guides/transfer_learning/"
+                                      "#finetuning)). Beyond the epochs it happens when the run is resumed that "
+                                      "far.", "fine_tuning", low=0, high=MAX_EPOCHS,
                                       only_when=("freeze_base", (True,)))
-    fine_tune_from_block: int = setting(1, "Unfreeze from block", "Unfreeze blocks N..7 and the top convolution: "
-                                        "1 opens the whole base; 6 opens only blocks 6–7.", "model", low=1, high=7,
-                                        slider=True, only_when=("freeze_base", (True,)))
-    fine_tune_from_start: bool = setting(False, "Skip the head phase", "Fine-tune from the first step: blocks "
-                                         "N..7 and a fresh head train together at the learning rate (not the "
-                                         "fine-tuning one), BatchNorm frozen. The Quick demo does this in its one "
-                                         "epoch (docs/RECIPES.md, table D).", "model",
+    fine_tune_from_block: int = setting(1, "Unfreeze from block", "Which part of the network fine-tuning opens: "
+                                        "blocks N to 7 and the last convolution learn, the earlier ones keep their "
+                                        "ImageNet values. 1 opens the whole network; 6 only its last two blocks.",
+                                        "fine_tuning", low=1, high=7, slider=True, only_when=("freeze_base", (True,)))
+    fine_tune_from_start: bool = setting(False, "Skip the head phase", "No head-only phase: the opened blocks and "
+                                         "a fresh head learn together from the first step, at the learning rate "
+                                         "(not the fine-tuning one).", "fine_tuning",
                                          only_when=("freeze_base", (True,)))
-    fine_tune_depthwise: bool = setting(True, "Tune depthwise kernels", "Fine-tune the depthwise convolutions of "
-                                        "blocks N..7 too. Off: their kernels keep their ImageNet values. Their "
-                                        "gradients are the slowest part of a CPU step: blocks 4–7 at 64 px train "
-                                        "at 280 instead of 206 images/s on our 2-core CPU.", "model",
-                                        only_when=("freeze_base", (True,)))
-    fine_tune_learning_rate: float = setting(1e-4, "Fine-tuning learning rate", "Usually 10× lower than the "
-                                             "head's rate (Keras fine-tuning guide).", "model", low=0.0, high=10.0,
-                                             low_open=True, format="%.1e", only_when=("freeze_base", (True,)),
+    fine_tune_depthwise: bool = setting(True, "Tune depthwise kernels", "Also fine-tune the *depthwise "
+                                        "convolutions* ([MobileNet paper](https://arxiv.org/abs/1704.04861)) of the "
+                                        "opened blocks. Off, they keep their ImageNet values and each step is "
+                                        "faster on a CPU.", "fine_tuning", only_when=("freeze_base", (True,)))
+    fine_tune_learning_rate: float = setting(1e-4, "Fine-tuning learning rate", "The step size while fine-tuning: "
+                                             "usually ten times lower than the head's, so the ImageNet features "
+                                             "change gently ([Keras guide](https://keras.io/guides/"
+                                             "transfer_learning/#finetuning)).", "fine_tuning", low=0.0,
+                                             high=10.0, low_open=True, format="%.1e",
+                                             only_when=("freeze_base", (True,)),
                                              no_effect_when=("fine_tune_from_start", (True,)))
-    bn_momentum: float = setting(0.99, "BatchNorm momentum (base)", "How slowly the base's BatchNorm moving "
-                                 "statistics (used at validation and test) follow the training batches. Keras' "
-                                 "EfficientNet uses 0.99: from scratch its statistics are still wrong after a few "
-                                 "hundred steps and validation sits at chance; 0.9 catches up in tens of steps. No "
-                                 "effect while BatchNorm is frozen (a frozen base, fine-tuning).", "model",
-                                 low=0.0, high=0.999, step=0.01)
-    drop_connect_rate: float = setting(0.2, "Stochastic depth (base)", "How often the deepest residual block "
-                                       "of the base is skipped while training; shallower blocks are skipped "
-                                       "less, in proportion, frozen ones included. Keras' EfficientNet uses "
-                                       "0.2; the From scratch preset uses 0 (docs/RECIPES.md, tables D and K).",
-                                       "model", low=0.0, high=0.9, step=0.05)
+    bn_momentum: float = setting(0.99, "BatchNorm momentum (base)", "How slowly *batch normalization*'s running "
+                                 "averages, used at validation and test, follow the training batches "
+                                 "([paper](https://arxiv.org/abs/1502.03167)). Lower follows faster: from scratch, "
+                                 "Keras' 0.99 can leave validation at chance for the first hundreds of steps. No "
+                                 "effect while BatchNorm is frozen.", "model", low=0.0, high=0.999, step=0.01)
+    drop_connect_rate: float = setting(0.2, "Stochastic depth (base)", "While training, skip whole blocks at "
+                                       "random, the deepest most often, so the network cannot rely on any single "
+                                       "one: *stochastic depth* ([paper](https://arxiv.org/abs/1603.09382)). "
+                                       "Keras' EfficientNet uses 0.2.", "model", low=0.0, high=0.9, step=0.05)
     # --- optimisation
-    optimizer: str = setting("adam", "Optimizer", "The update rule.", "optimisation", choices=OPTIMIZERS)
-    learning_rate: float = setting(1e-3, "Learning rate", "The step size (of the head's phase when the base is "
-                                   "frozen).", "optimisation", low=0.0, high=10.0, low_open=True, format="%.1e")
-    momentum: float = setting(0.9, "Momentum (SGD)", "SGD's momentum; the other optimizers ignore it.",
-                              "optimisation", low=0.0, high=0.999, step=0.05, only_when=("optimizer", ("sgd",)))
-    weight_decay: float = setting(0.0, "Weight decay (AdamW)", "AdamW's decoupled weight decay; the other "
-                                  "optimizers ignore it.", "optimisation", low=0.0, high=1.0, format="%.1e",
+    optimizer: str = setting("adam", "Optimizer", "The rule that turns each batch's gradient into a change of the "
+                             "weights: *SGD* with momentum, *Adam*, or *AdamW*, Adam with decoupled weight decay "
+                             "([Keras optimizers](https://keras.io/api/optimizers/)).", "optimisation",
+                             choices=OPTIMIZERS)
+    learning_rate: float = setting(1e-3, "Learning rate", "How big a step the optimizer takes after each batch "
+                                   "(the head's, while the base is frozen): too small learns slowly, too large "
+                                   "makes the loss jump or explode. *Find a learning rate* tries a range for you "
+                                   "([ML glossary](https://developers.google.com/machine-learning/glossary"
+                                   "#learning-rate)).", "basics", low=0.0, high=10.0, low_open=True, format="%.1e")
+    momentum: float = setting(0.9, "Momentum (SGD)", "How much of its previous step SGD keeps in the next, which "
+                              "smooths its path ([Why momentum really works](https://distill.pub/2017/momentum/)); "
+                              "the other optimizers ignore it.", "optimisation", low=0.0, high=0.999, step=0.05,
+                              only_when=("optimizer", ("sgd",)))
+    weight_decay: float = setting(0.0, "Weight decay (AdamW)", "AdamW pulls every weight a little towards zero at "
+                                  "each step, which keeps the network simpler ([AdamW paper]"
+                                  "(https://arxiv.org/abs/1711.05101)); the other optimizers ignore it.",
+                                  "optimisation", low=0.0, high=1.0, format="%.1e",
                                   only_when=("optimizer", ("adamw",)))
-    batch_size: int = setting(128, "Batch size (per device)", "Images per step on each GPU; with several GPUs the "
-                              "global batch is this × GPUs.", "optimisation", low=1, high=MAX_BATCH_SIZE)
-    epochs: int = setting(4, "Epochs", "Passes over the training images.", "optimisation", low=1, high=MAX_EPOCHS)
-    # --- schedule
-    lr_schedule: str = setting("constant", "Learning-rate schedule", "How the rate changes over the epochs.",
-                               "schedule", choices=LR_SCHEDULES,
+    batch_size: int = setting(128, "Batch size (per device)", "How many images the network sees before each "
+                              "change of its weights: larger batches take more memory and make fewer, steadier "
+                              "steps ([ML glossary](https://developers.google.com/machine-learning/glossary"
+                              "#batch-size)). With several GPUs, each gets this many.", "basics", low=1,
+                              high=MAX_BATCH_SIZE)
+    epochs: int = setting(4, "Epochs", "How many times training goes through all the training images "
+                          "([ML glossary](https://developers.google.com/machine-learning/glossary#epoch)).",
+                          "basics", low=1, high=MAX_EPOCHS)
+    # --- schedule (drawn with the optimisation settings)
+    lr_schedule: str = setting("constant", "Learning-rate schedule", "How the learning rate changes during the "
+                               "run: constant, lowered when validation accuracy stops improving, or decayed along "
+                               "a cosine curve ([Keras schedules](https://keras.io/api/optimizers/"
+                               "learning_rate_schedules/)).", "optimisation", choices=LR_SCHEDULES,
                                choice_labels={"constant": "constant", "plateau": "reduce on plateau (val_accuracy)",
                                               "cosine": "cosine decay (+ warm-up)"})
-    plateau_factor: float = setting(0.5, "Plateau factor", "Reduce on plateau: multiply the rate by this ...",
-                                    "schedule", low=0.0, high=0.99, low_open=True, step=0.05,
+    plateau_factor: float = setting(0.5, "Plateau factor", "When validation accuracy stops improving, multiply the "
+                                    "learning rate by this ([Keras ReduceLROnPlateau](https://keras.io/api/"
+                                    "callbacks/reduce_lr_on_plateau/)).", "optimisation", low=0.0, high=0.99,
+                                    low_open=True, step=0.05, only_when=("lr_schedule", ("plateau",)))
+    plateau_patience: int = setting(1, "Plateau patience (epochs)", "How many epochs without a better validation "
+                                    "accuracy before the rate is lowered.", "optimisation", low=0, high=100,
                                     only_when=("lr_schedule", ("plateau",)))
-    plateau_patience: int = setting(1, "Plateau patience (epochs)", "... after this many epochs without a better "
-                                    "val_accuracy.", "schedule", low=0, high=100,
-                                    only_when=("lr_schedule", ("plateau",)))
-    min_learning_rate: float = setting(1e-6, "Minimum learning rate", "The floor of the plateau and cosine "
-                                       "schedules.", "schedule", low=0.0, high=1.0, format="%.1e")
-    warmup_epochs: int = setting(0, "Warm-up epochs (cosine)", "Cosine: linear warm-up epochs before the decay.",
-                                 "schedule", low=0, high=MAX_EPOCHS, only_when=("lr_schedule", ("cosine",)))
-    early_stopping_patience: int = setting(0, "Early stopping patience (0 = off)", "Stop when val_accuracy has not "
-                                           "improved for this many epochs.", "schedule", low=0, high=MAX_EPOCHS)
-    # --- data
-    augment_flip: bool = setting(True, "Random horizontal flip", "Mirror each training image left-right at "
-                                 "random.", "data")
-    augment_crop_padding: int = setting(4, "Random translate (px of padding)", "Pad by this many pixels and crop "
-                                        "back to 32×32 at a random place.", "data", low=0, high=16)
-    label_smoothing: float = setting(0.0, "Label smoothing", "Soften the one-hot targets by this much.",
-                                     "optimisation", low=0.0, high=0.5, step=0.05)
-    train_limit: int = setting(0, "Training images (0 = all)", "A stratified subset for quick runs: equal numbers "
-                               "per class; 0 uses every image the validation split leaves.", "data", low=0,
-                               high=CIFAR_TRAIN_IMAGES, step=500)
-    val_fraction: float = setting(0.1, "Validation fraction", "The share of each class held out to validate on.",
+    min_learning_rate: float = setting(1e-6, "Minimum learning rate", "The lowest the plateau and cosine "
+                                       "schedules take the learning rate.", "optimisation", low=0.0, high=1.0,
+                                       format="%.1e")
+    warmup_epochs: int = setting(0, "Warm-up epochs (cosine)", "Start from a tiny learning rate and raise it over "
+                                 "this many epochs before the cosine decay, so a fresh network's first steps do "
+                                 "not explode: *warm-up* ([paper](https://arxiv.org/abs/1706.02677)).",
+                                 "optimisation", low=0, high=MAX_EPOCHS, only_when=("lr_schedule", ("cosine",)))
+    early_stopping_patience: int = setting(0, "Early stopping patience (0 = off)", "End the run when validation "
+                                           "accuracy has not improved for this many epochs: *early stopping* "
+                                           "([Keras EarlyStopping](https://keras.io/api/callbacks/early_stopping/)).",
+                                           "optimisation", low=0, high=MAX_EPOCHS)
+    # --- data and augmentation
+    augment_flip: bool = setting(True, "Random horizontal flip", "Show each training photo mirrored left-right half "
+                                 "the time, so the network learns that a cat facing left is still a cat: *data "
+                                 "augmentation* ([TensorFlow tutorial](https://www.tensorflow.org/tutorials/images/"
+                                 "data_augmentation)).", "data")
+    augment_crop_padding: int = setting(4, "Random translate (px of padding)", "Shift each training photo by up to "
+                                        "this many pixels in a random direction (pad, then crop back to 32×32), so "
+                                        "where the object sits matters less. 0: off.", "data", low=0, high=16)
+    label_smoothing: float = setting(0.0, "Label smoothing", "Train towards 90% sure of the right class instead of "
+                                     "100% (at 0.1), which makes the network less overconfident: *label "
+                                     "smoothing* ([paper](https://arxiv.org/abs/1512.00567)).", "optimisation",
+                                     low=0.0, high=0.5, step=0.05)
+    train_limit: int = setting(0, "Training images (0 = all)", "Train on fewer photos for a quicker run, the same "
+                               "number of each class; 0 uses every photo the validation split leaves.", "data",
+                               low=0, high=CIFAR_TRAIN_IMAGES, step=500)
+    val_fraction: float = setting(0.1, "Validation fraction", "The share of each class kept aside to check the "
+                                  "network on photos it has not trained on: the *validation set* ([ML glossary]"
+                                  "(https://developers.google.com/machine-learning/glossary#validation-set)).",
                                   "data", low=0.0, high=0.5, step=0.05)
-    test_time_flip: bool = setting(False, "Test-time flip", "Average each test image's prediction with its "
-                                   "mirror image's: one more pass over the test set, for a few tenths of a "
-                                   "point of test accuracy (docs/RECIPES.md).", "data")
-    test_time_flip_below: float = setting(1.0, "Mirror only below confidence", "Only the test images "
-                                          "whose top class has a probability below this get the mirror pass; "
-                                          "1 mirrors every image. The confident ones were right either way: at "
-                                          "0.85, Best on a laptop mirrored a fifth of its test images and kept "
-                                          "the whole gain (docs/RECIPES.md, table I).", "data", low=0.0,
+    test_time_flip: bool = setting(False, "Test-time flip", "At test time, also show the network each photo "
+                                   "mirrored and average the two answers: *test-time augmentation* "
+                                   "([fastai](https://docs.fast.ai/learner.html#learner.tta)). One more pass over "
+                                   "the test set, for a little accuracy.", "data")
+    test_time_flip_below: float = setting(1.0, "Mirror only below confidence", "Mirror only the test photos whose "
+                                          "top class the network gives less than this probability; the sure ones "
+                                          "were right either way. 1 mirrors every photo.", "data", low=0.0,
                                           high=1.0, low_open=True, step=0.05,
                                           only_when=("test_time_flip", (True,)))
-    seed: int = setting(42, "Seed", "The same seed gives the same split, order and initial head.", "data",
-                        low=0, high=2**31 - 1)
+    seed: int = setting(42, "Seed", "The number behind every random choice (the split, the order, the initial "
+                        "head): the same seed gives the same run.", "data", low=0, high=2**31 - 1)
     # --- hardware
-    mixed_precision: str = setting("auto", "Mixed precision", "auto: on only for NVIDIA GPUs of compute "
-                                   "capability 7.0 or newer.", "hardware", choices=MIXED_PRECISION)
-    distribution: str = setting("auto", "Distribution", "auto: over every GPU when more than one is visible, "
-                                "and over every process under JAX with KERAS_DISTRIBUTION_* set (README). multi_worker "
-                                "(TensorFlow's, unsupported by Keras 3) is refused with that advice.", "hardware",
+    mixed_precision: str = setting("auto", "Mixed precision", "Compute in 16-bit numbers where that is safe, much "
+                                   "faster on recent NVIDIA GPUs ([Keras mixed precision](https://keras.io/api/"
+                                   "mixed_precision/)). auto: on only for NVIDIA GPUs of compute capability 7.0 or "
+                                   "newer.", "hardware", choices=MIXED_PRECISION)
+    distribution: str = setting("auto", "Distribution", "How several GPUs share the work: auto splits each batch "
+                                "over every GPU it sees ([TensorFlow guide](https://www.tensorflow.org/guide/"
+                                "distributed_training)), and under JAX over several processes when "
+                                "KERAS_DISTRIBUTION_* is set (README). multi_worker, which Keras 3 does not "
+                                "support, is refused with that advice.", "hardware",
                                 choices=DISTRIBUTIONS, form_choices=("auto", "none", "mirrored"))
-    fold_frozen_batchnorm: bool = setting(True, "Fold frozen BatchNorm", "Fold each frozen BatchNormalization "
-                                          "into the frozen convolution before it: the same outputs, fewer "
-                                          "passes over the activations. Best on a laptop trained 10% and "
-                                          "predicted 17% faster on our 2-core CPU (docs/RECIPES.md, table M). "
-                                          "Only layers that no phase of the run trains are folded.", "hardware",
-                                          only_when=("freeze_base", (True,)))
-    jit_compile: str = setting("auto", "XLA compilation", "auto: XLA on GPUs, and always under the JAX "
-                               "backend (TensorFlow on a CPU trained 4.7× slower with it in our measurements).", "hardware", choices=JIT_COMPILE)
+    fold_frozen_batchnorm: bool = setting(True, "Fold frozen BatchNorm", "Merge each frozen batch normalization "
+                                          "into the frozen convolution before it: the same answers from fewer "
+                                          "passes over the activations ([folding](https://arxiv.org/abs/"
+                                          "1712.05877)). Only layers that no phase of the run trains are "
+                                          "folded.", "hardware", only_when=("freeze_base", (True,)))
+    jit_compile: str = setting("auto", "XLA compilation", "Compile the training step into one fused program with "
+                               "*XLA* ([OpenXLA](https://openxla.org/xla)): faster on GPUs, slower under "
+                               "TensorFlow on a CPU. auto: on GPUs, and always under the JAX backend.", "hardware",
+                               choices=JIT_COMPILE)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -351,7 +404,6 @@ class TrainConfig:
     # --- derived values ----------------------------------------------------------------------
     @property
     def classifier_dropout(self) -> float:
-        from core.variants import get_variant
         return get_variant(self.variant).dropout if self.dropout < 0 else self.dropout
 
     def has_fine_tune_phase_within(self, epochs: int) -> bool:
@@ -395,24 +447,6 @@ def check_startable(config: TrainConfig) -> None:
     """
     if config.weights not in WEIGHTS_CHOICES and not os.path.isfile(config.weights):
         raise ConfigError("weights", "none, imagenet, or the path of an existing weights file", config.weights)
-
-
-def training_images(train_limit: int, val_fraction: float, y_train: Any = None) -> int:
-    """How many images a run with these settings trains on (core.data's split decides).
-
-    Args:
-        train_limit: The setting; 0 means every image the validation split leaves.
-        val_fraction: The share of each class held out for validation.
-        y_train: The training labels; default CIFAR-10's (5,000 per class).
-    """
-    import numpy as np
-
-    from core.data import training_images_after_split
-    if train_limit:
-        return int(train_limit)
-    if y_train is None:
-        y_train = np.repeat(np.arange(CIFAR_CLASSES), CIFAR_TRAIN_IMAGES // CIFAR_CLASSES)
-    return training_images_after_split(y_train, val_fraction)
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -461,7 +495,6 @@ def _final_feature_size(image_size: int) -> int:
 
 
 def _top_channels(variant: str) -> int:
-    from core.variants import get_variant
     return int(round(1280 * get_variant(variant).width / 8) * 8) if variant in VARIANT_NAMES else 1280
 
 

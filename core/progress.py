@@ -18,10 +18,24 @@ class Progress:
     def __init__(self, **initial: Any):
         self._lock = threading.Lock()
         self._data: dict[str, Any] = dict(initial)
+        now = time.time()
+        self._data.update(phase_started=now, phase_seconds={}, updated=now)
 
     def update(self, **changes: Any) -> None:
+        """Applies `changes`; a new `phase` also closes the last one's timing: `phase_started` (when
+        the current phase began) and `phase_seconds` ({phase: seconds spent in it so far}), so the
+        panel can say how long a phase has taken and core/startup.py what start-up costs here."""
         with self._lock:
-            self._data.update(changes, updated=time.time())
+            now = time.time()
+            phase = changes.get("phase")
+            if phase is not None and phase != self._data.get("phase"):
+                finished = self._data.get("phase")
+                if finished is not None:
+                    spent = dict(self._data["phase_seconds"])
+                    spent[finished] = spent.get(finished, 0.0) + now - self._data["phase_started"]
+                    self._data["phase_seconds"] = spent
+                self._data["phase_started"] = now
+            self._data.update(changes, updated=now)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

@@ -334,7 +334,8 @@ def _running_epoch_figure(reports: Sequence[tuple[int, float]], metric: str, epo
     _finish(fig, uirevision, title=title, x_title="batch", y_title=y_title)
     if not fig.data:
         return _placeholder(fig, NO_BATCHES_TEXT)
-    fig.update_xaxes(tickformat="d")
+    # Whole batch numbers only: with a handful of batches Plotly's own ticks (1, 1.5, 2) read "1 2 2".
+    fig.update_xaxes(tickformat="d", tick0=1, dtick=max(1, math.ceil(int(batches.max()) / 10)))
     _legend_below(fig)     # beside the plot, it would take half the width of a chart drawn at half width
     return fig
 

@@ -39,9 +39,11 @@ SECRET_KEY = "control_token"
 INPUT_KEY = "control_token_input"
 # Streamlit forgets a widget's value on pages that do not draw it; the entered token lives here.
 ENTERED_KEY = "control_token_entered"
+# Every refusal ends with what to do next, in one sentence (issue 32).
 LOCKED_HELP = ("Only whoever started this run, or the teacher (control token in the sidebar), may stop, resume, "
-               "cancel, evaluate or delete it; anyone may watch it.")
-UNREADABLE_HELP = "Controls are locked: the secrets file could not be read. Fix it and restart the dashboard."
+               "cancel, evaluate or delete it; anyone may watch it. Ask them, or start a run of your own.")
+UNREADABLE_HELP = ("Controls are locked: the secrets file could not be read. Ask the teacher to fix it and "
+                   "restart the dashboard.")
 SERVER_PATHS_HELP = ("Only the teacher (control token in the sidebar) may train from a weights file on the server; "
                      "choose ImageNet or random weights.")
 BACKOFF_KEY = "control_token_backoff"          # this session's Backoff
@@ -52,7 +54,7 @@ FIRST_WAIT_S = 2.0                             # then 2, 4, 8 ... seconds
 SESSION_MAX_WAIT_S = 300.0
 SERVER_MAX_WAIT_S = 60.0                       # the teacher shares this wait: keep it short
 FORGET_AFTER_S = 900.0                         # a quiet quarter of an hour clears the server's count
-_now = time.monotonic                          # tests move this clock
+clock = time.monotonic                         # the backoff's clock (tests move it)
 
 
 @dataclass
@@ -155,7 +157,7 @@ def _session_backoff() -> Backoff:
 def _remember() -> None:
     """The token box changed: a guess, compared only if neither this session nor the server must wait."""
     guess = str(st.session_state.get(INPUT_KEY) or "")
-    token, now, session = configured_token(), _now(), _session_backoff()
+    token, now, session = configured_token(), clock(), _session_backoff()
     with _server_lock:
         wait = max(session.wait(now), _server_backoff.wait(now))
         if wait > 0:
@@ -175,7 +177,7 @@ def _remember() -> None:
 def _refusal() -> str | None:
     """"Too many wrong guesses ..." while this session's last guess was refused unread."""
     until = st.session_state.get(REFUSED_KEY)
-    left = until - _now() if until is not None else 0
+    left = until - clock() if until is not None else 0
     if left <= 0:
         st.session_state.pop(REFUSED_KEY, None)
         return None
@@ -205,7 +207,8 @@ def token_widget() -> bool:
         elif allowed:
             st.caption(":material/lock_open: Controls unlocked: you may change every run in this browser session.")
         elif st.session_state.get(ENTERED_KEY):
-            st.warning(":material/lock: That is not the control token.")
+            st.warning(":material/lock: That is not the control token. Check it with the teacher, or clear the "
+                       "field: your own runs need no token.")
         else:
             st.caption(":material/lock: You may change the runs you started; the teacher's token unlocks all.")
     return allowed

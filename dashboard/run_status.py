@@ -4,15 +4,20 @@ display values (icons, texts, numbers or "—"). Pure and tested: no st.* calls 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from core.executors import where_trained
 from core.queue import QueueEntry, ordinal
+from core.startup import COMPILING, phase_time_text, phase_words
+from core.states import RunState
 from dashboard.charts import eta_text
 
-ICONS = {"completed": ":material/check_circle:", "failed": ":material/error:",
-         "stopped": ":material/pause_circle:", "stopping": ":material/hourglass_top:",
-         "queued": ":material/schedule:", "cancelled": ":material/cancel:",
-         "interrupted": ":material/warning:"}
+ICONS = {RunState.COMPLETED: ":material/check_circle:", RunState.FAILED: ":material/error:",
+         RunState.STOPPED: ":material/pause_circle:", RunState.STOPPING: ":material/hourglass_top:",
+         RunState.QUEUED: ":material/schedule:", RunState.CANCELLED: ":material/cancel:",
+         RunState.INTERRUPTED: ":material/warning:", RunState.PRUNED: ":material/content_cut:"}
 RUNNING_ICON = ":material/directions_run:"
 
 
@@ -45,15 +50,19 @@ def _number(value) -> float | None:
         and math.isfinite(value) else None
 
 
-def status_display(progress: dict, state: str, entry: QueueEntry | None = None) -> StatusDisplay:
-    """The panel's values for a run in `state`, from its live `progress` and its queue entry."""
+def status_display(progress: dict, state: str, entry: QueueEntry | None = None,
+                   typical: Mapping[str, float] | None = None, now: float | None = None) -> StatusDisplay:
+    """The panel's values for a run in `state`, from its live `progress` and its queue entry.
+
+    `typical`: this machine's usual start-up times (core.startup.typical_startup), so a start-up
+    phase reads "0:12 so far · usually ≈ 25 s here"; `now` is the clock (a test's)."""
     phase = str(progress.get("phase") or state)
     epoch, epochs = int(_number(progress.get("epoch")) or 0), int(_number(progress.get("epochs")) or 0)
     batch, batches = int(_number(progress.get("batch")) or 0), int(_number(progress.get("batches")) or 0)
     loss, accuracy = _number(progress.get("loss")), _number(progress.get("accuracy"))
     ips = _number(progress.get("images_per_second"))
     note = ""
-    if state == "queued":
+    if state == RunState.QUEUED:
         if entry is None:
             headline = "Queued"
         elif entry.wait_seconds < 60:
@@ -64,14 +73,21 @@ def status_display(progress: dict, state: str, entry: QueueEntry | None = None) 
         waiting_for = "waiting for a training slot"
         if entry is not None and entry.memory_wait:
             waiting_for, note = "waiting for memory", f"It is {entry.memory_wait}; closing this tab does not lose its place."
-        return StatusDisplay(state, headline, ICONS["queued"], 0.0, waiting_for, "—", "—", "—", "—", note)
-    if phase == "compiling first step":
-        note = "TensorFlow traces the model before the first batch: 20 s or more on a CPU (B7: ~90 s)."
+        return StatusDisplay(state, headline, ICONS[RunState.QUEUED], 0.0, waiting_for, "—", "—", "—", "—", note)
+    started = _number(progress.get("phase_started"))
+    elapsed = None if started is None else max(0.0, (now or time.time()) - started)
+    note = phase_time_text(phase, elapsed, typical or {})
+    if phase == COMPILING:
+        note = ("Once per run, before the first batch, the network is turned into a program that runs "
+                "fast" + (f": {note}." if note else "."))
+    eta = eta_text(progress.get("eta_seconds")) if state == RunState.RUNNING else "—"
+    bar_text = f"epoch {epoch} of {epochs} · batch {batch} of {batches}"
+    if eta != "—" and batch:
+        bar_text += f" · {eta} left"
+    words = phase_words(phase)
     return StatusDisplay(
-        state=state, headline=phase[:1].upper() + phase[1:], icon=ICONS.get(state, RUNNING_ICON),
-        fraction=min(1.0, batch / batches) if batches else 0.0,
-        bar_text=f"epoch {epoch} of {epochs} · batch {batch} of {batches}",
-        eta=eta_text(progress.get("eta_seconds")) if state == "running" else "—",
+        state=state, headline=words[:1].upper() + words[1:], icon=ICONS.get(state, RUNNING_ICON),
+        fraction=min(1.0, batch / batches) if batches else 0.0, bar_text=bar_text, eta=eta,
         images_per_second=f"{ips:.0f}" if ips is not None else "—",
         loss=f"{loss:.4f}" if loss is not None else "—",
         accuracy=f"{100 * accuracy:.1f}%" if accuracy is not None else "—",
@@ -79,14 +95,6 @@ def status_display(progress: dict, state: str, entry: QueueEntry | None = None) 
 
 
 def where_text(status: dict) -> str:
-    """Where a Ray run trains (or waits), for a caption: "" for a run trained by a server's thread."""
-    if status.get("executor") != "ray":
-        return ""
-    sent = status.get("submitted_from") if isinstance(status.get("submitted_from"), dict) else {}
-    if status.get("state") in ("running", "stopping") and status.get("pid") == sent.get("pid") \
-            and status.get("host") == sent.get("host"):
-        return f"Waiting for a node of the Ray cluster at {status.get('ray_address', '?')}"
-    verb = "Training" if status.get("state") in ("running", "stopping") else "Trained"
-    ip = f" ({status['node_ip']})" if status.get("node_ip") and status.get("node_ip") != status.get("host") else ""
-    return (f"{verb} in a Ray worker on {status.get('host', '?')}{ip}, process {status.get('pid', '?')}, "
-            f"cluster {status.get('ray_address', '?')}")
+    """Where the run trains or trained, for the status panel's caption: its executor's words
+    (core/executors), "" for a run of a server's thread."""
+    return where_trained(status)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core import startup
 from core.jobs import JobManager
 from core.runs import (ACTIVE_STATES, METRIC_COLUMNS, Run, RunNotFoundError, RunStore, RunSummary, batch_accuracies_of,
                        batch_losses_of)
@@ -33,8 +34,33 @@ SELECTED_RUN_KEY = "selected_run"
 LIVE_REDRAWS_PER_SECOND = 4.0
 LIVE_VIEWER_TIMEOUT_SECONDS = 30.0
 LIVE_INTERVAL_KEY = "live_refresh_interval"   # the interval this session's live fragments run at
-_live_viewers: dict[str, float] = {}
-_live_viewers_lock = threading.Lock()
+
+
+class LiveAudience:
+    """Who is watching a live panel now: each session's last redraw, forgotten after
+    LIVE_VIEWER_TIMEOUT_SECONDS. One per server (LIVE_AUDIENCE), shared by every session."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def watching(self, viewer: str = "", now: float | None = None) -> int:
+        """Counts `viewer` (a session id; "" for none) as watching at `now`; how many watch."""
+        now = time.time() if now is None else now
+        with self._lock:
+            if viewer:
+                self._seen[viewer] = now
+            for other, seen in list(self._seen.items()):
+                if now - seen > LIVE_VIEWER_TIMEOUT_SECONDS:
+                    del self._seen[other]
+            return len(self._seen)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+LIVE_AUDIENCE = LiveAudience()
 
 
 def _keep_keras_state_between_reruns() -> None:
@@ -76,17 +102,9 @@ def session_id() -> str:
     return ctx.session_id if ctx is not None else ""
 
 
-def _audience_interval(fastest: float) -> float:
+def audience_interval(fastest: float) -> float:
     """Counts this session as watching now; the interval the live audience's size calls for."""
-    me, now = session_id(), time.time()
-    with _live_viewers_lock:
-        if me:
-            _live_viewers[me] = now
-        for viewer, seen in list(_live_viewers.items()):
-            if now - seen > LIVE_VIEWER_TIMEOUT_SECONDS:
-                del _live_viewers[viewer]
-        watching = len(_live_viewers)
-    return max(fastest, round(watching / LIVE_REDRAWS_PER_SECOND, 1))
+    return max(fastest, round(LIVE_AUDIENCE.watching(session_id()) / LIVE_REDRAWS_PER_SECOND, 1))
 
 
 def live_refresh_seconds(fastest: float = 1.0) -> float:
@@ -96,14 +114,14 @@ def live_refresh_seconds(fastest: float = 1.0) -> float:
     keep_live_refresh_in_budget on every redraw, so the session keeps counting and slows down
     when a crowd arrives after it; one that stops redrawing drops out after LIVE_VIEWER_TIMEOUT_SECONDS.
     """
-    interval = st.session_state[LIVE_INTERVAL_KEY] = _audience_interval(fastest)
+    interval = st.session_state[LIVE_INTERVAL_KEY] = audience_interval(fastest)
     return interval
 
 
 def keep_live_refresh_in_budget(fastest: float = 1.0) -> None:
     """On each live redraw: still watching; and when the audience has grown so much that this
     session's timer runs too fast for the budget, redraw the page, which sets a slower timer."""
-    if _audience_interval(fastest) >= 1.5 * st.session_state.get(LIVE_INTERVAL_KEY, fastest):
+    if audience_interval(fastest) >= 1.5 * st.session_state.get(LIVE_INTERVAL_KEY, fastest):
         st.rerun()
 
 
@@ -274,6 +292,20 @@ def status(run_id: str) -> dict[str, Any]:
         return {}
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def typical_startup(run_id: str) -> dict[str, float]:
+    """This machine's usual start-up times for a run like `run_id` (core/startup.py), read at most
+    once a minute rather than at each of the status panel's redraws."""
+    run = get_run(run_id)
+    try:
+        config = run.read_config() if run else None
+    except (OSError, ValueError):
+        config = None
+    if config is None:
+        return {}
+    return startup.typical_startup(job_manager().store, config.variant, config.image_size)
+
+
 @st.cache_resource(show_spinner="Loading the CIFAR-10 test images ...")
 def test_images() -> np.ndarray:
     """The CIFAR-10 test images (uint8, 10000×32×32×3), shared read-only by every session."""
@@ -374,3 +406,13 @@ def config_json(run_id: str) -> str | None:
 
 def metrics_csv(run_id: str) -> str:
     return metrics_frame(run_id).to_csv(index=False)
+
+
+def epoch_seconds(summaries: list[RunSummary]) -> dict[str, float]:
+    """{run id: seconds over its finished epochs} of the runs with a test accuracy (the class
+    board's minutes), each from its cached metrics."""
+    seconds = {}
+    for s in summaries:
+        if s.test_accuracy is not None and not s.damaged:
+            seconds[s.run_id] = float(pd.to_numeric(metrics_frame(s.run_id)["epoch_seconds"], errors="coerce").sum())
+    return seconds

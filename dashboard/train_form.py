@@ -189,12 +189,17 @@ def setting_widget(name: str, container, extra_help: str = "") -> None:
         draw(s.label, low, high, step=step, format=s.format, key=key, help=help_text, disabled=disabled)
 
 
-def group_widgets(group: str, extra_help: Mapping[str, str] | None = None) -> None:
-    """Every setting of `group` (core.config.GROUPS), in declaration order, four to a row."""
-    names = [f.name for f in declared_fields()
-             if declaration(f.name).group == group and f.name not in DRAWN_APART]
-    for start in range(0, len(names), COLUMNS):
-        for column, name in zip(st.columns(COLUMNS), names[start:start + COLUMNS]):
+def group_names(group: str) -> list[str]:
+    """The settings of `group` (core.config.GROUPS) the form draws there, in declaration order."""
+    return [f.name for f in declared_fields()
+            if declaration(f.name).group == group and f.name not in DRAWN_APART]
+
+
+def group_widgets(group: str, extra_help: Mapping[str, str] | None = None, columns: int = COLUMNS) -> None:
+    """Every setting of `group`, in declaration order, `columns` to a row."""
+    names = group_names(group)
+    for start in range(0, len(names), columns):
+        for column, name in zip(st.columns(columns), names[start:start + columns]):
             setting_widget(name, column, (extra_help or {}).get(name, ""))
 
 

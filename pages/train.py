@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.config import ConfigError, TrainConfig, training_images
-from core.data import check_train_limit, data_status
+from core.config import MAX_EPOCHS, ConfigError, TrainConfig
+from core.data import check_train_limit, data_status, training_images
 from core.memory import check_fits
 from core.errors import UserInputError
 from core.estimate import (detect_device, device_report, estimate_table, nvidia_gpu_names, run_estimate,
@@ -15,9 +15,11 @@ from core.estimate import (detect_device, device_report, estimate_table, nvidia_
 from core.jobs import JobError
 from core.queue import ordinal, queue_entries
 from core.runs import RESUMABLE_STATES, check_label
+from core.states import ENDED_WITH_A_REASON, TRAINING_STATES, RunState
 from core.variants import get_variant
-from dashboard import control, identity, lr_panel, preset_cards, start_guard, state, train_form
-from dashboard.charts import epoch_time_figure, eta_text
+from dashboard import control, identity, lr_panel, nav, start_guard, state, train_form
+from dashboard import preset_cards as preset_cards_mod
+from dashboard.charts import batch_loss_figure, epoch_time_figure, eta_text
 from dashboard.run_status import status_display, wait_text, where_text
 
 LIVE_REFRESH_SECONDS = 1.0
@@ -59,7 +61,7 @@ def start(config: TrainConfig, name: str, author: str, error_key: str) -> None:
     if not started.new:
         st.toast(f"Run {run_id} has just started with these settings: one run, not two")
         return
-    queued = state.status(run_id).get("state") == "queued"
+    queued = state.status(run_id).get("state") == RunState.QUEUED
     st.toast(f"Run {run_id} is queued: it starts when a slot frees" if queued else f"Started run {run_id}")
 
 
@@ -69,18 +71,19 @@ def start_preset(preset) -> None:
         st.session_state["preset_error"] = control.UNREADABLE_HELP if data_ok else data_message
         return
     train_form.apply_settings(preset.settings)
-    name = st.session_state.get(RUN_NAME_KEY, "") or preset_cards.plain_label(preset.label)
+    name = st.session_state.get(RUN_NAME_KEY, "") or preset_cards_mod.plain_label(preset.label)
     start(preset.config(), name, st.session_state.get(RUN_AUTHOR_KEY, ""), "preset_error")
 
 
 # --- the first screen: a card per preset, each with what to expect here and its own Start ------
-preset_cards.preset_cards(
-    train_form.presets(), device=device, imagenet_available=train_form.imagenet_available(),
-    train_images=lambda p: training_images(int(p.settings.get("train_limit", 0)),
-                                           float(p.config().val_fraction), train_labels),
-    start=start_preset, can_start=can_start and data_ok)
-if error := st.session_state.pop("preset_error", None):
-    st.error(error)
+def preset_cards() -> None:
+    preset_cards_mod.preset_cards(
+        train_form.presets(), device=device, imagenet_available=train_form.imagenet_available(),
+        train_images=lambda p: training_images(int(p.settings.get("train_limit", 0)),
+                                               float(p.config().val_fraction), train_labels),
+        start=start_preset, can_start=can_start and data_ok)
+    if error := st.session_state.pop("preset_error", None):
+        st.error(error)
 
 
 # --- the run this session started (or what trains here), and the queue: right under the cards ---
@@ -93,15 +96,15 @@ def shown_run_id() -> str | None:
 def run_actions(run_id: str, run_state: str, allowed: bool, key_prefix: str = "panel") -> None:
     """Stop (a training run, here or in any process) or Cancel (a queued one), for this run only,
     enabled where this browser may change it (its own run, or the teacher); the click asks again."""
-    if run_state in ("running", "stopping"):
+    if run_state in TRAINING_STATES:
         if st.button(":material/stop: Stop", key=f"{key_prefix}_stop_{run_id}",
-                     disabled=run_state == "stopping" or not allowed,
+                     disabled=run_state == RunState.STOPPING or not allowed,
                      help="Stops at the next batch and saves a checkpoint there; resuming goes on "
                           "from the batch after it, in the same order." if allowed else control.LOCKED_HELP):
             if state.may_act(run_id):
                 manager.stop(run_id)
                 st.rerun()
-    elif run_state == "queued":
+    elif run_state == RunState.QUEUED:
         if st.button(":material/cancel: Cancel", key=f"{key_prefix}_cancel_{run_id}", disabled=not allowed,
                      help="Leaves the queue; the run stays listed (cancelled) and can be resumed later."
                      if allowed else control.LOCKED_HELP):
@@ -117,8 +120,8 @@ def status_panel() -> None:
         st.rerun()
     if busy:
         state.keep_live_refresh_in_budget(LIVE_REFRESH_SECONDS)
-    if manager.executor_problem:
-        st.error(f"**The Ray cluster cannot be reached.** {manager.executor_problem}")
+    if manager.problem:
+        st.error(f"**Queued runs cannot start now:** {manager.problem}")
     entries = queue_entries(manager.store, manager.slots, manager.progress, manager.memory_waits)
     run_id = shown_run_id()
     if run_id is None:
@@ -126,31 +129,42 @@ def status_panel() -> None:
     else:
         run_state = state.status(run_id).get("state", "unknown")
         entry = next((e for e in entries if e.run_id == run_id), None)
-        shown = status_display(manager.progress(run_id), run_state, entry)
+        progress = manager.progress(run_id)
+        shown = status_display(progress, run_state, entry, state.typical_startup(run_id))
         summary_label = entry.label if entry else ""
         st.markdown(f"### {shown.icon} {shown.headline} — run `{run_id}`")
         if summary_label:
             st.text(summary_label)
         st.progress(shown.fraction, text=shown.bar_text)
-        k1, k2, k3, k4, k5 = st.columns(5)
-        k1.metric("State", shown.state)
-        k2.metric("ETA", shown.eta)
-        k3.metric("Images/s", shown.images_per_second)
-        k4.metric("Loss", shown.loss)
-        k5.metric("Accuracy", shown.accuracy)
+        k1, k2, k3, k4 = st.columns(4)     # the headline says the state
+        k1.metric("Time left", shown.eta)
+        k2.metric("Images/s", shown.images_per_second)
+        k3.metric("Training loss", shown.loss)
+        k4.metric("Training accuracy", shown.accuracy)
         if shown.note:
             st.caption(shown.note)
+        if run_state != RunState.QUEUED and progress.get("batch_losses"):   # ended: its last epoch's
+            running_loss(run_id, progress)
         run_actions(run_id, run_state, control.may_act(entry.owner) if entry else state.may_act(run_id))
         status = state.status(run_id)
         if where := where_text(status):
             st.caption(f":material/hub: {where}")
-        if status.get("error") and run_state in ("failed", "stopped", "interrupted", "cancelled"):
+        if status.get("error") and run_state in ENDED_WITH_A_REASON:
             st.error(f"**The run {run_state}:** {status['error']}")
-        if run_state == "completed" and status.get("test_accuracy") is not None:
+        if run_state == RunState.COMPLETED and status.get("test_accuracy") is not None:
             st.success(f"Test accuracy {100 * status['test_accuracy']:.1f}% on "
                        f"{status.get('test_images', 10_000):,} CIFAR-10 test images. "
                        "See the confusion matrix and mistakes under *Explore results*.")
     queue_table(entries)
+
+
+def running_loss(run_id: str, progress: dict) -> None:
+    """The running epoch's loss from its first batch on (the first sign that training works), and
+    the last epoch's once the run has ended."""
+    figure = batch_loss_figure(progress["batch_losses"], epoch=progress.get("epoch"), uirevision=run_id)
+    figure.update_layout(height=300, showlegend=False)   # its title says what the line is
+    st.plotly_chart(figure, width="stretch", theme=None, key="panel_loss_chart")
+    st.page_link(nav.page("curves"), label="Every curve of this run: Live curves", icon=":material/show_chart:")
 
 
 def queue_table(entries) -> None:
@@ -158,8 +172,8 @@ def queue_table(entries) -> None:
     session may use them (names are shown as plain text, never as Markdown)."""
     if not entries:
         return
-    waiting = sum(e.state == "queued" for e in entries)
-    where = "on this server" if manager.executor is None else "on the Ray cluster"
+    waiting = sum(e.state == RunState.QUEUED for e in entries)
+    where = "on this server" if manager.trains_here else "on the cluster"
     st.markdown(f"**Training now and in line** · {manager.slots} at a time {where} · {waiting} waiting")
     for e in entries:
         c1, c2, c3, c4 = st.columns([1, 4, 2, 1], vertical_alignment="center")
@@ -176,9 +190,22 @@ def queue_table(entries) -> None:
 
 active_when_drawn = manager.active_run_ids   # the panel redraws the page when this changes
 busy = bool(active_when_drawn) or bool(manager.store.queue())
-st.subheader("Status")
-# While a run trains, each redraw's CPU is taken from it: a crowd of viewers redraws less often.
-st.fragment(run_every=state.live_refresh_seconds(LIVE_REFRESH_SECONDS) if busy else LIVE_REFRESH_SECONDS)(status_panel)()
+
+
+def status_section() -> None:
+    st.subheader("Status")
+    # While a run trains, each redraw's CPU is taken from it: a crowd of viewers redraws less often.
+    st.fragment(run_every=state.live_refresh_seconds(LIVE_REFRESH_SECONDS) if busy else LIVE_REFRESH_SECONDS)(
+        status_panel)()
+
+
+# Before a Start the recipes lead; after one, the view follows the run: its panel comes first.
+if state.my_runs():
+    status_section()
+    preset_cards()
+else:
+    preset_cards()
+    status_section()
 
 
 # --- your own settings --------------------------------------------------------------------------
@@ -186,7 +213,7 @@ st.header("Your own settings")
 if data_ok:
     st.caption(f":material/check_circle: {data_message}")
 # Which device trains: TensorFlow is asked (a child process, once) only where a GPU is there to miss.
-devices = None if manager.executor is not None else device_report(ask_tensorflow=bool(nvidia_gpu_names()))
+devices = None if not manager.trains_here else device_report(ask_tensorflow=bool(nvidia_gpu_names()))
 if devices is None:   # on a Ray cluster the node, and so the device, is Ray's choice
     st.caption(f":material/hub: {manager.where_runs_train()}")
 elif devices.gpu_unused:
@@ -194,14 +221,13 @@ elif devices.gpu_unused:
     st.code(devices.fix_command, language="bash")
 else:
     st.caption(f":material/memory: {devices.message}")
-st.expander(":material/science: What we tried (every recipe measured)").markdown(train_form.what_we_tried())
 
 
 def settings_file() -> None:
     """A JSON file of settings (e.g. a run's config.json) loaded into the form once, before the
     widgets are drawn; any wrong value is reported by name and nothing is applied."""
-    uploaded = st.file_uploader("Or load settings from a file (a run's config.json, or your own JSON)",
-                                type=["json"], key="settings_file")
+    uploaded = st.file_uploader("A run's config.json, or your own JSON of settings", type=["json"],
+                                key="settings_file")
     if uploaded is None:
         st.session_state.pop(ADJUSTED_KEY, None)
         return
@@ -220,17 +246,19 @@ def settings_file() -> None:
     st.toast(f"Loaded the settings of {uploaded.name}")
 
 
-settings_file()
+# Before the widgets: a loaded file's values must be in place when they are drawn.
+with st.expander(":material/upload_file: Load settings from a file",
+                 expanded=st.session_state.get("settings_file") is not None):
+    settings_file()
 
-# --- variant and its facts ----------------------------------------------------------------------
-st.subheader("Model")
+# --- the first lesson's settings: the variant and its facts, then the few a first run changes ------
 variant = get_variant(train_form.variant_picker())
 image_size = int(st.session_state[train_form.KEY_PREFIX + "image_size"])
 val_fraction = float(st.session_state[train_form.KEY_PREFIX + "val_fraction"])
 all_images = training_images(0, val_fraction, train_labels)
 train_limit = int(st.session_state[train_form.KEY_PREFIX + "train_limit"])
 train_images = training_images(train_limit, val_fraction, train_labels)
-# The parts that train set the speed as much as the size does (the head alone: 2.8x the whole base).
+# The parts that train set the speed as much as the size does (the head alone trains much faster).
 form_values = train_form.form_values()
 speedup = training_speedup(form_values)
 whole_run = run_estimate({**form_values, "variant": variant.name}, train_images, device)
@@ -248,23 +276,26 @@ parts = [f"{eta_text(this['seconds_per_epoch'])} per epoch on {train_images:,} i
          f"{eta_text(whole_run.test)} predicting the test set (and its mirror pass where the test-time flip is on)",
          f"{eta_text(whole_run.tracing)} compiling the first step"]
 m5.metric("Est. whole run", eta_text(whole_run.total),
-          help=f"Rough estimate for {device['name']} at {image_size} px: " + "; ".join(parts) + ". Scaled from "
-               "figures we measured on 2-core CPUs (B0 training all of it: 300 images/s at 32 px, 193 at 64, 10 at "
-               "224; predicting 3x faster; what trains here, and progressive resizing where it is on, make "
-               f"training {speedup:.1f}x that, docs/RECIPES.md tables E and H); GPU figures are a guess. The "
-               "presets' runs on the lab's 2-core Xeon came within 1.4x of it.")
+          help=f"An estimate for {device['name']} at {image_size} px: " + "; ".join(parts) + ". Scaled from "
+               f"the speeds measured on 2-core CPUs (docs/RECIPES.md, tables E and H); what trains here makes "
+               f"training {speedup:.1f}x that. GPU figures are a guess.")
 with st.expander(f"Time per epoch for every variant at {image_size} px on {device['name']}"):
     st.plotly_chart(epoch_time_figure(estimates), width="stretch", theme=None)
+train_form.group_widgets("basics", columns=len(train_form.group_names("basics")))
 
-train_form.group_widgets("model")
-with st.expander("Optimisation", expanded=True):
+# --- the rest, one collapsed section each: open what the lesson is about ---------------------------
+with st.expander(":material/tune: Optimisation: optimizer, schedule, early stopping"):
     train_form.group_widgets("optimisation")
-with st.expander("Learning-rate schedule and early stopping"):
-    train_form.group_widgets("schedule")
-with st.expander("Data, augmentation and hardware"):
+with st.expander(":material/photo_library: Data and augmentation"):
     train_form.group_widgets("data", extra_help={"train_limit": f"All, here: {all_images:,} images (what "
                                                                 f"val_fraction={val_fraction:g} leaves)."})
+with st.expander(":material/school: Fine-tuning (transfer learning)"):
+    train_form.group_widgets("fine_tuning")
+with st.expander(":material/account_tree: Network details: head, dropout, BatchNorm, progressive resizing"):
+    train_form.group_widgets("model")
+with st.expander(":material/memory: Hardware"):
     train_form.group_widgets("hardware")
+st.expander(":material/science: What we tried (every recipe measured)").markdown(train_form.what_we_tried())
 
 # A loaded file's choice the form does not offer (one for the command line) is said, not hidden.
 for note in st.session_state.get(ADJUSTED_KEY, []):
@@ -281,7 +312,7 @@ if config is not None:   # what only starting checks (a weights file), told only
     config = None if problem else config
     if weights_note:
         st.caption(f":material/lock: {weights_note}")
-if config is not None and manager.executor is None:   # training runs in this server: a config that
+if config is not None and manager.trains_here:   # training runs on this server: a config that
     # cannot fit would take it down (on a Ray cluster, Ray picks a node by its resources)
     try:
         capacity, where = manager.memory.capacity()
@@ -347,7 +378,7 @@ else:
     r1, r2, r3 = st.columns([3, 1, 1])
     run_id = r1.selectbox("Run", list(labels), format_func=labels.get, key="resume_run")
     done = next(s.epochs_done for s in resumable if s.run_id == run_id)
-    target = r2.number_input("Total epochs", done + 1, 1000, value=done + 1, key="resume_epochs",
+    target = r2.number_input("Total epochs", done + 1, MAX_EPOCHS, value=done + 1, key="resume_epochs",
                              help="The total to reach, counting the epochs already done.")
     r3.write("")
     allowed = state.may_act(run_id)

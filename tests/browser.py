@@ -137,7 +137,7 @@ def start_training_from_the_ui(page, url: str, *, images: int, epochs: int, batc
     name, presses Start and waits until the status panel names a run."""
     page.goto(url)
     settle(page)
-    page.get_by_text("Data, augmentation and hardware").click()
+    page.get_by_text("Data and augmentation").click()
     settle(page, 0.5)
     set_number(page, TRAINING_IMAGES, images)
     set_number(page, "Epochs", epochs)

@@ -53,8 +53,15 @@ def test_quick_demo_trains_and_shows_up_everywhere(tmp_path, fixture_data_dir):
         assert not exceptions_shown(page)
 
         start.click()
-        # The status panel is a fragment that redraws itself every second.
+        # The status panel is a fragment that redraws itself every second. After a Start the view
+        # follows the run: the panel leads the page, names each start-up phase with its time so far,
+        # then shows the running epoch's loss from its first batches (issue 32).
         page.get_by_text(re.compile(r" — run \d{8}-")).first.wait_for(timeout=120_000)
+        page.get_by_text(re.compile(r"\d+ s so far")).first.wait_for(timeout=120_000)
+        headline = page.get_by_text(re.compile(r" — run \d{8}-")).first.bounding_box()
+        assert headline is not None and headline["y"] + headline["height"] <= 720, headline
+        screenshot(page, "02-train-starting")
+        page.get_by_text("Every curve of this run").first.wait_for(timeout=300_000)
         screenshot(page, "02-train-running")
         page.get_by_text(re.compile(r"(Completed|Failed|Stopped) — run")).wait_for(timeout=600_000)
         settle(page)

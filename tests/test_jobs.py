@@ -94,6 +94,10 @@ def test_trained_run_has_every_file_of_the_contract(trained_run):
     assert progress["state"] == "completed" and progress["batches"] == progress["batch"] > 0
     (epoch_1,) = trained_run.read_batch_losses().values()
     assert len(epoch_1) == progress["batches"] and all(loss > 0 for _, loss in epoch_1)
+    # Its start-up, timed phase by phase, for the next run's "usually ≈ 25 s here" (core/startup.py).
+    startup = trained_run.read_status()["startup_seconds"]
+    assert set(startup) == {"starting", "loading data", "building model", "compiling first step"}, startup
+    assert startup["compiling first step"] > 0.5 and all(seconds >= 0 for seconds in startup.values())
 
 
 def test_unknown_or_active_runs_cannot_be_resumed(tmp_path, trained_run):

@@ -4,10 +4,13 @@ formatted, NaN and missing values shown as "—", places said as people say them
 from __future__ import annotations
 
 import math
+import time
 
 from core.config import TrainConfig
 from core.queue import QueueEntry, estimated_run_seconds, ordinal, queue_entries
+from core.progress import Progress
 from core.runs import RunStore, mark_active
+from core.startup import startup_record, typical_startup
 from dashboard.run_status import status_display, wait_text
 
 
@@ -16,12 +19,12 @@ def test_a_running_run_shows_its_numbers_and_unknowns_as_dashes():
                             "batches": 80, "eta_seconds": 125.4, "images_per_second": 301.7,
                             "loss": 1.23456, "accuracy": 0.4567}, "running")
     assert shown.headline == "Training head (base frozen)" and shown.icon == ":material/directions_run:"
-    assert shown.fraction == 0.5 and shown.bar_text == "epoch 2 of 3 · batch 40 of 80"
+    assert shown.fraction == 0.5 and shown.bar_text == "epoch 2 of 3 · batch 40 of 80 · 2:05 left"
     assert (shown.eta, shown.images_per_second, shown.loss, shown.accuracy) == ("2:05", "302", "1.2346", "45.7%")
     blank = status_display({"loss": math.nan, "accuracy": None, "images_per_second": math.inf}, "running")
     assert (blank.loss, blank.accuracy, blank.images_per_second, blank.fraction) == ("—", "—", "—", 0.0)
     compiling = status_display({"phase": "compiling first step"}, "running")
-    assert "20 s or more" in compiling.note
+    assert compiling.headline == "Compiling the model" and "≈ 25 s (estimate)" in compiling.note
     assert status_display({"phase": "stopped"}, "stopped").eta == "—"
 
 
@@ -56,3 +59,42 @@ def test_queue_waits_add_up_over_the_slots(tmp_path):
     assert [e.wait_seconds for e in two[1:]] == expected and expected[0] == 0.0
     assert entries[1].label == "s0"
     mark_active(training.run_id, False)
+
+
+def test_start_up_phases_say_how_long_so_far_and_how_long_usually_here(tmp_path):
+    """Issue 32: "compiling the model, ≈ 25 s here" from this machine's own earlier runs (the
+    median of the same variant and size), the estimate only until one has compiled here."""
+    store = RunStore(tmp_path / "runs")
+    timings = [(TrainConfig(epochs=1), {"starting": 6.0, "loading data": 1.5, "building model": 3.0,
+                                        "compiling first step": 30.0}),
+               (TrainConfig(epochs=1), {"starting": 8.0, "compiling first step": 20.0}),
+               (TrainConfig(epochs=1, image_size=64), {"starting": 7.0, "compiling first step": 90.0})]
+    for config, timing in timings:
+        run = store.claim(store.create(config).run_id)
+        run.write_status(startup_seconds=timing)
+    typical = typical_startup(store, "b0", 32)
+    assert typical == {"starting": 7.0, "loading data": 1.5, "building model": 3.0, "compiling first step": 25.0}
+    assert typical_startup(store, "b0", 32, host="another-machine") == {}
+
+    compiling = status_display({"phase": "compiling first step", "phase_started": 1000.0}, "running",
+                               typical=typical, now=1012.4)
+    assert compiling.note.endswith("12 s so far · usually ≈ 25 s here.")
+    starting = status_display({"phase": "starting JAX", "phase_started": 1000.0}, "running", typical=typical,
+                              now=1003.0)
+    assert starting.headline == "Starting JAX" and starting.note == "3 s so far · usually ≈ 7 s here"
+    training = status_display({"phase": "training", "phase_started": 1000.0, "epoch": 1, "epochs": 3,
+                               "batch": 0, "batches": 10}, "running", typical=typical, now=1100.0)
+    assert training.note == ""                # a training phase has its ETA, not a start-up time
+
+
+def test_progress_times_each_phase_and_the_run_records_its_start_up():
+    progress = Progress(phase="starting TensorFlow")
+    for phase in ("loading data", "building model", "compiling first step", "training", "validating", "training"):
+        time.sleep(0.01)
+        progress.update(phase=phase)
+    progress.update(batch=3)                  # no new phase: nothing closes
+    spent = progress.snapshot()["phase_seconds"]
+    assert list(spent) == ["starting TensorFlow", "loading data", "building model", "compiling first step",
+                           "training", "validating"] and all(seconds >= 0.009 for seconds in spent.values())
+    record = startup_record(spent)
+    assert set(record) == {"starting", "loading data", "building model", "compiling first step"}
