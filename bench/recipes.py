@@ -30,7 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import ConfigError, TrainConfig, field_type, training_images  # noqa: E402
+from core.config import ConfigError, TrainConfig, field_type  # noqa: E402
+from core.data import training_images  # noqa: E402
 from core.jobs import JobError  # noqa: E402
 from core.presets import PRESET_NAMES, get_preset  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Same model (core.model.build_model), same tf.data pipeline (core.data.make_dataset), same batch
 (B0 at 32 px, batch 128 by default). Plain Keras gets only an epoch-boundary timer; the engine
-runs for real through the job manager with its RunRecorder (progress, heartbeat, stop check,
+runs for real through the job manager with its callbacks (core/callbacks.py: progress, heartbeat, stop check,
 NaN guard, per-epoch validation, checkpoints). Both figures are the steady-state training phase
 (epochs after the first, validation and checkpointing excluded: DESIGN.md's images_per_second);
 the end-to-end figure also counts the engine's validation and checkpoint writes against a plain

@@ -11,6 +11,8 @@
     python -m core evaluate RUN_ID [--checkpoint last|best]
     python -m core db upgrade           (bring the run database to this version's schema)
     python -m core import DIR           (run folders from another lab, or from before the database)
+    python -m core sweep run|create FILE | status|stop NAME | list   (W&B-format sweep files, core/sweeps)
+    python -m core work RUN_ID --epochs N --claimed-at T   (EFFLAB_EXECUTOR=process's worker: not for people)
 
 `train` and `resume` train at once, in this process or (--ray-address, or $EFFLAB_RAY_ADDRESS) as a
 Ray task on a worker the cluster picks, watched from here; the dashboard's queue is for its own Starts.
@@ -35,11 +37,17 @@ from pathlib import Path
 
 from core import processes
 from core.config import ConfigError, TrainConfig, declaration, declared_fields
+from core.data import DataError, check_train_limit, load_cifar10
 from core.errors import UserInputError
+from core.evaluate import evaluate
+from core.executors.process import work
+from core.follower import FollowerRun
 from core.jobs import JobError, JobManager
 from core.presets import PRESET_NAMES, PRESETS, get_preset
-from core.progress import format_clock
-from core.runs import RunNotFoundError
+from core.progress import Progress, format_clock
+from core.run_import import import_from
+from core.runs import METRIC_COLUMNS, RunNotFoundError
+from core.states import RunState
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED = 0, 1, 2, 130
 POLL_SECONDS = 0.5
@@ -70,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     for f in declared_fields():
         s = declaration(f.name)
         # argparse %-formats help texts: a "%" of ours must be doubled.
-        help_text = f"{s.help} Allowed: {s.allowed_text()}; default {getattr(defaults, f.name)}.".replace("%", "%%")
+        help_text = f"{s.plain_help} Allowed: {s.allowed_text()}; default {getattr(defaults, f.name)}.".replace("%", "%%")
         if f.type == "bool":
             train.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)
@@ -98,18 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("run_id")
     cancel = commands.add_parser("cancel", help="take a queued run out of the dashboard's queue")
     cancel.add_argument("run_id")
+    # The process executor's worker (core/executors/process.py): trains a run its server has claimed.
+    worker = commands.add_parser("work", help=argparse.SUPPRESS)
+    worker.add_argument("run_id")
+    worker.add_argument("--epochs", type=int, required=True)
+    worker.add_argument("--claimed-at", type=float, required=True)
+    worker.add_argument("--parent-pid", type=int, default=None)
 
-    evaluate = commands.add_parser("evaluate", help="test-set report of a run")
-    evaluate.add_argument("run_id")
-    evaluate.add_argument("--checkpoint", choices=("last", "best"), default=None,
-                          help="predict again from this checkpoint (default: use predictions.npz, "
-                               "or the last checkpoint when there are none)")
+    evaluate_cmd = commands.add_parser("evaluate", help="test-set report of a run")
+    evaluate_cmd.add_argument("run_id")
+    evaluate_cmd.add_argument("--checkpoint", choices=("last", "best"), default=None,
+                              help="predict again from this checkpoint (default: use predictions.npz, "
+                                   "or the last checkpoint when there are none)")
     for p in (train, resume):
         p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
                        help="train as a task on this Ray cluster (its head's address; default "
                             "$EFFLAB_RAY_ADDRESS, else in this process); every node must see the same "
                             "runs folder and data, see README \"Ray\"")
-    for p in (train, resume, evaluate, stop, cancel, runs, metrics, db, import_, commands.choices["presets"]):
+    from core.sweeps.commands import add_sweep_parsers
+    sweep = add_sweep_parsers(commands)   # `sweep` and its actions: each takes --runs-dir too
+    for p in (train, resume, evaluate_cmd, stop, cancel, runs, metrics, db, import_, worker, commands.choices["presets"],
+              *sweep):
         p.add_argument("--runs-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -204,11 +221,11 @@ def watch(manager: JobManager, run_id: str) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     status = manager.store.get(run_id).live_status()
     print(file=sys.stderr)
-    if status["state"] == "completed":
+    if status["state"] == RunState.COMPLETED:
         print(f"completed: test accuracy {status.get('test_accuracy', float('nan')):.4f} "
               f"(run {run_id})")
         return EXIT_OK
-    if status["state"] == "stopped":
+    if status["state"] == RunState.STOPPED:
         run = manager.store.get(run_id)
         kept, batch = run.checkpoint_epoch(), run.checkpoint_batch()
         where = (f"at epoch {kept + 1}, batch {batch} (a checkpoint keeps the batches trained)" if batch else
@@ -216,7 +233,11 @@ def watch(manager: JobManager, run_id: str) -> int:
                  "with no checkpoint yet (resume starts the run again)")
         print(f"stopped {where}; continue with: python -m core resume {run_id} --epochs N")
         return EXIT_STOPPED
-    if status["state"] == "interrupted":
+    if status["state"] == RunState.PRUNED:   # a sweep's trial its pruner ended: a result, not a failure
+        print(f"pruned after epoch {status.get('epoch', '?')}: behind the sweep's other trials "
+              f"(its curve is kept; run {run_id})")
+        return EXIT_OK
+    if status["state"] == RunState.INTERRUPTED:
         print(f"interrupted: {status.get('error')}; continue with: python -m core resume {run_id}",
               file=sys.stderr)
         return EXIT_FAILED
@@ -227,7 +248,6 @@ def watch(manager: JobManager, run_id: str) -> int:
 def _check_data(data_dir, config: TrainConfig | None = None) -> None:
     """The data loads, and (given a config) holds the training images it asks for: exit 2 now,
     not a failed run after TensorFlow has started."""
-    from core.data import DataError, check_train_limit, load_cifar10
     try:
         cifar = load_cifar10(data_dir)   # cached in memory: the training thread reuses the arrays
     except DataError as exc:
@@ -239,7 +259,7 @@ def _check_data(data_dir, config: TrainConfig | None = None) -> None:
 def _data_is_here(manager: JobManager) -> bool:
     """Whether the data should be checked on this machine: it trains here, or a data folder is named
     (a Ray node without that path uses its own EFFLAB_DATA_DIR, and reports a problem in the run)."""
-    return manager.executor is None or bool(manager.data_dir)
+    return manager.trains_here or bool(manager.data_dir)
 
 
 def cmd_train(args, manager: JobManager) -> int:
@@ -268,8 +288,6 @@ def _join_processes() -> None:
 def follow(config: TrainConfig, source, target_epochs: int, data_dir: str | None) -> int:
     """Process 1, 2, ... of a run over several processes (core/processes.py): trains its part of
     every batch beside process 0, which writes the run folder; this process writes nothing."""
-    from core.follower import FollowerRun
-    from core.progress import Progress
     from core.train import train_run
     index, count = processes.process_index(), processes.process_count()
     print(f"process {index} of {count}: training beside process 0, which writes the run folder",
@@ -278,7 +296,7 @@ def follow(config: TrainConfig, source, target_epochs: int, data_dir: str | None
                         stop_event=threading.Event(), progress=Progress(), data_dir=data_dir)
     print(f"process {index} of {count}: {outcome.state}" + (f": {outcome.error}" if outcome.error else ""),
           file=sys.stderr if outcome.error else sys.stdout)
-    codes = {"completed": EXIT_OK, "stopped": EXIT_STOPPED}
+    codes = {RunState.COMPLETED: EXIT_OK, RunState.STOPPED: EXIT_STOPPED}
     return codes.get(outcome.state, EXIT_INPUT if outcome.error_kind == "input" else EXIT_FAILED)
 
 
@@ -355,7 +373,7 @@ def cmd_stop(args, manager: JobManager) -> int:
     run = manager.store.get(args.run_id)
     if not manager.stop(args.run_id):
         state = run.live_status()["state"]
-        hint = "; cancel a queued run with: python -m core cancel RUN_ID" if state == "queued" else ""
+        hint = "; cancel a queued run with: python -m core cancel RUN_ID" if state == RunState.QUEUED else ""
         raise InputError(f"run {args.run_id} is {state}, not training: nothing to stop{hint}")
     print(f"stop requested: run {args.run_id} stops at its next batch (within a few seconds)")
     return EXIT_OK
@@ -388,7 +406,6 @@ def cmd_presets(args, manager: JobManager) -> int:
 
 
 def cmd_evaluate(args, manager: JobManager) -> int:
-    from core.evaluate import evaluate
     run = manager.store.get(args.run_id)
     if args.checkpoint or not run.has_predictions():
         which = args.checkpoint or "last"
@@ -413,7 +430,6 @@ def cmd_evaluate(args, manager: JobManager) -> int:
 def cmd_metrics(args, manager: JobManager) -> int:
     import csv
 
-    from core.runs import METRIC_COLUMNS
     rows = manager.store.get(args.run_id).read_metrics()
     writer = csv.DictWriter(sys.stdout, fieldnames=METRIC_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -431,8 +447,15 @@ def cmd_db(args, manager: JobManager) -> int:
     return EXIT_OK
 
 
+def cmd_work(args, manager: JobManager) -> int:
+    """A worker process of EFFLAB_EXECUTOR=process: trains the run claimed at --claimed-at, its
+    outcome recorded in the run store; exits as `train` would."""
+    state = work(manager.store.root, args.run_id, args.epochs, args.claimed_at, manager.data_dir, args.parent_pid)
+    print(f"worker {os.getpid()}: run {args.run_id} {state}")
+    return {RunState.COMPLETED: EXIT_OK, RunState.STOPPED: EXIT_STOPPED}.get(state, EXIT_FAILED)
+
+
 def cmd_import(args, manager: JobManager) -> int:
-    from core.run_import import import_from
     try:
         imported, skipped = import_from(manager.store, Path(args.folder))
     except FileNotFoundError as exc:
@@ -446,19 +469,25 @@ def cmd_import(args, manager: JobManager) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"train": cmd_train, "resume": cmd_resume, "runs": cmd_runs, "evaluate": cmd_evaluate,
+def cmd_sweep(args, manager: JobManager) -> int:
+    from core.sweeps.commands import run_command
+    return run_command(args, manager, watch=watch, check_data=_check_data)
+
+
+COMMANDS = {"sweep": cmd_sweep, "train": cmd_train, "resume": cmd_resume, "runs": cmd_runs, "evaluate": cmd_evaluate,
             "stop": cmd_stop, "cancel": cmd_cancel, "presets": cmd_presets, "metrics": cmd_metrics,
-            "db": cmd_db, "import": cmd_import}
+            "db": cmd_db, "import": cmd_import, "work": cmd_work}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.data_dir:
         os.environ["EFFLAB_DATA_DIR"] = args.data_dir
-    # The CLI trains what it is asked for, now; the dashboard's queue is drained by the dashboard.
-    manager = JobManager(runs_dir=args.runs_dir, data_dir=args.data_dir, slots=1, drain_queue=False,
-                         ray_address=getattr(args, "ray_address", None))
     try:
+        # The CLI trains what it is asked for, now; the dashboard's queue is drained by the dashboard.
+        # Made inside the try: a bad EFFLAB_EXECUTOR or runs folder is one line too, not a traceback.
+        manager = JobManager(runs_dir=args.runs_dir, data_dir=args.data_dir, slots=1, drain_queue=False,
+                             ray_address=getattr(args, "ray_address", None))
         return COMMANDS[args.command](args, manager)
     except (ConfigError, InputError, RunNotFoundError, UserInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)

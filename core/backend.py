@@ -18,6 +18,7 @@ import functools
 import keras
 
 from core import processes
+from core.errors import UserInputError
 
 TENSOR_CORES = (7, 0)   # the compute capability from which float16 matmuls run on tensor cores
 
@@ -89,7 +90,6 @@ def make_strategy(setting: str):
     """
     processes.check(name(), setting)
     if setting == "multi_worker":
-        from core.errors import UserInputError
         raise UserInputError(
             "distribution: multi_worker (TensorFlow's MultiWorkerMirroredStrategy) does not work with "
             "Keras 3. To train one run over several processes or machines, use the JAX backend "

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from core.config import CIFAR_CLASSES, CIFAR_TRAIN_IMAGES, ConfigError
 from core.errors import UserInputError
 
 CLASS_NAMES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer",
@@ -352,10 +353,24 @@ def training_images_after_split(y: np.ndarray, val_fraction: float) -> int:
     return int(sum(int(c) - round(int(c) * val_fraction) for c in counts if c > 0))
 
 
+def training_images(train_limit: int, val_fraction: float, y_train: np.ndarray | None = None) -> int:
+    """How many images a run with these settings trains on (split_train_val decides).
+
+    Args:
+        train_limit: The setting; 0 means every image the validation split leaves.
+        val_fraction: The share of each class held out for validation.
+        y_train: The training labels; default CIFAR-10's (5,000 per class).
+    """
+    if train_limit:
+        return int(train_limit)
+    if y_train is None:
+        y_train = np.repeat(np.arange(CIFAR_CLASSES), CIFAR_TRAIN_IMAGES // CIFAR_CLASSES)
+    return training_images_after_split(y_train, val_fraction)
+
+
 def check_train_limit(train_limit: int, val_fraction: float, y_train: np.ndarray) -> None:
     """Raises ConfigError (field train_limit) when it asks for more images than the split leaves:
     caught before Start, not after the data has loaded in the training thread."""
-    from core.config import ConfigError
     available = training_images_after_split(y_train, val_fraction)
     if train_limit > available:
         raise ConfigError("train_limit", f"0 (all) or at most {available:,}, the training images left after "

@@ -14,3 +14,8 @@ class UserInputError(Exception):
 
 class SelfExplainedError(Exception):
     """A failure whose message already says what happened and what to do (shown as it is)."""
+
+
+class CheckpointError(SelfExplainedError, RuntimeError):
+    """A checkpoint that cannot be written or read; the message names the file, why and what to do.
+    Here, not in the run store, so that the model code can raise it without importing the store."""

@@ -75,7 +75,7 @@ def export_model(checkpoint: str | os.PathLike, target: str | os.PathLike) -> Pa
     """Writes the checkpoint's network as a .keras file plain Keras 3 loads; returns its path.
 
     Raises:
-        core.runs.CheckpointError: The checkpoint cannot be loaded.
+        core.errors.CheckpointError: The checkpoint cannot be loaded.
         ExportError: The network holds a layer plain Keras cannot rebuild.
     """
     from core.model import load_checkpoint

@@ -77,7 +77,7 @@ class FollowerRun:
         return False
 
     def stop_requested(self) -> bool:
-        return False   # process 0 reads the request and tells the others (core.train.RunRecorder)
+        return False   # process 0 reads the request and tells the others (core.callbacks.StopGuard)
 
     def clear_stop_request(self) -> None:
         pass

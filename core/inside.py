@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.saliency import input_size, prepare_image
 from core.variants import get_variant
 
 TOP_CHANNELS = 8                 # the most active channels shown per stage
@@ -221,7 +222,6 @@ def look_inside(model, image: np.ndarray, top: int = TOP_CHANNELS) -> Inside:
         ValueError: The image is not (h, w, 3), `top` is below 1, or the model is not an
             EfficientNet built by this lab.
     """
-    from core.saliency import input_size, prepare_image
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"image must be one (height, width, 3) picture; got shape {image.shape}")

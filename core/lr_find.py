@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core import data as data_mod
 from core.config import TrainConfig
+from core.data import NUM_CLASSES
 
 START_RATE, END_RATE = 1e-7, 10.0
 STEPS = 100
@@ -159,7 +161,6 @@ def range_test(model, batches, *, steps: int = STEPS, start: float = START_RATE,
 
 def _batches(x, y, batch_size: int, seed: int):
     """Endless full batches (numpy, one-hot labels), reshuffled on every pass over the images."""
-    from core.data import NUM_CLASSES
     rng = np.random.default_rng(seed)
     size = min(batch_size, len(x))
     while True:
@@ -187,7 +188,6 @@ def find_learning_rate(config: TrainConfig, data_dir: str | None = None, progres
     Raises:
         core.data.DataError, core.weights.WeightsUnavailableError: As training would.
     """
-    from core import data as data_mod
     from core.model import build_model, compile_model, host_preprocessing
     if progress is not None:
         progress.update(phase="loading data", batch=0, batches=steps)

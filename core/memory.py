@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 
 from core.config import MAX_BATCH_SIZE, ConfigError, TrainConfig
+from core.estimate import detect_device
 from core.variants import get_variant
 
 # Floats output per input pixel by all layers of the base (bench/memory_fit.py --count, at 224 px).
@@ -77,7 +78,6 @@ class MemoryBudget:
 def uses_gpu(device: str | None) -> bool:
     if device is not None:
         return device == "gpu"
-    from core.estimate import detect_device
     return detect_device()["kind"] == "gpu"
 
 

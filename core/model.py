@@ -20,11 +20,12 @@ import os
 import keras
 import numpy as np
 
+from core import backend
 from core.augment import Augment
 from core.config import TrainConfig
 from core.data import IMAGE_SHAPE, NUM_CLASSES
+from core.errors import CheckpointError
 from core.variants import get_variant
-from core.runs import CheckpointError
 from core.weights import WeightsUnavailableError, resolve_weights, weights_error
 
 HEAD_LAYER_PREFIX = "head_"
@@ -281,7 +282,6 @@ def use_jit_compile(setting: str) -> bool:
     """
     if setting != "auto":
         return setting == "on"
-    from core import backend
     return backend.name() == "jax" or bool(backend.gpu_devices())
 
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from core.saliency import input_size, prepare_image
+
 CIFAR_SIDE = 32
 MAX_UPLOAD_MB = 10            # .streamlit/config.toml server.maxUploadSize says the same
 MAX_PIXELS = 50_000_000       # 50 megapixels: a 48 MP phone photo passes, a bomb does not
@@ -267,6 +269,5 @@ def read_photo(data: bytes, *, max_bytes: int = MAX_UPLOAD_MB * 1024 * 1024,
 def predict(model, pixels: np.ndarray) -> np.ndarray:
     """Class probabilities (float64, (10,)) of one uint8 32×32 image, resized to the model's
     input exactly as a test image is (`core.saliency.prepare_image`, as core.data.make_dataset)."""
-    from core.saliency import input_size, prepare_image
     x = prepare_image(np.asarray(pixels, dtype=np.uint8), input_size(model))
     return np.asarray(model(x, training=False)[0], dtype=np.float64)

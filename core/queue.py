@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.data import training_images
 from core.estimate import FIRST_STEP_SECONDS, epoch_seconds, training_speedup
+from core.lr_find import STEPS
 from core.runs import TRAINING_STATES, RunStore, RunSummary
-
-CIFAR_TRAIN_IMAGES = 50_000
+from core.states import RunState
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,14 @@ def estimated_run_seconds(summary: RunSummary) -> float:
     learning-rate finder job: its hundred-odd batches)."""
     config = summary.config or {}
     if summary.kind == "lr_find":
-        from core.lr_find import STEPS
         try:
             rate = epoch_seconds(config.get("variant", "b0"), int(config.get("image_size", 32)), 1)
         except (KeyError, ValueError, TypeError):
             rate = 0.0
         return FIRST_STEP_SECONDS + STEPS * int(config.get("batch_size", 128)) * rate
-    images = config.get("train_limit") or round(CIFAR_TRAIN_IMAGES * (1 - float(config.get("val_fraction", 0.1))))
     try:
-        per_epoch = epoch_seconds(config.get("variant", "b0"), int(config.get("image_size", 32)), int(images),
+        images = training_images(int(config.get("train_limit", 0)), float(config.get("val_fraction", 0.1)))
+        per_epoch = epoch_seconds(config.get("variant", "b0"), int(config.get("image_size", 32)), images,
                                   speedup=training_speedup(config))
     except (KeyError, ValueError, TypeError):
         per_epoch = 0.0
@@ -72,7 +72,7 @@ def queue_entries(store: RunStore, slots: int, progress_of, memory_waits: dict[s
     """
     summaries = store.list(kinds=None)
     training = [s for s in summaries if s.state in TRAINING_STATES and not s.damaged]
-    queued = sorted((s for s in summaries if s.state == "queued" and not s.damaged),
+    queued = sorted((s for s in summaries if s.state == RunState.QUEUED and not s.damaged),
                     key=lambda s: (s.queued_at or 0.0, s.run_id))
     entries, free_at = [], []
     for s in sorted(training, key=lambda s: s.run_id):
@@ -86,7 +86,7 @@ def queue_entries(store: RunStore, slots: int, progress_of, memory_waits: dict[s
         start = min(free_at)
         length = estimated_run_seconds(s)
         free_at[free_at.index(start)] = start + length
-        entries.append(QueueEntry(s.run_id, "queued", place, _label(s), start, length,
+        entries.append(QueueEntry(s.run_id, RunState.QUEUED, place, _label(s), start, length,
                                   (memory_waits or {}).get(s.run_id, ""), s.owner))
     return entries
 

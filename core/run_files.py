@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.csv"
 BATCHES_FILE = "batches.csv"            # every finished epoch's per-batch running-mean loss and accuracy
 PROGRESS_FILE = "progress.json"         # a finished run's last progress (live progress is in the database)
+WORKER_LOG_FILE = "worker.log"          # what a run's worker process printed (EFFLAB_EXECUTOR=process)
 METRIC_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
                   "epoch_seconds", "images_per_second")
 # loss and accuracy: Keras' running means over the epoch's batches 1..batch. Files written before
@@ -170,3 +172,11 @@ def read_progress(folder: Path) -> dict[str, Any]:
         return read_json(folder / PROGRESS_FILE)
     except (OSError, ValueError):
         return {}
+
+
+RUN_ID_PATTERN = re.compile(r"\d{8}-\d{6}-b[0-7]-[0-9a-f]{4}")
+
+
+def is_run_id(text: Any) -> bool:
+    """Whether `text` is a well-formed run id (the one check every page and command uses)."""
+    return isinstance(text, str) and RUN_ID_PATTERN.fullmatch(text) is not None

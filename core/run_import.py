@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from core import run_files, safe_io
 from core.config import TrainConfig
 from core.database import batches as batches_table, metrics as metrics_table, runs as runs_table
-from core.run_files import CONFIG_FILE, METRIC_COLUMNS, STATUS_FILE
-from core.states import STATES, TRAINING_STATES
+from core.run_files import CONFIG_FILE, METRIC_COLUMNS, STATUS_FILE, is_run_id
+from core.states import STATES, TRAINING_STATES, RunState
 
 IMPORTED_INTERRUPTED = ("its training process was not running under this lab's run database when it was "
                         "imported; resume continues from the last checkpoint")
@@ -26,7 +26,6 @@ IMPORTED_INTERRUPTED = ("its training process was not running under this lab's r
 
 def import_new_folders(store) -> list[str]:
     """Imports every run folder in `store.root` that the database does not know; returns their ids."""
-    from core.runs import is_run_id
     if not store.root.is_dir():
         return []
     on_disk = {p.name for p in store.root.iterdir() if is_run_id(p.name) and p.is_dir() and not p.is_symlink()}
@@ -58,9 +57,9 @@ def import_folder(store, folder: Path) -> str:
         status, damaged, unreadable = {}, f"{STATUS_FILE} is missing", True
     except (OSError, ValueError) as exc:
         status, damaged, unreadable = {}, f"{STATUS_FILE} is unreadable: {exc}"[:300], True
-    state = status.get("state", "failed")
+    state = status.get("state", RunState.FAILED)
     if state in TRAINING_STATES:
-        state, status["error"] = "interrupted", IMPORTED_INTERRUPTED
+        state, status["error"] = RunState.INTERRUPTED, IMPORTED_INTERRUPTED
     if unreadable:
         status.update(unreadable=True, error=damaged)
     kind = status.get("kind") if status.get("kind") in ("train", "lr_find") else "train"
@@ -93,7 +92,6 @@ def import_folder(store, folder: Path) -> str:
 def import_from(store, source: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """`python -m core import DIR`: copies each run folder of `source` that `store` does not hold
     into its runs folder and imports it. Returns (imported ids, [(id, why it was skipped)])."""
-    from core.runs import is_run_id
     if not source.is_dir():
         raise FileNotFoundError(f"{source} is not a folder")
     imported, skipped = [], []

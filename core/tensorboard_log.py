@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from core.data import CLASS_NAMES
+from core.evaluate import evaluate
 
 BATCH_EVERY = 10                     # per-batch loss: one point every this many batches
 EPOCH_SCALARS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
@@ -183,7 +184,6 @@ def log_confusion_matrix(run, y_true, y_prob, *, step: int) -> Path | None:
     try:
         import tensorflow as tf
 
-        from core.evaluate import evaluate
         evaluation = evaluate(y_true, y_prob)
         picture = confusion_image(evaluation.confusion, title=f"Test set, {evaluation.n:,} images: "
                                   f"{100 * evaluation.top1_accuracy:.1f}% right (rows: true, columns: predicted)")

@@ -2,8 +2,9 @@
 
 `train_run` is what the job manager's thread (and so the CLI) calls; the manager imports this
 module only when a job starts, because importing Keras costs seconds. It never touches Streamlit:
-it reports through the run folder and a thread-safe `Progress` object. Everything per-batch
-lives in one callback, `RunRecorder`, so the hot path costs a few dictionary updates. A Stop
+it reports through the run folder and a thread-safe `Progress` object. The per-batch and per-epoch
+work is done by small callbacks in one written order (core/callbacks.py), so the hot path costs a
+few dictionary updates. A Stop
 keeps the batches of the unfinished epoch, and resume goes on from the next one (core/partial_epoch.py).
 """
 
@@ -22,16 +23,22 @@ import numpy as np
 
 from core import data as data_mod
 from core import processes
-from core.backend import gpu_devices, make_strategy, process_0_flags, use_mixed_precision
+from core.backend import gpu_devices, make_strategy, use_mixed_precision
+from core.callbacks import FitState, current_learning_rate, outside_the_distribution, run_callbacks
 from core.config import TrainConfig
 from core.errors import SelfExplainedError, UserInputError
-from core.partial_epoch import (PartialEpoch, RestOfEpoch, images_in_batch, mid_epoch_save_seconds,
-                                place_random_streams)
+from core.lr_find import find_learning_rate
+from core.memory import budget
+from core.model import (base_layers, build_model, compile_model, host_preprocessing, load_checkpoint,
+                        set_training_size, unfreeze, use_jit_compile)
+from core.partial_epoch import PartialEpoch, RestOfEpoch, mid_epoch_save_seconds, place_random_streams
 from core.progress import Progress
 from core.runs import Keepalive, Run, mark_active, trainer_identity
 from core.safe_io import disk_words
+from core.states import RunState
+from core.sweeps.pruning import sweep_pruning
+from core.tensorboard_log import log_confusion_matrix, tensorboard_callback
 
-PROGRESS_WRITE_SECONDS = 1.0     # progress.json at most this often: viewers poll about once a second
 PREDICT_BATCH = 256
 # On a CPU, prediction slows down once a batch's activations outgrow the caches: B0 at 120 px
 # predicted 100 images/s 32 at a time and 50-67 at 256, at 64 px 400-630 at 64 and 200-380 at
@@ -48,257 +55,19 @@ class TrainingStopped(Exception):
 
 @dataclass
 class Outcome:
-    state: str            # stopped | completed | failed
+    state: str            # stopped | completed | failed | pruned
     error: str = ""
     error_kind: str = ""  # "input" (data, weights, settings: the user can fix it) or "training"
 
 
 def _is_unfrozen(model) -> bool:
-    from core.model import base_layers
     return any(layer.trainable and layer.weights for layer in base_layers(model))
 
 
-class RunRecorder(keras.callbacks.Callback):
-    """The one callback: progress, stop, NaN guard, validation, metrics, checkpoints, heartbeat."""
-
-    def __init__(self, run: Run, progress: Progress, stop_event: threading.Event, *, val_ds,
-                 train_images: int, steps: int, target_epochs: int, phase_name: str,
-                 resize: "ProgressiveResize | None" = None, batch_size: int | None = None,
-                 partial: PartialEpoch | None = None, save_seconds: float = math.inf):
-        super().__init__()
-        self.resize = resize   # progressive resizing: steps at two sizes, at two speeds
-        self.run, self.progress, self.stop_event = run, progress, stop_event
-        self.val_ds, self.train_images, self.steps = val_ds, train_images, steps
-        self.target_epochs, self.phase_name = target_epochs, phase_name
-        self.batch_size = batch_size or math.ceil(train_images / steps)   # the global batch
-        self.partial = partial              # the epoch a mid-epoch checkpoint left unfinished, if any
-        self.save_seconds = save_seconds    # a mid-epoch checkpoint at least this often
-        self.nan_at: tuple[str, int, str] | None = None   # (what became NaN, epoch, where)
-        self.stopped_by_user = False
-        self._first_step_of_fit = True
-        self._step_size: int | None = None                      # the image size of the last step
-        self._seconds_per_image: dict[int, tuple[float, int]] = {}   # size: (seconds, images) untraced
-        self._last_progress_write = 0.0
-        self._epoch_seconds_seen: list[float] = []
-        self._saved_at = time.monotonic()
-
-    def on_train_begin(self, logs=None):
-        self._saved_at = time.monotonic()
-
-    # --- per epoch ---------------------------------------------------------------------------
-    def on_epoch_begin(self, epoch, logs=None):
-        # An epoch a mid-epoch checkpoint left unfinished goes on from there (its fit's callbacks
-        # see its own batch numbers: partial_epoch.RestOfEpoch).
-        before = self.partial if self.partial is not None and self.partial.epoch == epoch else None
-        self._before = before
-        self._epoch = epoch
-        self._epoch_start = time.perf_counter()
-        self._batches_done = before.batches if before else 0
-        self._timed_start, self._timed_images, self._untimed_seconds = self._epoch_start, 0, 0.0
-        self._step_start = self._epoch_start
-        # (batch, loss, accuracy): running means; the batches before the checkpoint come from it.
-        self._batch_reports: list[tuple[int, float, float]] = list(before.reports) if before else []
-        self.progress.update(state="running", phase=self.phase_name if not self._first_step_of_fit
-                             else "compiling first step", epoch=epoch + 1, epochs=self.target_epochs,
-                             batch=self._batches_done, batches=self.steps)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._step_start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        now = time.perf_counter()
-        self._batches_done = batch + 1
-        loss = float(logs.get("loss", float("nan"))) if logs else float("nan")
-        size = self.resize.size_at(self._epoch, batch) if self.resize else 0
-        if self._first_step_of_fit:
-            # The first step of a fit() traces the graph (20 s or more on a CPU): keep it out of
-            # images/s so the figure compares with plain Keras in its steady state.
-            self._first_step_of_fit = False
-            self._timed_start = now
-            self.progress.update(compile_seconds=now - self._epoch_start)
-        elif size != self._step_size:
-            self._untimed_seconds += now - self._step_start   # progressive resizing traced anew
-        else:
-            self._timed_images += self._batch_images(batch)
-            seconds, images = self._seconds_per_image.get(size, (0.0, 0))
-            self._seconds_per_image[size] = (seconds + now - self._step_start, images + self._batch_images(batch))
-        self._step_size = size
-        if not math.isfinite(loss):
-            self.nan_at = (f"loss became {_nan_or_inf(loss)}", self._epoch + 1, f", batch {batch + 1}")
-            self.model.stop_training = True
-        # Process 0's answers on every process: all stop, or all save, at the same batch.
-        stop, save = process_0_flags(self.stop_event.is_set(), self._mid_epoch_save_due())
-        if stop:
-            self.stopped_by_user = True
-            self.model.stop_training = True
-        accuracy = float(logs.get("accuracy", float("nan"))) if logs else float("nan")
-        self._batch_reports.append((batch + 1, loss, accuracy))
-        self._report(now, loss, accuracy)
-        if save and not self.model.stop_training:   # a stop saves at the epoch's end; NaN never
-            self._save_mid_epoch(logs)
-
-    def _batch_images(self, batch: int) -> int:
-        return images_in_batch(batch, self.batch_size, self.train_images)
-
-    def _timed(self, now: float) -> tuple[int, float]:
-        """(images, seconds) of the epoch's timed steps, those before a mid-epoch checkpoint included."""
-        images, seconds = self._timed_images, now - self._timed_start - self._untimed_seconds
-        if self._before is not None:
-            images, seconds = images + self._before.timed_images, seconds + self._before.timed_seconds
-        return images, seconds
-
-    def _images_per_second(self, now: float) -> float:
-        images, elapsed = self._timed(now)
-        return images / elapsed if elapsed > 0 and images else float("nan")
-
-    def _epoch_seconds(self, now: float) -> float:
-        return now - self._epoch_start + (self._before.seconds if self._before is not None else 0.0)
-
-    # --- mid-epoch checkpoints ------------------------------------------------------------------
-    def _mid_epoch_save_due(self) -> bool:
-        # The epoch's last batch is saved by the epoch's end.
-        return self._batches_done < self.steps and time.monotonic() - self._saved_at >= self.save_seconds
-
-    def _save_mid_epoch(self, logs: dict | None) -> None:
-        """The model as checkpoints/partial.keras, and in the status the place in the epoch's seeded
-        order it stands at (checkpoint_batch) with the means and curve of the batches so far.
-
-        Crash safety: partial.keras counts only while the status's checkpoint_batch names it. The
-        status first stops naming the old file, then the file is replaced (atomically), then the
-        status names the new one: a crash in between resumes from last.keras at the epoch's start
-        (as if this save had not begun), never from weights whose batches the status does not count.
-        """
-        logs = logs or {}
-        now = time.perf_counter()
-        timed_images, timed_seconds = self._timed(now)
-        partial = PartialEpoch(
-            epoch=self._epoch, batches=self._batches_done, steps=self.steps, batch_size=self.batch_size,
-            images=sum(self._batch_images(b) for b in range(self._batches_done)),
-            loss=float(logs.get("loss", float("nan"))), accuracy=float(logs.get("accuracy", float("nan"))),
-            seconds=self._epoch_seconds(now), timed_images=timed_images, timed_seconds=timed_seconds,
-            reports=tuple(self._batch_reports))
-        self.progress.update(phase="saving checkpoint")
-        with self.run.checkpoint_lock():
-            # None: the run is no longer this trainer's (its lease was lost), or this is a follower
-            # process of a run over several, which writes nothing: either way, no file either.
-            if self.run.write_status(checkpoint_batch=0, checkpoint_partial=None) is not None:
-                save_checkpoint(self.model, self.run, which="partial")
-                self.run.write_status(checkpoint_batch=partial.batches, checkpoint_partial=partial.record())
-        self._saved_at = time.monotonic()
-        self.progress.update(phase=self.phase_name)
-
-    def _report(self, now: float, loss: float, accuracy: float) -> None:
-        ips = self._images_per_second(now)
-        if self.resize is not None:   # steps at two sizes, at two paces
-            epoch_eta, eta = self._resize_eta(self._epoch + 1), self._resize_eta(self.target_epochs)
-        else:
-            per_batch = self.batch_size / ips if ips == ips and ips > 0 else float("nan")
-            epoch_eta = (self.steps - self._batches_done) * per_batch
-            typical_epoch = (np.median(self._epoch_seconds_seen) if self._epoch_seconds_seen
-                             else self.steps * per_batch)
-            eta = epoch_eta + (self.target_epochs - self._epoch - 1) * typical_epoch
-        # The running epoch's per-batch loss and accuracy (fresh tuples: viewers read them unlocked).
-        self.progress.update(phase=self.phase_name, batch=self._batches_done, loss=loss, accuracy=accuracy,
-                             images_per_second=ips, epoch_eta_seconds=epoch_eta, eta_seconds=eta,
-                             batch_losses=tuple((b, m) for b, m, _ in self._batch_reports),
-                             batch_accuracies=tuple((b, a) for b, _, a in self._batch_reports))
-        wall = time.time()
-        if wall - self._last_progress_write >= PROGRESS_WRITE_SECONDS:
-            self._last_progress_write = wall
-            self.run.write_progress(self.progress.snapshot())
-
-    def _resize_eta(self, end_epoch: int) -> float:
-        """Seconds left to `end_epoch`'s end under progressive resizing: the steps left at each
-        size at that size's pace, measured, or else scaled from the other's by core.estimate."""
-        from core.estimate import relative_cost
-        measured = {size: seconds / images for size, (seconds, images) in self._seconds_per_image.items()
-                    if images}
-        if not measured:
-            return float("nan")
-        known, per_image = next(iter(measured.items()))
-        left = self.resize.remaining_steps(self._epoch, self._batches_done, end_epoch)
-        return sum(steps * self.batch_size * measured.get(size, per_image * relative_cost(
-            self.resize.config.variant, size, known)) for size, steps in left.items())
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        train_seconds = self._epoch_seconds(time.perf_counter())
-        ips = self._images_per_second(time.perf_counter())
-        if self._batches_done < self.steps or self.nan_at:
-            # A stop or a NaN cut this epoch short: it is not a finished epoch. A stop keeps its
-            # batches in a mid-epoch checkpoint; after a NaN the weights are worth nothing.
-            if self.stopped_by_user and not self.nan_at:
-                self._save_mid_epoch(logs)
-            return
-        if self.val_ds is not None:
-            self.progress.update(phase="validating")
-            val = self.model.evaluate(self.val_ds, verbose=0, return_dict=True)
-            logs["val_loss"], logs["val_accuracy"] = float(val["loss"]), float(val["accuracy"])
-            if not math.isfinite(logs["val_loss"]):
-                # The training loss can stay finite while the weights or BatchNorm statistics have
-                # overflowed: such a model is no checkpoint to keep.
-                self.nan_at = (f"validation loss became {_nan_or_inf(logs['val_loss'])}", epoch + 1, "")
-                self.model.stop_training = True
-                return
-        epoch_seconds = self._epoch_seconds(time.perf_counter())
-        self._epoch_seconds_seen.append(epoch_seconds)
-        row = {
-            "epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
-            "accuracy": float(logs.get("accuracy", float("nan"))),
-            "val_loss": logs.get("val_loss", ""), "val_accuracy": logs.get("val_accuracy", ""),
-            "learning_rate": current_learning_rate(self.model),
-            "epoch_seconds": round(epoch_seconds, 3),
-            "images_per_second": round(ips if ips == ips else self.train_images / train_seconds, 2),
-        }
-        self.progress.update(phase="saving checkpoint")
-        previous_best = max((m["val_accuracy"] for m in self.run.read_metrics()
-                             if m["val_accuracy"] == m["val_accuracy"]), default=-1.0)
-        best = row["val_accuracy"] != "" and row["val_accuracy"] > previous_best
-        # Order matters for crash safety: the checkpoint, then its epoch in status (with a copy of
-        # the row), then the CSV row. A crash between them redoes at most one epoch, never records
-        # one twice, and a row whose append failed (a full disk) is restored on resume. The same
-        # status write retires a mid-epoch checkpoint of this epoch: until it, a crash resumes from
-        # that one (partial.keras), which last.keras does not replace.
-        with self.run.checkpoint_lock():
-            save_checkpoint(self.model, self.run, best=best)
-            self.run.write_status(checkpoint_epoch=epoch + 1, epoch=epoch + 1, checkpoint_row=row,
-                                  checkpoint_batch=0, checkpoint_partial=None,
-                                  **({"best_epoch": epoch + 1} if best else {}))
-        self.run.discard_checkpoint("partial")
-        self._saved_at = time.monotonic()
-        self.run.append_metrics(row)
-        # After the row: the curve inside the epoch, for the charts once progress.json has moved on.
-        self.run.append_batches(epoch + 1, self._batch_reports)
-        self.progress.update(phase=self.phase_name, last_epoch=row)
-
-
-def _nan_or_inf(value: float) -> str:
-    return "NaN" if math.isnan(value) else "infinite"
-
-
-def current_learning_rate(model) -> float:
-    # Under a distribution strategy the rate is a MirroredVariable, which float() refuses.
-    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-
-
-def save_checkpoint(model, run: Run, *, best: bool = False, which: str = "last") -> None:
-    """last.keras (and best.keras), or partial.keras in the middle of an epoch, via a temporary
-    name and a rename: a failed write leaves the previous checkpoint intact.
-
-    Raises:
-        CheckpointError: The file could not be written (a full disk, a read-only folder); the
-            message names the file and the reason, and says the previous checkpoint is kept.
-    """
-    save = (lambda tmp: outside_the_distribution(lambda: model.save(tmp))) if processes.several() \
-        else (lambda tmp: model.save(tmp))
-    run.write_checkpoint(save, which)
-    if best:
-        run.copy_checkpoint("last", "best")
-
-
-def _callbacks(config: TrainConfig, recorder: RunRecorder, steps: int, start_epoch: int):
-    # ProgressiveResize first, so that the other callbacks never see the start size.
-    callbacks = [recorder.resize, recorder] if recorder.resize else [recorder]
+def _callbacks(config: TrainConfig, own: list, run: Run, steps: int, start_epoch: int):
+    """The run's own callbacks (core/callbacks.py, in their order), then the schedule, early
+    stopping and TensorBoard, which read the logs the validation wrote."""
+    callbacks = list(own)
     if config.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_accuracy", mode="max", factor=config.plateau_factor,
@@ -309,8 +78,7 @@ def _callbacks(config: TrainConfig, recorder: RunRecorder, steps: int, start_epo
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=config.early_stopping_patience,
             start_from_epoch=start_epoch, verbose=0))
-    from core.tensorboard_log import tensorboard_callback   # after the recorder: it reads its metrics row
-    board = tensorboard_callback(recorder.run, steps)
+    board = tensorboard_callback(run, steps)   # after EpochRecorder: it reads its metrics row
     return callbacks + ([board] if board is not None else [])
 
 
@@ -361,7 +129,6 @@ class ProgressiveResize(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_begin(self, batch, logs=None):
-        from core.model import set_training_size
         size = self.size_at(self._epoch, batch)
         set_training_size(self.model, size)   # also what a retrace for a smaller last batch reads
         if size != self._traced_for:
@@ -369,7 +136,6 @@ class ProgressiveResize(keras.callbacks.Callback):
             self._traced_for = size
 
     def on_train_batch_end(self, batch, logs=None):
-        from core.model import set_training_size
         set_training_size(self.model, self.config.image_size)
 
 
@@ -387,15 +153,18 @@ def cpu_predict_batch(image_size: int) -> int:
     return max(16, min(PREDICT_BATCH, CPU_PREDICT_PIXELS // (image_size * image_size)))
 
 
+MIRROR_PASS = "mirroring the unsure test images"   # the test-time flip's pass, after the plain one
+
+
 def predict_test_set(model, config: TrainConfig, cifar: data_mod.Cifar10, progress: Progress,
                      replicas: int = 1, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """Class probabilities for every test image, in order, `batch_size` images at a time.
 
     With `config.test_time_flip`, an image whose top class is below `config.test_time_flip_below`
     gets the mean of its and its mirror image's probabilities; the others keep their own (below 1,
-    the mirror pass covers only the images the model is unsure of).
+    the mirror pass covers only the images the model is unsure of: `progress` says how many).
     """
-    progress.update(phase="evaluating test set")
+    progress.update(phase="evaluating test set", mirror_pass_images=0)
     y_prob = _predict_images(model, config, cifar.x_test, cifar.y_test, replicas, batch_size)
     if not config.test_time_flip:
         return y_prob
@@ -404,6 +173,7 @@ def predict_test_set(model, config: TrainConfig, cifar: data_mod.Cifar10, progre
     if not len(unsure):
         return y_prob
     mirrored = np.ascontiguousarray(cifar.x_test[unsure, :, ::-1])
+    progress.update(phase=MIRROR_PASS, mirror_pass_images=len(unsure))
     averaged = y_prob.copy()    # not written into what predict returned (a backend may share it)
     averaged[unsure] = (y_prob[unsure] + _predict_images(model, config, mirrored, cifar.y_test[unsure],
                                                          replicas, batch_size)) / 2
@@ -417,7 +187,6 @@ def _predict_images(model, config: TrainConfig, x_test: np.ndarray, y_test: np.n
     padded = -n % replicas
     x = np.concatenate([x_test, np.repeat(x_test[-1:], padded, axis=0)]) if padded else x_test
     y = np.concatenate([y_test, np.repeat(y_test[-1:], padded)]) if padded else y_test
-    from core.model import host_preprocessing
     test_ds = data_mod.make_dataset(x, y, image_size=host_preprocessing(model, config).get("image_size"),
                                     batch_size=_multiple_of(batch_size, replicas), training=False)
     return model.predict(test_ds, verbose=0)[:n]
@@ -444,16 +213,15 @@ def lr_find_run(run: Run, *, target_epochs: int, stop_event: threading.Event, pr
                 data_dir: str | None = None) -> Outcome:
     """A learning-rate finder job from the queue: the range test on the job's config, its curve
     and suggestion saved in the job's folder (`target_epochs` is unused). Never raises."""
-    from core.lr_find import find_learning_rate
 
     def find() -> Outcome:
-        progress.update(state="running", phase="loading data", run_id=run.run_id, error="")
+        progress.update(state=RunState.RUNNING, phase="loading data", run_id=run.run_id, error="")
         finding = find_learning_rate(run.read_config(), data_dir, progress, stop_event)
         run.write_lr_finding({"rates": finding.rates.tolist(), "losses": finding.losses.tolist(),
                               "smoothed": finding.smoothed.tolist(), "suggestion": finding.suggestion,
                               "steepest": finding.steepest, "minimum_rate": finding.minimum_rate,
                               "ended": finding.ended, "method": finding.method})
-        return Outcome("stopped" if finding.ended == "stopped" else "completed")
+        return Outcome(RunState.STOPPED if finding.ended == "stopped" else RunState.COMPLETED)   # the finder's own word
 
     return _as_job(run, progress, stop_event, {}, find)
 
@@ -466,13 +234,13 @@ def _as_job(run: Run, progress: Progress, stop_event: threading.Event, status: d
     try:
         # A run handed over without a claim (a script calling train_run on a new run) is claimed
         # here, so that it trains under a lease like any other.
-        if getattr(run, "lease", "") is None and run.read_status().get("state") == "queued" and run.claim() is None:
+        if getattr(run, "lease", "") is None and run.read_status().get("state") == RunState.QUEUED and run.claim() is None:
             raise RuntimeError(f"run {run.run_id} was claimed by another process just now")
         run.write_status(error="", ended_at=None, **status, **trainer_identity())
-        with Keepalive(run, stop_event, on_stop_request=lambda: progress.update(state="stopping")):
+        with Keepalive(run, stop_event, on_stop_request=lambda: progress.update(state=RunState.STOPPING)):
             outcome = work()
     except Exception as exc:  # noqa: BLE001 - any failure becomes the run's readable reason
-        outcome = Outcome("failed", _readable(exc), _error_kind(exc))
+        outcome = Outcome(RunState.FAILED, _readable(exc), _error_kind(exc))
         trace = traceback.format_exc(limit=20)
     try:
         _record_outcome(run, outcome, trace)
@@ -566,12 +334,12 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
     config = run.read_config()
     done = run.checkpoint_epoch()
     run.reconcile_metrics(done)
-    progress.update(state="running", phase="loading data", epoch=done, epochs=target_epochs,
+    progress.update(state=RunState.RUNNING, phase="loading data", epoch=done, epochs=target_epochs,
                     batch=0, batches=0, run_id=run.run_id, error="")
     try:
         setup = _set_up(run, config, done, data_dir, stop_event, progress)
     except TrainingStopped:
-        return Outcome("stopped")
+        return Outcome(RunState.STOPPED)
     for phase_name, phase_end in _phases(config, target_epochs):
         if done >= phase_end:
             continue
@@ -583,7 +351,7 @@ def _train(run: Run, target_epochs: int, stop_event: threading.Event, progress: 
             run.write_status(early_stopped_at=done)
             break
     _test_and_record(run, setup, done, progress)
-    return Outcome("completed")
+    return Outcome(RunState.COMPLETED)
 
 
 def _set_up(run: Run, config: TrainConfig, done: int, data_dir: str | None, stop_event: threading.Event,
@@ -594,8 +362,6 @@ def _set_up(run: Run, config: TrainConfig, done: int, data_dir: str | None, stop
     Raises:
         TrainingStopped: a stop was asked for before training began.
     """
-    from core.memory import budget
-    from core.model import build_model, compile_model, host_preprocessing, load_checkpoint, use_jit_compile
     cifar = data_mod.load_cifar10(data_dir)
     split = data_mod.split_train_val(cifar.x_train, cifar.y_train, val_fraction=config.val_fraction,
                                      seed=config.seed, train_limit=config.train_limit)
@@ -681,7 +447,6 @@ def _fit_phase(run: Run, setup: Setup, phase_name: str, phase_end: int, done: in
                stop_event: threading.Event, progress: Progress,
                save_seconds: float = math.inf) -> tuple[Outcome | None, int]:
     """One phase's epochs; (the run's outcome if the phase ended it, epochs now done)."""
-    from core.model import compile_model, unfreeze
     config, model = setup.config, setup.model
     if phase_name.startswith("fine-tuning") and not _is_unfrozen(model):
         with setup.strategy.scope():
@@ -689,10 +454,13 @@ def _fit_phase(run: Run, setup: Setup, phase_name: str, phase_end: int, done: in
             compile_model(model, config, config.fine_tune_learning_rate, jit_compile=setup.jit_compile)
     partial = setup.partial if setup.partial is not None and setup.partial.epoch == done else None
     resize = ProgressiveResize(config, setup.steps) if config.progressive_start_size else None
-    recorder = RunRecorder(run, progress, stop_event, val_ds=setup.val_ds, train_images=setup.train_images,
-                           steps=setup.steps, target_epochs=target_epochs, phase_name=phase_name, resize=resize,
-                           batch_size=setup.global_batch, partial=partial, save_seconds=save_seconds)
-    callbacks = _callbacks(config, recorder, setup.steps, done)
+    fit = FitState(train_images=setup.train_images, steps=setup.steps, target_epochs=target_epochs,
+                   phase_name=phase_name, resize=resize, batch_size=setup.global_batch, partial=partial,
+                   save_seconds=save_seconds)
+    callbacks = _callbacks(config, run_callbacks(fit, run, progress, stop_event, setup.val_ds), run, setup.steps, done)
+    pruning = sweep_pruning(run, target_epochs)   # a sweep's trial only: reports each epoch, may end it early
+    if pruning is not None:
+        callbacks.append(pruning)    # after Validation, whose figures it reports
     # Keras starts a fit at a batch 0: the rest of an epoch left unfinished is a fit of its own.
     fits = [(done, done + 1, partial.batches)] if partial else []
     if done + len(fits) < phase_end:
@@ -702,18 +470,21 @@ def _fit_phase(run: Run, setup: Setup, phase_name: str, phase_end: int, done: in
         model.fit(setup.training_batches(first, end, skip), initial_epoch=first, epochs=end,
                   steps_per_epoch=setup.steps - skip, shuffle=False, verbose=0,
                   callbacks=[RestOfEpoch(callbacks, partial, setup.train_images)] if skip else callbacks)
-        if model.stop_training:   # a stop, a NaN or early stopping
+        if model.stop_training:   # a stop, a NaN, early stopping or the sweep's pruner
             break
     done = int(run.read_status().get("checkpoint_epoch", done))
-    if recorder.nan_at:
-        what, epoch, where = recorder.nan_at
-        return Outcome("failed", error_kind="training", error=f"{what} at epoch {epoch}{where}: "
+    if fit.nan_at:
+        what, epoch, where = fit.nan_at
+        return Outcome(RunState.FAILED, error_kind="training", error=f"{what} at epoch {epoch}{where}: "
                        f"training stopped. Start again with a lower learning_rate (now "
                        f"{current_learning_rate(model):g}); {_kept(done, run.checkpoint_batch())}."), done
-    if recorder.stopped_by_user:
-        # The recorder kept the unfinished epoch's batches in a mid-epoch checkpoint, with their
+    if fit.stopped_by_user:
+        # MidEpochSaver kept the unfinished epoch's batches in a mid-epoch checkpoint, with their
         # place in its order: resume goes on from the next batch.
-        return Outcome("stopped"), done
+        return Outcome(RunState.STOPPED), done
+    if pruning is not None and pruning.pruned:
+        # Its curve and checkpoint stay; no test set: a pruned trial is not worth the minutes.
+        return Outcome(RunState.PRUNED), done
     return None, done
 
 
@@ -737,7 +508,6 @@ def _test_and_record(run: Run, setup: Setup, done: int, progress: Progress) -> N
     top5 = float(np.mean(np.any(np.argsort(y_prob, axis=1)[:, -5:] == cifar.y_test[:, None], axis=1)))
     run.write_predictions(cifar.y_test, y_prob, epoch=done, test_accuracy=accuracy, test_top5_accuracy=top5,
                           test_images=len(cifar.y_test))
-    from core.tensorboard_log import log_confusion_matrix
     log_confusion_matrix(run, cifar.y_test, y_prob, step=done)
 
 
@@ -746,34 +516,10 @@ def _predict_on_this_process(run: Run, setup: Setup, progress: Progress) -> np.n
     several processes the model's outputs span every process's devices, which no single process
     can read. The checkpoint holds the same weights, and outside the run's distribution they
     predict on this process."""
-    from core.model import load_checkpoint
     return outside_the_distribution(lambda: predict_test_set(
         load_checkpoint(run.checkpoint("last")), setup.config, setup.cifar, progress, batch_size=setup.predict_batch))
 
 
-def outside_the_distribution(work):
-    """work() in a thread of its own, where the run's Keras distribution (a per-thread setting)
-    does not apply; its result, or its exception raised here.
-
-    Over several processes every variable created under the distribution is checked equal across
-    processes (a collective, which the others must join). Saving a model creates variables of its
-    own (Keras builds a scratch optimizer), and only process 0 saves: inside the distribution it
-    would wait forever for the others.
-    """
-    result: dict = {}
-
-    def call():
-        try:
-            result["value"] = work()
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-            result["error"] = exc
-
-    thread = threading.Thread(target=call, name="outside-the-distribution")
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result.get("value")
 
 
 def evaluate_checkpoint(run: Run, *, data_dir: str | None = None, which: str = "last") -> float:
@@ -782,7 +528,6 @@ def evaluate_checkpoint(run: Run, *, data_dir: str | None = None, which: str = "
     For "Evaluate now" on a running or stopped run. Loads the checkpoint fresh, so it never
     touches the model a training thread is using.
     """
-    from core.model import load_checkpoint
     config = run.read_config()
     # The checkpoint and the epoch it holds are read together, under the lock the trainer holds
     # while it replaces them: the predictions are labelled with the weights they came from.

@@ -11,6 +11,7 @@ from core.config import TrainConfig
 from core.jobs import JobError, JobManager
 from core.lr_find import NEVER_FELL, worth_using
 from core.queue import ordinal
+from core.states import ACTIVE_STATES, TRAINING_STATES, RunState
 from dashboard import control, identity, state, train_form
 from dashboard.lr_chart import lr_finder_figure
 
@@ -58,11 +59,11 @@ def finder_panel(manager: JobManager) -> None:
     status = state.status(job_id)
     job_state = status.get("state", "unknown")
     st.markdown("**Learning-rate finder**")
-    if job_state == "queued":
+    if job_state == RunState.QUEUED:
         place = next((i for i, s in enumerate(manager.store.queue(), start=1) if s.run_id == job_id), None)
         st.caption(f"{ordinal(place)} in line: it starts when a training slot frees." if place else "Queued.")
         return
-    if job_state in ("running", "stopping"):
+    if job_state in TRAINING_STATES:
         progress = manager.progress(job_id)
         batch, batches = int(progress.get("batch") or 0), int(progress.get("batches") or 1)
         rate = progress.get("learning_rate")
@@ -72,7 +73,7 @@ def finder_panel(manager: JobManager) -> None:
     if st.session_state.pop(LIVE_KEY, False):
         st.rerun()   # it has just ended: the whole page, so this panel stops refreshing itself
     finding = run.read_lr_finding() if run is not None else None
-    if job_state == "failed" or finding is None:
+    if job_state == RunState.FAILED or finding is None:
         st.error(f"The learning-rate finder {job_state}: {status.get('error') or 'no result was saved'}")
         return
     # A curve that never fell suggests nothing: say so, and offer no rate to use (issue 32).
@@ -95,6 +96,6 @@ def finder_fragment(manager: JobManager) -> None:
     """The panel, redrawn every few seconds while the job waits or runs."""
     if not st.session_state.get(JOB_KEY):
         return
-    running = state.status(st.session_state[JOB_KEY]).get("state") in ("queued", "running", "stopping")
+    running = state.status(st.session_state[JOB_KEY]).get("state") in ACTIVE_STATES
     st.session_state[LIVE_KEY] = running
     st.fragment(run_every=REFRESH_SECONDS if running else None)(finder_panel)(manager)

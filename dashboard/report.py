@@ -23,6 +23,7 @@ import plotly.io as pio
 from core.config import with_meaning
 from core.data import CLASS_NAMES
 from core.evaluate import Evaluation
+from core.states import RunState
 from dashboard.charts import (BATCH_SMOOTHING, accuracy_per_batch_figure, curves_figure, loss_per_batch_figure,
                               loss_per_batch_leads, percent_text, run_legend_label)
 from dashboard.images import caption, upscale
@@ -225,12 +226,40 @@ def _curves(charts: _Charts, label: str, metrics: pd.DataFrame, batch_losses: _B
     return epoch_charts() + batch_charts()
 
 
+def _name_and_author(status: dict[str, Any]) -> str:
+    """"Ana — by Bo · " as typed at Start (escaped where it is written), "" when neither was given."""
+    named = " — ".join(str(part) for part in (status.get("name"), status.get("author") and f"by {status['author']}")
+                       if part)
+    return f"{named} · " if named else ""
+
+
+def _facts(config: dict[str, Any], status: dict[str, Any], metrics: pd.DataFrame | None,
+           evaluation: Evaluation) -> list[tuple[str, str]]:
+    """The cards at the top: model, test accuracies, test images, epochs."""
+    finished = len(metrics) if metrics is not None else 0
+    return [("Model", f"EfficientNet-{str(config.get('variant', '?')).upper()} @ {config.get('image_size', '?')} px"),
+            ("Top-1 test accuracy", percent_text(evaluation.top1_accuracy)),
+            ("Top-5 test accuracy", percent_text(evaluation.top5_accuracy)),
+            ("Test images", f"{evaluation.n:,}"),
+            ("Epochs", f"{finished} of {status.get('epochs', config.get('epochs', '?'))}")]
+
+
+def _caveat(status: dict[str, Any]) -> str:
+    """A note when the run did not complete: its predictions come from an earlier checkpoint."""
+    state = str(status.get("state", "unknown"))
+    if state == RunState.COMPLETED:
+        return ""
+    epoch = status.get("predictions_epoch")
+    return (f'<p class="note">This run is {_e(state)}; the test predictions are from '
+            + (f"epoch {_e(epoch)}" if epoch else "an earlier checkpoint") + ".</p>")
+
+
 def build_report(*, run_id: str, config: dict[str, Any], status: dict[str, Any], metrics: pd.DataFrame,
                  evaluation: Evaluation, mistakes: pd.DataFrame, images: np.ndarray | None,
                  batch_losses: _BatchHistory | None = None, batch_accuracies: _BatchHistory | None = None,
                  generated: datetime | None = None, mistakes_shown: int = MISTAKES_SHOWN) -> str:
-    """The run as one HTML document that needs no network. (Longer than our usual functions on
-    purpose: the document's template is inline, so the whole page reads in one place.)
+    """The run as one HTML document that needs no network (its template inline, so the whole page
+    reads in one place).
 
     Args:
         run_id: The run's id.
@@ -252,28 +281,14 @@ def build_report(*, run_id: str, config: dict[str, Any], status: dict[str, Any],
     """
     generated = generated or datetime.now()
     label = run_legend_label(config, run_id)
-    # The run's name and author, as typed at Start (escaped like every other value here).
-    named = " — ".join(str(part) for part in (status.get("name"), status.get("author") and f"by {status['author']}")
-                       if part)
-    named = f"{named} · " if named else ""
     variant = str(config.get("variant", "?")).upper()
     charts = _Charts()
     curves = _curves(charts, label, metrics, batch_losses, batch_accuracies, int(config.get("epochs", 1)))
     confusion = charts(confusion_figure(evaluation.confusion, selectable=False), "confusion")
     per_class = charts(per_class_error_figure(evaluation.per_class), "per-class")
-
-    finished = len(metrics) if metrics is not None else 0
-    facts = [("Model", f"EfficientNet-{variant} @ {config.get('image_size', '?')} px"),
-             ("Top-1 test accuracy", percent_text(evaluation.top1_accuracy)),
-             ("Top-5 test accuracy", percent_text(evaluation.top5_accuracy)),
-             ("Test images", f"{evaluation.n:,}"),
-             ("Epochs", f"{finished} of {status.get('epochs', config.get('epochs', '?'))}")]
-    state = str(status.get("state", "unknown"))
-    caveat = ""
-    if state != "completed":
-        epoch = status.get("predictions_epoch")
-        caveat = (f'<p class="note">This run is {_e(state)}; the test predictions are from '
-                  + (f"epoch {_e(epoch)}" if epoch else "an earlier checkpoint") + ".</p>")
+    named = _name_and_author(status)
+    facts = _facts(config, status, metrics, evaluation)
+    caveat = _caveat(status)
     status_rows = "".join(f"<tr><th>{_e(title)}</th><td>{_e(status[key])}</td></tr>"
                           for key, title in STATUS_FACTS if status.get(key) not in (None, ""))
     wrong = int(evaluation.per_class["errors"].sum())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.data import CLASS_NAMES
+from core.states import ACTIVE_STATES, RunState
 from dashboard import control, nav, state
 from dashboard.url_state import gallery_query
 from dashboard.report import PER_CLASS_COLUMNS, PER_CLASS_NOTE, per_class_table
@@ -34,7 +35,7 @@ def evaluate_panel(run_id: str, run_state: str, has_predictions: bool) -> None:
         st.warning("This run has no checkpoint yet, so there is nothing to evaluate: a checkpoint is "
                    "written at the end of every epoch. Wait for the first epoch to finish.")
         return
-    busy = run_state in ("running", "stopping", "queued")
+    busy = run_state in ACTIVE_STATES
     label = "Evaluate now" if not has_predictions else "Re-evaluate with the latest checkpoint"
     note = ("Runs the latest checkpoint over the test set: about 5 s per 10,000 images for B0 at "
             "32 px on a CPU, minutes for larger variants or sizes"
@@ -88,7 +89,7 @@ if evaluation is None:
     evaluate_panel(run_id, run_state, has_predictions=False)
     st.stop()
 
-if run_state != "completed":
+if run_state != RunState.COMPLETED:
     epoch = status.get("predictions_epoch")
     st.caption(f"This run is {run_state}; these predictions are from "
                + (f"epoch {epoch}." if epoch else "an earlier checkpoint."))

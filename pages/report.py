@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.states import RunState
 from dashboard import nav, report_files, state, take_home
 from dashboard.report import MISTAKES_SHOWN, csv_filename, per_class_frame, report_filename
 
@@ -32,7 +33,7 @@ evaluation = state.evaluation(run_id)
 if evaluation is None:
     st.error("This run's predictions cannot be read; evaluate it again on the confusion page.")
     st.stop()
-if summary.state != "completed":
+if summary.state != RunState.COMPLETED:
     st.warning(f"This run is {summary.state}: the report shows its predictions as they are "
                "(from an earlier checkpoint), and says so.")
 

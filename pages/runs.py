@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.config import TrainConfig, training_images
+from core.config import MAX_EPOCHS, TrainConfig
+from core.data import training_images
 from core.jobs import JobError
 from core.runs import RESUMABLE_STATES, TRAINING_STATES
 from dashboard import control, nav, state, take_home
@@ -21,8 +22,8 @@ if not summaries:
 manager = state.job_manager()
 place = {s.run_id: i for i, s in enumerate(manager.store.queue(), start=1)}
 st.caption(f":material/memory: {manager.where_runs_train()}. {len(place)} run(s) waiting in line.")
-if manager.executor_problem:
-    st.error(f"**The Ray cluster cannot be reached.** {manager.executor_problem}")
+if manager.problem:
+    st.error(f"**Queued runs cannot start now:** {manager.problem}")
 
 
 def _state(s) -> str:
@@ -92,7 +93,7 @@ first = by_id[picked[0]]
 with c2.popover(":material/replay: Resume", width="stretch",
                 disabled=len(picked) != 1 or first.state not in RESUMABLE_STATES or first.run_id not in mine,
                 help=None if first.run_id in mine else control.LOCKED_HELP):
-    target = st.number_input("Total epochs", first.epochs_done + 1, 1000, value=first.epochs_done + 1)
+    target = st.number_input("Total epochs", first.epochs_done + 1, MAX_EPOCHS, value=first.epochs_done + 1)
     if st.button("Resume now", type="primary"):
         try:
             if not state.may_act(first.run_id):

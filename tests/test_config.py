@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from core.config import ConfigError, TrainConfig, check_startable, training_images
+from core.config import ConfigError, TrainConfig, check_startable
+from core.data import training_images
 
 # (changes, field named, text that must appear in the message)
 BAD_SETTINGS = [

@@ -4,7 +4,7 @@ trains only part of the network is estimated faster by what we measured for that
 import pytest
 
 from core.config import TrainConfig
-from core.config import training_images
+from core.data import training_images
 from core.estimate import (DEPTHWISE_KEPT_SPEEDUP, FINE_TUNE_SPEEDUP, FIRST_STEP_SECONDS, FOLDED_PREDICT_SPEEDUP,
                            FOLDED_TRAINING_SPEEDUP, HEAD_ONLY_SPEEDUP, PREDICT_SPEEDUP, TEST_IMAGES, UNSURE_SHARE,
                            epoch_seconds, folds_batchnorm, images_per_second, run_estimate, training_speedup)

@@ -34,18 +34,18 @@ def _epochs(run) -> list[int]:
 def test_a_crash_mid_append_does_not_glue_the_next_epoch_to_the_fragment(tmp_path):
     run = RunStore(tmp_path / "runs").create(TrainConfig())
     run.append_metrics({"epoch": 1, **ROW})
-    with open(run._file("metrics.csv"), "a") as fh:
+    with open(run.path / "metrics.csv", "a") as fh:
         fh.write("2,1.9,0.2")                       # killed mid-write: no newline
     run.append_metrics({"epoch": 2, **ROW})          # the resumed run redoes epoch 2
     assert _epochs(run) == [1, 2]
-    assert run._file("metrics.csv").read_text().count("\n2,") == 1
+    assert (run.path / "metrics.csv").read_text().count("\n2,") == 1
 
 
 def test_garbled_metrics_and_predictions_are_reasons_not_crashes(tmp_path):
     run = RunStore(tmp_path / "runs").create(TrainConfig())
-    run._file("metrics.csv").write_bytes(b"\x00\xff\xfe" + os.urandom(500))
+    (run.path / "metrics.csv").write_bytes(b"\x00\xff\xfe" + os.urandom(500))
     assert run.read_metrics() == [] and run.summary().epochs_done == 0
-    run._file("predictions.npz").write_bytes(b"PK\x03\x04" + os.urandom(100))
+    (run.path / "predictions.npz").write_bytes(b"PK\x03\x04" + os.urandom(100))
     with pytest.raises(ValueError, match="predictions.npz is damaged"):
         run.read_predictions()
 

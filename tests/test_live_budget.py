@@ -30,14 +30,14 @@ def live_page():
 
 @pytest.fixture(autouse=True)
 def no_audience():
-    state._live_viewers.clear()
+    state.LIVE_AUDIENCE.clear()
     yield
-    state._live_viewers.clear()
+    state.LIVE_AUDIENCE.clear()
 
 
 def _others_watching(n: int, seconds_ago: float = 0.0) -> None:
     for i in range(n):
-        state._live_viewers[f"other-{seconds_ago}-{i}"] = time.time() - seconds_ago
+        state.LIVE_AUDIENCE.watching(f"other-{seconds_ago}-{i}", now=time.time() - seconds_ago)
 
 
 def _run_page() -> AppTest:
@@ -52,19 +52,19 @@ def test_interval_grows_with_the_audience_beyond_the_budget(others, expected):
     _others_watching(others)
     at = _run_page()
     assert at.session_state["interval"] == expected
-    assert len(state._live_viewers) == others + 1   # this session counts too
+    assert state.LIVE_AUDIENCE.watching() == others + 1   # this session counts too
 
 
 def test_the_page_default_is_kept_for_a_small_audience():
     _others_watching(5)   # 6 watching: 1.5 s by the budget, but the page asks for 3 s at the fastest
-    assert state._audience_interval(3.0) == 3.0
+    assert state.audience_interval(3.0) == 3.0
 
 
 def test_viewers_who_left_stop_counting():
     _others_watching(30, seconds_ago=state.LIVE_VIEWER_TIMEOUT_SECONDS + 1)
     at = _run_page()
     assert at.session_state["interval"] == 1.0
-    assert len(state._live_viewers) == 1
+    assert state.LIVE_AUDIENCE.watching() == 1
 
 
 def test_an_early_viewer_slows_down_when_a_crowd_arrives():

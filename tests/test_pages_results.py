@@ -98,7 +98,7 @@ def test_pair_button_opens_exactly_those_images(app, trained_run, run_eval):
 def test_evaluate_now_for_a_run_without_predictions(app, trained_run, tmp_path):
     runs = _copy_run(trained_run, tmp_path)
     run = RunStore(runs).get(trained_run.run_id)
-    run._file(PREDICTIONS_FILE).unlink()
+    (run.path / PREDICTIONS_FILE).unlink()
     ended(training_here(run), "stopped")
     at = app(CONFUSION, runs_dir=runs)
     assert any("no test-set predictions" in i.value for i in at.info)
@@ -114,7 +114,7 @@ def test_evaluate_now_for_a_run_without_predictions(app, trained_run, tmp_path):
 def test_evaluate_now_refuses_without_a_checkpoint(app, trained_run, tmp_path):
     runs = _copy_run(trained_run, tmp_path)
     run = RunStore(runs).get(trained_run.run_id)
-    run._file(PREDICTIONS_FILE).unlink()
+    (run.path / PREDICTIONS_FILE).unlink()
     shutil.rmtree(run.checkpoint("last").parent)
     at = app(CONFUSION, runs_dir=runs)
     assert any("no checkpoint yet" in w.value for w in at.warning)

@@ -60,24 +60,24 @@ def test_training_steps_run_at_the_start_size_then_at_image_size_and_the_layer_e
 
 def test_the_eta_counts_the_steps_left_at_each_size_at_that_size_s_pace():
     from core.estimate import relative_cost
-    from core.train import RunRecorder
+    from core.callbacks import FitState
     config = TrainConfig(image_size=120, progressive_start_size=88, progressive_start_fraction=0.5, epochs=2)
     resize = ProgressiveResize(config, steps=10)   # 20 steps: 10 at 88 px, then 10 at 120
     assert resize.remaining_steps(0, 2, 2) == {88: 8, 120: 10}
     assert resize.remaining_steps(0, 2, 1) == {88: 8, 120: 0}
     assert resize.remaining_steps(1, 4, 2) == {88: 0, 120: 6}
-    recorder = RunRecorder(None, None, None, val_ds=None, train_images=1280, steps=10, target_epochs=2,
-                           phase_name="fine-tuning", resize=resize)
-    recorder._epoch, recorder._batches_done = 0, 2
-    recorder._seconds_per_image = {88: (2.56, 256)}   # 0.01 s per image so far, all at 88 px
+    fit = FitState(train_images=1280, steps=10, target_epochs=2, phase_name="fine-tuning", resize=resize)
+    fit.epoch, fit.batches_done = 0, 2
+    fit.seconds_per_image = {88: (2.56, 256)}   # 0.01 s per image so far, all at 88 px
     slower = relative_cost("b0", 120, 88)
     assert 1.4 < slower < 2.5
-    assert recorder._resize_eta(1) == pytest.approx(8 * 128 * 0.01)
-    assert recorder._resize_eta(2) == pytest.approx(8 * 128 * 0.01 + 10 * 128 * 0.01 * slower)
+    assert fit.resize_eta(1) == pytest.approx(8 * 128 * 0.01)
+    assert fit.resize_eta(2) == pytest.approx(8 * 128 * 0.01 + 10 * 128 * 0.01 * slower)
+    assert fit.etas(0.0) == (fit.resize_eta(1), fit.resize_eta(2))
     # Once a 120 px step has been timed, its own pace counts.
-    recorder._epoch, recorder._batches_done = 1, 4
-    recorder._seconds_per_image[120] = (5.12, 256)
-    assert recorder._resize_eta(2) == pytest.approx(6 * 128 * 0.02)
+    fit.epoch, fit.batches_done = 1, 4
+    fit.seconds_per_image[120] = (5.12, 256)
+    assert fit.resize_eta(2) == pytest.approx(6 * 128 * 0.02)
 
 
 def test_start_sizes_differ_from_the_image_size_by_multiples_of_32():

@@ -51,7 +51,7 @@ def _parse(html: str) -> _Tags:
 @pytest.fixture(scope="module")
 def run_data(trained_run, fixture_data_dir):
     y_true, y_prob = trained_run.read_predictions()
-    config = json.loads(trained_run._file("config.json").read_text())
+    config = json.loads((trained_run.path / "config.json").read_text())
     metrics = pd.DataFrame(trained_run.read_metrics())
     images = load_cifar10(fixture_data_dir, allow_download=False).x_test
     return dict(run_id=trained_run.run_id, config=config, status=trained_run.read_status(), metrics=metrics,

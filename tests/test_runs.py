@@ -173,7 +173,7 @@ def test_unknown_files_and_folders_do_not_break_a_listing(store):
     run = _finished(store)
     (store.root / "notes.txt").write_text("hello")
     (store.root / "not-a-run").mkdir()
-    run._file("extra.bin").write_bytes(b"\0" * 10)
+    (run.path / "extra.bin").write_bytes(b"\0" * 10)
     assert [s.run_id for s in store.list()] == [run.run_id]
 
 

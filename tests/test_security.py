@@ -32,7 +32,7 @@ def clock(monkeypatch):
     """The control module's clock, moved by hand (a list: clock[0] = seconds), and no wrong
     guesses remembered from another test."""
     now = [1_000.0]
-    monkeypatch.setattr(control, "_now", lambda: now[0])
+    monkeypatch.setattr(control, "clock", lambda: now[0])
     control.reset_guess_limits()
     yield now
     control.reset_guess_limits()
@@ -376,7 +376,7 @@ def test_keras_models_load_in_safe_mode(tmp_path, monkeypatch):
     import keras
 
     from core.model import load_checkpoint
-    from core.runs import CheckpointError
+    from core.errors import CheckpointError
 
     sentinel = tmp_path / "code-ran"
     monkeypatch.setenv("EFFLAB_SENTINEL", str(sentinel))   # no closure: Keras serialises the bytecode
@@ -393,7 +393,7 @@ def test_keras_models_load_in_safe_mode(tmp_path, monkeypatch):
 
 def test_predictions_with_pickled_objects_are_refused(tmp_path):
     run = RunStore(tmp_path / "runs").create(TrainConfig())
-    np.savez(run._file("predictions.npz"), y_true=np.array([object()], dtype=object),
+    np.savez(run.path / "predictions.npz", y_true=np.array([object()], dtype=object),
              y_prob=np.zeros((1, 10)))
     with pytest.raises(ValueError, match="pickle"):
         run.read_predictions()
