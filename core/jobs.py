@@ -38,8 +38,8 @@ from core.executors.base import starting_phase
 from core.memory import check_fits
 from core.ownership import QueueFull
 from core.runs import RESUMABLE_STATES, TRAINING_STATES, Run, RunNotFoundError, RunStore
-from core.states import RunState
 from core.slots import default_slots
+from core.states import RunState
 
 JOIN_FINISHING_SECONDS = 30.0   # a finished job's thread releases its slot within moments
 # The queue is looked at this often even when nothing here ends: runs queued by another process,

@@ -30,8 +30,8 @@ from core.executors.base import Executor, Job, JobError, config_or_none, record_
 from core.progress import Progress
 from core.run_files import WORKER_LOG_FILE
 from core.runs import TRAINING_STATES, Run, RunStore, heartbeat_seconds, mark_active, trainer_identity
-from core.states import RunState
 from core.slots import slots_explained
+from core.states import RunState
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 PARENT_POLL_SECONDS = 1.0        # how soon a worker notices that the server that started it is gone

@@ -14,8 +14,8 @@ from core.executors.base import (Executor, Job, JobError, config_or_none, record
                                  train_claimed)
 from core.progress import Progress
 from core.runs import Run, mark_active
-from core.states import RunState
 from core.slots import slots_explained
+from core.states import RunState
 
 
 class ThreadExecutor(Executor):
