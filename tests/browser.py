@@ -28,15 +28,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(env: dict[str, str], log_path: Path):
-    """Starts the dashboard as `make run` does; yields its URL; stops it afterwards."""
+def streamlit_process(env: dict[str, str], log_path: Path, *, own_session: bool = False):
+    """Starts the dashboard as `make run` does; yields (its process, its URL); stops it afterwards
+    if it still runs. `own_session`: in a process group of its own, so that a test can kill the
+    server and all it started by the pid it holds (os.killpg), as a crash would."""
     port = free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "dashboard/serve.py", "--server.headless", "true",
              "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=own_session)
         url = f"http://127.0.0.1:{port}"
         try:
             started = time.time()
@@ -45,16 +47,25 @@ def streamlit_server(env: dict[str, str], log_path: Path):
                     urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
                     break
                 except OSError:
-                    if server.poll() is not None or time.time() - started > 60:
+                    if server.poll() is not None or time.time() - started > 90:
                         raise RuntimeError(f"streamlit did not start; see {log_path}")
                     time.sleep(0.2)
-            yield url
+            yield server, url
         finally:
-            server.terminate()
+            if server.poll() is None:
+                server.terminate()
             try:
                 server.wait(15)
             except subprocess.TimeoutExpired:
                 server.kill()
+                server.wait(15)
+
+
+@contextmanager
+def streamlit_server(env: dict[str, str], log_path: Path):
+    """Starts the dashboard as `make run` does; yields its URL; stops it afterwards."""
+    with streamlit_process(env, log_path) as (_, url):
+        yield url
 
 
 @contextmanager

@@ -21,17 +21,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, chart_problems, exceptions_shown, free_port,
-                     screenshot, set_number, settle)
+from browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, chart_problems, exceptions_shown, screenshot, set_number,
+                     settle, streamlit_process)
 from conftest import wait_for
 from dashboard import control
 from dashboard.slides import SLIDES
@@ -41,33 +36,6 @@ SWEEP = "class lr x batch"
 RATES, BATCHES = "0.001, 0.000001, 0.0003", "8, 4"
 TRIALS = 6
 PROJECTOR = (1280, 720)
-
-
-@contextmanager
-def _server(env: dict[str, str], log_path: Path):
-    """`streamlit run dashboard/serve.py` in a session (process group) of its own; yields (process,
-    url). Killed with its group afterwards, whatever the test did to it."""
-    port = free_port()
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard/serve.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, f"streamlit did not start; see {log_path}"
-                time.sleep(0.2)
-        yield server, url
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait(30)
 
 
 def _trials(runs: Path):
@@ -143,7 +111,7 @@ def test_a_class_sweep_survives_a_killed_server_prunes_and_lands_on_the_board(tm
         page.set_default_timeout(60_000)
         try:
             # 1. Server 1: set up, Start, watch the trials queue and train; killed mid-sweep.
-            with _server(env, tmp_path / "server-1.log") as (server, url):
+            with streamlit_process(env, tmp_path / "server-1.log", own_session=True) as (server, url):
                 _set_up_the_sweep(page, url)
                 _shot(page, "sweep-01-set-up")
                 page.get_by_role("button", name="Start sweep").click()
@@ -161,7 +129,7 @@ def test_a_class_sweep_survives_a_killed_server_prunes_and_lands_on_the_board(tm
                 server.wait(30)
 
             # 2. Server 2 on the same folder: the killed trial resumes, the rest drain, the sweep ends.
-            with _server(env, tmp_path / "server-2.log") as (server, url):
+            with streamlit_process(env, tmp_path / "server-2.log", own_session=True) as (server, url):
                 wait_for(lambda: all(t.state in ("complete", "pruned", "fail") for t in _trials(runs))
                          and len(_trials(runs)) == TRIALS, 600, "the sweep to finish after the restart")
                 page.goto(f"{url}/sweep")
