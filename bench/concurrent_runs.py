@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 def measure(slots: int, images: int, epochs: int, data_dir: str) -> dict:
     """N runs started together with N slots; their steady-state images/s from metrics.csv."""
-    from core.config import TrainConfig
-    from core.jobs import JobManager
+    from core.settings.config import TrainConfig
+    from core.jobs.scheduler import JobManager
     with tempfile.TemporaryDirectory() as runs:
         manager = JobManager(runs_dir=runs, data_dir=data_dir, slots=slots)
         config = TrainConfig(variant="b0", image_size=32, batch_size=128, epochs=epochs, train_limit=images,

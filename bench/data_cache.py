@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FRESH_PROCESS = ("import sys, time; t = time.perf_counter(); import core.data as d; "
+FRESH_PROCESS = ("import sys, time; t = time.perf_counter(); import core.data.cifar10 as d; "
                  "d.load_cifar10(sys.argv[1], allow_download=False); print(time.perf_counter() - t)")
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     if not args.data_dir:
         sys.exit("error: set EFFLAB_DATA_DIR (or --data-dir) to the real CIFAR-10")
     sys.path.insert(0, str(ROOT))
-    from core import data
+    from core.data import cifar10 as data
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
           f"Python {platform.python_version()}")

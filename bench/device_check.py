@@ -8,7 +8,7 @@ fine-tuning with BatchNorm frozen), with test accuracy after each epoch and at e
 
 Backends: every figure is measured under the default TensorFlow and under KERAS_BACKEND=jax (a
 GPU machine with JAX and no TensorFlow), where nothing imports TensorFlow: the engine's host
-pipeline is then numpy batches through keras.utils.PyDataset (core/batches.py) instead of tf.data.
+pipeline is then numpy batches through keras.utils.PyDataset (core/data/batches.py) instead of tf.data.
 
     python bench/device_check.py [--smoke] [--subset cifar_subset.npz] [--weights efficientnetb0_notop.h5]
     python bench/device_check.py --make-subset cifar_subset.npz    # from EFFLAB_DATA_DIR, then carry it
@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from core.config import TrainConfig  # noqa: E402
-from core.model import build_model, compile_model, unfreeze, use_jit_compile  # noqa: E402
+from core.settings.config import TrainConfig  # noqa: E402
+from core.training.model import build_model, compile_model, unfreeze, use_jit_compile  # noqa: E402
 
 BACKEND = keras.backend.backend()
 SUBSET_TRAIN, SUBSET_TEST = 10_000, 5_000
@@ -68,7 +68,7 @@ def emit(figure: str, **fields) -> None:
 
 # --- the device -------------------------------------------------------------------------------------
 def device_name() -> dict:
-    from core.estimate import nvidia_gpu_names
+    from core.estimates.timing import nvidia_gpu_names
     if BACKEND == "jax":
         import jax
         devices = jax.devices()
@@ -86,7 +86,7 @@ def device_name() -> dict:
 # --- data ---------------------------------------------------------------------------------------------
 def make_subset(path: str, data_dir: str | None) -> None:
     """A stratified CIFAR-10 subset (10,000 train, 5,000 test) as a compressed npz to carry."""
-    from core.data import load_cifar10
+    from core.data.cifar10 import load_cifar10
     cifar = load_cifar10(data_dir, allow_download=False)
     rng = np.random.default_rng(0)
 
@@ -104,7 +104,7 @@ def load_images(subset: str | None, data_dir: str | None) -> tuple[dict, str]:
         with np.load(subset, allow_pickle=False) as npz:
             return {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test")}, f"subset {subset}"
     try:
-        from core.data import load_cifar10
+        from core.data.cifar10 import load_cifar10
         cifar = load_cifar10(data_dir, allow_download=False)
         return ({"x_train": cifar.x_train[:SUBSET_TRAIN], "y_train": cifar.y_train[:SUBSET_TRAIN],
                  "x_test": cifar.x_test[:SUBSET_TEST], "y_test": cifar.y_test[:SUBSET_TEST]},
@@ -147,9 +147,9 @@ class Batches(keras.utils.PyDataset):
 
 
 def training_input(x, y, batch: int, steps: int, seed: int = 0):
-    """The engine's host pipeline under TensorFlow (core.data.make_dataset), numpy otherwise."""
+    """The engine's host pipeline under TensorFlow (core.data.cifar10.make_dataset), numpy otherwise."""
     if BACKEND == "tensorflow":
-        from core.data import make_dataset
+        from core.data.cifar10 import make_dataset
         return make_dataset(x, y, batch_size=batch, training=True, seed=seed, drop_remainder=True).repeat()
     return Batches(x, y, batch, shuffle=True, seed=seed, steps=steps)
 
@@ -164,7 +164,7 @@ class EpochClock(keras.callbacks.Callback):
 
 
 def plain_keras(images: dict, sizes: Sizes, mixed: bool) -> float:
-    """Steady-state images/s of `fit` on core.model's B0 (second epoch; the first compiles)."""
+    """Steady-state images/s of `fit` on core.training.model's B0 (second epoch; the first compiles)."""
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     try:
         config = TrainConfig(image_size=sizes.image_size, batch_size=sizes.batch, weights="none")
@@ -188,7 +188,7 @@ def write_cifar_folder(images: dict, folder: Path) -> Path:
         rows = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(len(x), -1)
         with open(out / name, "wb") as f:
             # Protocol 4, as the verified copy: protocol 2 stores the buffer through _codecs.encode,
-            # which core.data's restricted unpickler rightly refuses.
+            # which core.data.cifar10's restricted unpickler rightly refuses.
             pickle.dump({b"data": rows, b"labels": [int(v) for v in y]}, f, protocol=4)
     for i, part in enumerate(np.array_split(np.arange(len(images["x_train"])), 5), start=1):
         dump(f"data_batch_{i}", images["x_train"][part], images["y_train"][part])
@@ -198,7 +198,7 @@ def write_cifar_folder(images: dict, folder: Path) -> Path:
 
 def engine(images: dict, sizes: Sizes, mixed: bool, data_dir: Path) -> float:
     """Steady-state images/s the engine records (metrics.csv, second epoch; validation excluded)."""
-    from core.jobs import JobManager
+    from core.jobs.scheduler import JobManager
     config = TrainConfig(image_size=sizes.image_size, batch_size=sizes.batch, epochs=2,
                          train_limit=sizes.steps * sizes.batch, val_fraction=0.1,
                          mixed_precision="on" if mixed else "off")
@@ -214,7 +214,7 @@ def engine(images: dict, sizes: Sizes, mixed: bool, data_dir: Path) -> float:
 
 def host_pipeline(images: dict, sizes: Sizes) -> float:
     """Images/s the host side delivers (all cores), draining the training input for a while."""
-    from core.data import make_dataset   # the engine's own host pipeline, on either backend
+    from core.data.cifar10 import make_dataset   # the engine's own host pipeline, on either backend
     data = make_dataset(images["x_train"], images["y_train"], batch_size=sizes.batch, training=True,
                         drop_remainder=True)
     iterator = iter(data.repeat()) if BACKEND == "tensorflow" else (data[i % len(data)] for i in range(10**9))
@@ -262,7 +262,7 @@ def transfer(images: dict, sizes: Sizes, weights: str) -> None:
 
 
 def _on_gpu() -> bool:
-    from core.backend import gpu_devices
+    from core.training.backend import gpu_devices
     return bool(gpu_devices())
 
 
@@ -322,8 +322,8 @@ def main(argv: list[str] | None = None) -> None:
                         emit("engine_over_plain_keras", mixed_precision=mixed, value=round(value / plain[mixed], 3))
     if "pipeline" not in args.skip:
         _measure("host_pipeline_images_per_second", lambda: host_pipeline(images, sizes), batch=sizes.batch,
-                 pipeline="core.data.make_dataset (tf.data)" if BACKEND == "tensorflow"
-                 else "core.data.make_dataset (numpy PyDataset)",
+                 pipeline="core.data.cifar10.make_dataset (tf.data)" if BACKEND == "tensorflow"
+                 else "core.data.cifar10.make_dataset (numpy PyDataset)",
                  cpu_cores=os.cpu_count())
     if "transfer" not in args.skip:
         weights = _weights_file(args.weights)

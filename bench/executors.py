@@ -34,9 +34,9 @@ EXECUTORS = ("thread", "process")
 def measure(executor: str, images: int, epochs: int, data_dir: str, poll: float) -> dict:
     """One run through a JobManager whose executor is `executor`; its latency, speed and the driver's size."""
     os.environ["EFFLAB_EXECUTOR"] = executor
-    from core.admission import resident_bytes
-    from core.config import TrainConfig
-    from core.jobs import JobManager
+    from core.jobs.admission import resident_bytes
+    from core.settings.config import TrainConfig
+    from core.jobs.scheduler import JobManager
     with tempfile.TemporaryDirectory() as runs_dir:
         manager = JobManager(runs_dir=runs_dir, data_dir=data_dir, slots=1)
         config = TrainConfig(variant="b0", image_size=32, batch_size=64, epochs=epochs, train_limit=images,

@@ -1,6 +1,6 @@
 """Training speed by what is trainable, at one image size: where a CPU fine-tuning step spends its time.
 
-Each case builds B0 from ImageNet weights as the engine does (core.model), opens the named blocks
+Each case builds B0 from ImageNet weights as the engine does (core.training.model), opens the named blocks
 (BatchNorm frozen), and times one epoch over a few thousand real CIFAR-10 images after a first epoch
 that traces the step; it prints one JSON line per case with the median images/s of the timed epoch's
 batches. No accuracy: docs/RECIPES.md says what these speeds bought.
@@ -45,9 +45,9 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from core import data as data_mod
-    from core.config import TrainConfig
-    from core.model import build_model, compile_model, unfreeze
+    from core.data import cifar10 as data_mod
+    from core.settings.config import TrainConfig
+    from core.training.model import build_model, compile_model, unfreeze
 
     keras.mixed_precision.set_global_policy(args.policy)
     cifar = data_mod.load_cifar10(args.data_dir)

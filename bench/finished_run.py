@@ -24,10 +24,10 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 @dataclass(frozen=True)
 class FinishedRun:
-    run: object             # core.runs.Run
+    run: object             # core.store.runs.Run
     config: object          # its TrainConfig
     model: object           # its last checkpoint, loaded
-    cifar: object           # core.data.Cifar10
+    cifar: object           # core.data.cifar10.Cifar10
     mirrored: object        # the same with every test image mirrored left-right
     labels: object          # the test labels, flat
 
@@ -39,9 +39,9 @@ def open_finished_run(folder: Path, data_dir: str | None) -> FinishedRun:
     """The run in `folder` with its last checkpoint and the test set; exits when it has no checkpoint."""
     import numpy as np
 
-    from core import data as data_mod
-    from core.model import load_checkpoint
-    from core.runs import RunStore
+    from core.data import cifar10 as data_mod
+    from core.training.model import load_checkpoint
+    from core.store.runs import RunStore
     run = RunStore(folder.resolve().parent).get(folder.name)
     checkpoint = run.checkpoint("last")
     if checkpoint is None:

@@ -26,8 +26,8 @@ def main() -> None:
 
     import numpy as np
 
-    from core.progress import Progress
-    from core.train import cpu_predict_batch, predict_test_set
+    from core.training.progress import Progress
+    from core.training.train import cpu_predict_batch, predict_test_set
 
     finished = open_finished_run(args.run, args.data_dir)
     config = finished.config.replace(test_time_flip=False)

@@ -1,6 +1,6 @@
 """Images/s the host side of training can deliver, per CPU core, before and after feeding the device.
 
-"before": the pipeline as it was until issue 11, still in core.data.make_dataset for checkpoints
+"before": the pipeline as it was until issue 11, still in core.data.cifar10.make_dataset for checkpoints
 that need it: gather, flip and reflect-pad translate on uint8, cast to float32 and resize to the
 training size, all on the host. "after": what the engine ships now: uint8 batches at CIFAR's
 32 px (3 KB an image); cast, augmentation and resize are layers of the model, on the device. The
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from core import data as data_mod  # noqa: E402
+from core.data import cifar10 as data_mod  # noqa: E402
 
 CROP_PADDING = 4   # the default TrainConfig.augment_crop_padding
 

@@ -1,7 +1,7 @@
-"""Peak memory of short training fits, and the fit core/memory.py uses to estimate any config.
+"""Peak memory of short training fits, and the fit core/estimates/memory.py uses to estimate any config.
 
 Each point runs in its own process (peak RSS is a high-water mark, so one process per point):
-build the model as the engine does (core.model.build_model + compile_model), predict one batch
+build the model as the engine does (core.training.model.build_model + compile_model), predict one batch
 of max(batch, 256) images as validation does, then `fit` a few steps on random images, reading
 `ru_maxrss` after each. Then
 
@@ -51,9 +51,9 @@ def measure_point(variant: str, image_size: int, batch: int) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras  # noqa: F401 - imported here so "imported" is measured after the runtime loads
 
-    from core.config import TrainConfig
-    from core.model import build_model, compile_model
-    from core.train import PREDICT_BATCH
+    from core.settings.config import TrainConfig
+    from core.training.model import build_model, compile_model
+    from core.training.train import PREDICT_BATCH
     imported = _peak_rss()
     config = TrainConfig(variant=variant, image_size=image_size, batch_size=batch, weights="none")
     model = build_model(config)
@@ -80,7 +80,7 @@ def count_activations() -> dict[str, float]:
     """Floats output by the base's layers per input pixel, per variant (from shapes, no data)."""
     import keras
 
-    from core.variants import VARIANT_NAMES, get_variant
+    from core.settings.variants import VARIANT_NAMES, get_variant
     table = {}
     for name in VARIANT_NAMES:
         constructor = getattr(keras.applications, get_variant(name).keras_constructor)
@@ -100,11 +100,11 @@ def _run_point(variant: str, image_size: int, batch: int) -> dict:
 
 
 def fit(points: list[dict]) -> dict:
-    """Least squares of core.memory's model on the points: peak − runtime = bytes_per_param ×
+    """Least squares of core.estimates.memory's model on the points: peak − runtime = bytes_per_param ×
     params + predict_bytes_per_activation × P·s²·a(v) + bytes_per_activation × B·s²·a(v), with
     P = max(B, 256) the prediction batch (each point predicts one such batch, then fits: as an
     epoch's validation pass and the next epoch's steps share one process in the engine)."""
-    from core.memory import ACTIVATIONS_PER_PIXEL
+    from core.estimates.memory import ACTIVATIONS_PER_PIXEL
     per_image = np.array([p["image_size"] ** 2 * ACTIVATIONS_PER_PIXEL[p["variant"]] for p in points])
     design = np.stack([[p["params"] for p in points], [p["predict_batch"] for p in points] * per_image,
                        [p["batch"] for p in points] * per_image], axis=1).astype(np.float64)
@@ -134,13 +134,13 @@ def main() -> None:
         print(f"{variant} {size:>3} px batch {batch:>3}: peak RSS MB {mb}, fit {point['fit_seconds']} s",
               flush=True)
     print(json.dumps({"points": points, "fit": fit(points)}, indent=1))
-    from core.memory import estimate_peak_bytes
-    from core.config import TrainConfig
+    from core.estimates.memory import estimate_peak_bytes
+    from core.settings.config import TrainConfig
     for p in points:
         config = TrainConfig(variant=p["variant"], image_size=p["image_size"], batch_size=p["batch"])
         estimate = estimate_peak_bytes(config, device="cpu")
         print(f"{p['variant']} {p['image_size']} px batch {p['batch']}: measured {p['fitted'] / 2**20:.0f} MB, "
-              f"core.memory estimates {estimate / 2**20:.0f} MB")
+              f"core.estimates.memory estimates {estimate / 2**20:.0f} MB")
 
 
 if __name__ == "__main__":

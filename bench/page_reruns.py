@@ -41,7 +41,7 @@ def one_round(run_id: str) -> dict[str, float]:
 
     st.cache_data.clear()
     st.cache_resource.clear()
-    from core import data
+    from core.data import cifar10 as data
     data.clear_memory_cache()   # the first view pays for the data, as after a server start
     at = AppTest.from_file(APP, default_timeout=300)
     at.query_params["run"] = run_id
@@ -68,7 +68,7 @@ def main() -> None:
         sys.exit("error: set EFFLAB_DATA_DIR (or --data-dir) to the real CIFAR-10")
     os.environ["EFFLAB_RUNS_DIR"], os.environ["EFFLAB_DATA_DIR"] = args.runs_dir, args.data_dir
     sys.path.insert(0, str(ROOT))
-    from core.runs import RunStore
+    from core.store.runs import RunStore
 
     store = RunStore(args.runs_dir)
     candidates = [s.run_id for s in store.list() if not s.damaged and store.get(s.run_id).has_predictions()]

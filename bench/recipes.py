@@ -1,6 +1,6 @@
 """Accuracy per minute of a preset, trained through the engine on real CIFAR-10 (a benchmark, not a test).
 
-The run goes the CLI's way (core.jobs.JobManager with queue=False: the same trainer, callbacks,
+The run goes the CLI's way (core.jobs.scheduler.JobManager with queue=False: the same trainer, callbacks,
 checkpoints and test prediction as `python -m core train --preset NAME`), into a run folder of its
 own. Prints one JSON line: test accuracy, test accuracy averaging each test image's prediction with
 its mirror's (one more prediction pass over the test set from the final checkpoint, timed apart),
@@ -30,10 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import ConfigError, TrainConfig, field_type  # noqa: E402
-from core.data import training_images  # noqa: E402
-from core.jobs import JobError  # noqa: E402
-from core.presets import PRESET_NAMES, get_preset  # noqa: E402
+from core.data.cifar10 import training_images  # noqa: E402
+from core.jobs.scheduler import JobError  # noqa: E402
+from core.settings.config import ConfigError, TrainConfig, field_type  # noqa: E402
+from core.settings.presets import PRESET_NAMES, get_preset  # noqa: E402
 
 SMOKE_IMAGES = 200     # 20 per class: enough to run every phase, small enough for about a minute
 
@@ -120,10 +120,10 @@ def mirror_accuracy(run, config: TrainConfig, data_dir: str | None) -> tuple[flo
     run's final checkpoint and its recorded predictions."""
     import numpy as np
 
-    from core import data as data_mod
-    from core.model import load_checkpoint
-    from core.progress import Progress
-    from core.train import predict_test_set
+    from core.data import cifar10 as data_mod
+    from core.training.model import load_checkpoint
+    from core.training.progress import Progress
+    from core.training.train import predict_test_set
     started = time.perf_counter()
     cifar = data_mod.load_cifar10(data_dir)
     mirrored = dataclasses.replace(cifar, x_test=np.ascontiguousarray(cifar.x_test[:, :, ::-1]))
@@ -137,8 +137,8 @@ def run_recipe(args: argparse.Namespace) -> dict:
     config = recipe_config(args)   # a bad name fails before TensorFlow is imported
     load_before, times_before = os.getloadavg(), cpu_times()
     import_started = time.perf_counter()
-    from core.jobs import JobManager
-    from core.data import load_cifar10
+    from core.jobs.scheduler import JobManager
+    from core.data.cifar10 import load_cifar10
     import keras  # noqa: F401 - imported here so its seconds are counted apart from the run's
     import_seconds = time.perf_counter() - import_started
 

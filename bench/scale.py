@@ -39,8 +39,8 @@ CONFIGURATIONS = {   # name: (Ray?, runs, CPUs each run asks for)
 
 def measure(name: str, address: str | None, images: int, epochs: int, data_dir: str) -> dict:
     """The configuration's runs started together; when each saw its first batch; their speed."""
-    from core.config import TrainConfig
-    from core.jobs import JobManager
+    from core.settings.config import TrainConfig
+    from core.jobs.scheduler import JobManager
     _, runs, _ = CONFIGURATIONS[name]
     with tempfile.TemporaryDirectory() as runs_dir:
         manager = JobManager(runs_dir=runs_dir, data_dir=data_dir, slots=1, ray_address=address)
@@ -81,7 +81,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one, args.address, args.images, args.epochs, args.data_dir)), flush=True)
         return
-    from core.executors.ray_cluster import CPUS_ENV, LOOPBACK_ENV, loopback_head
+    from core.jobs.executors.ray_cluster import CPUS_ENV, LOOPBACK_ENV, loopback_head
     names = args.only.split(",") if args.only else list(CONFIGURATIONS)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     with loopback_head(num_cpus=2) as address:

@@ -44,9 +44,9 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from core import data as data_mod
-    from core.config import TrainConfig
-    from core.model import build_model, compile_model, unfreeze
+    from core.data import cifar10 as data_mod
+    from core.settings.config import TrainConfig
+    from core.training.model import build_model, compile_model, unfreeze
 
     cifar = data_mod.load_cifar10(args.data_dir)
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """Where one training step of a preset goes, by part of the network and kind of layer (TensorFlow's profiler).
 
-Builds the preset's model as the engine does (core.model), traces its training step on real
+Builds the preset's model as the engine does (core.training.model), traces its training step on real
 CIFAR-10 batches, times a few steps, then records a few more under `tf.profiler` and sums the
 time of every TensorFlow op by forward or backward pass, by part of the network (the input
 pipeline, stem and blocks 1-3, frozen in the presets; or the rest) and by the kind of layer it
@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import tensorflow as tf
 
-    from core import data as data_mod
-    from core.model import build_model, compile_model
+    from core.data import cifar10 as data_mod
+    from core.training.model import build_model, compile_model
 
     cifar = data_mod.load_cifar10(args.data_dir)
     model = build_model(config)

@@ -27,9 +27,9 @@ def main() -> None:
     arguments.add_argument("sizes", type=int, nargs="+", help="image sizes to test at")
     args = arguments.parse_args()
 
-    from core.model import build_model
-    from core.progress import Progress
-    from core.train import predict_test_set
+    from core.training.model import build_model
+    from core.training.progress import Progress
+    from core.training.train import predict_test_set
 
     finished = open_finished_run(args.run, args.data_dir)
     trained_config, accuracy = finished.config, finished.accuracy

@@ -1,8 +1,8 @@
 """Training throughput of the engine against plain Keras `model.fit` (a benchmark, not a test).
 
-Same model (core.model.build_model), same tf.data pipeline (core.data.make_dataset), same batch
+Same model (core.training.model.build_model), same tf.data pipeline (core.data.cifar10.make_dataset), same batch
 (B0 at 32 px, batch 128 by default). Plain Keras gets only an epoch-boundary timer; the engine
-runs for real through the job manager with its callbacks (core/callbacks.py: progress, heartbeat, stop check,
+runs for real through the job manager with its callbacks (core/training/callbacks.py: progress, heartbeat, stop check,
 NaN guard, per-epoch validation, checkpoints). Both figures are the steady-state training phase
 (epochs after the first, validation and checkpointing excluded: DESIGN.md's images_per_second);
 the end-to-end figure also counts the engine's validation and checkpoint writes against a plain
@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from core import data as data_mod  # noqa: E402
-from core.config import TrainConfig  # noqa: E402
-from core.jobs import JobManager  # noqa: E402
-from core.model import build_model, compile_model, host_preprocessing  # noqa: E402
+from core.data import cifar10 as data_mod  # noqa: E402
+from core.jobs.scheduler import JobManager  # noqa: E402
+from core.settings.config import TrainConfig  # noqa: E402
+from core.training.model import build_model, compile_model, host_preprocessing  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):

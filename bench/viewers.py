@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from browser import CHROMIUM, CHROMIUM_ARGS, start_training_from_the_ui, streamlit_server  # noqa: E402
 
-from core.runs import Run  # noqa: E402
+from core.store.runs import Run  # noqa: E402
 
 # The live batch counter: Live curves' caption ("epoch 2 of 3, batch 40 of 79") or the Train
 # page's progress bar ("epoch 2 of 3 · batch 40 of 79").

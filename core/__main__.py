@@ -26,6 +26,7 @@ and resume goes on from the next batch.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import signal
@@ -35,19 +36,20 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from core import processes
-from core.config import ConfigError, TrainConfig, declaration, declared_fields
-from core.data import DataError, check_train_limit, load_cifar10
+from core.analysis.evaluate import evaluate
+from core.data.cifar10 import DataError, check_train_limit, load_cifar10
 from core.errors import UserInputError
-from core.evaluate import evaluate
-from core.executors.process import work
-from core.follower import FollowerRun
-from core.jobs import JobError, JobManager
-from core.presets import PRESET_NAMES, PRESETS, get_preset
-from core.progress import Progress, format_clock
-from core.run_import import import_from
-from core.runs import METRIC_COLUMNS, RunNotFoundError
-from core.states import RunState
+from core.jobs.executors.process import work
+from core.jobs.scheduler import JobError, JobManager
+from core.settings.config import ConfigError, TrainConfig, declaration, declared_fields
+from core.settings.presets import PRESET_NAMES, PRESETS, get_preset
+from core.store.run_import import import_from
+from core.store.runs import METRIC_COLUMNS, RunNotFoundError
+from core.store.states import RunState
+from core.sweeps.commands import add_sweep_parsers, run_command
+from core.training import processes
+from core.training.follower import FollowerRun
+from core.training.progress import Progress, format_clock
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_STOPPED = 0, 1, 2, 130
 POLL_SECONDS = 0.5
@@ -106,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("run_id")
     cancel = commands.add_parser("cancel", help="take a queued run out of the dashboard's queue")
     cancel.add_argument("run_id")
-    # The process executor's worker (core/executors/process.py): trains a run its server has claimed.
+    # The process executor's worker (core/jobs/executors/process.py): trains a run its server has claimed.
     worker = commands.add_parser("work", help=argparse.SUPPRESS)
     worker.add_argument("run_id")
     worker.add_argument("--epochs", type=int, required=True)
@@ -123,7 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train as a task on this Ray cluster (its head's address; default "
                             "$EFFLAB_RAY_ADDRESS, else in this process); every node must see the same "
                             "runs folder and data, see README \"Ray\"")
-    from core.sweeps.commands import add_sweep_parsers
     sweep = add_sweep_parsers(commands)   # `sweep` and its actions: each takes --runs-dir too
     for p in (train, resume, evaluate_cmd, stop, cancel, runs, metrics, db, import_, worker, commands.choices["presets"],
               *sweep):
@@ -279,16 +280,16 @@ def cmd_train(args, manager: JobManager) -> int:
 def _join_processes() -> None:
     """Connects to the run's other processes now: JAX must do it before anything else touches a
     device (the trainer asks which GPUs there are before it builds the model)."""
-    from core.backend import join_processes
+    from core.training.backend import join_processes
     print(f"process {processes.process_index()} of {processes.process_count()}: waiting for the others",
           file=sys.stderr, flush=True)
     join_processes()
 
 
 def follow(config: TrainConfig, source, target_epochs: int, data_dir: str | None) -> int:
-    """Process 1, 2, ... of a run over several processes (core/processes.py): trains its part of
+    """Process 1, 2, ... of a run over several processes (core/training/processes.py): trains its part of
     every batch beside process 0, which writes the run folder; this process writes nothing."""
-    from core.train import train_run
+    from core.training.train import train_run
     index, count = processes.process_index(), processes.process_count()
     print(f"process {index} of {count}: training beside process 0, which writes the run folder",
           file=sys.stderr, flush=True)
@@ -412,7 +413,7 @@ def cmd_evaluate(args, manager: JobManager) -> int:
         if run.checkpoint(which) is None:
             raise InputError(f"run {args.run_id} has no {which} checkpoint and no predictions yet")
         _check_data(manager.data_dir)
-        from core.train import evaluate_checkpoint
+        from core.training.train import evaluate_checkpoint
         print(f"predicting the test set from the {which} checkpoint ...", file=sys.stderr)
         evaluate_checkpoint(run, data_dir=manager.data_dir, which=which)
     y_true, y_prob = run.read_predictions()
@@ -428,8 +429,6 @@ def cmd_evaluate(args, manager: JobManager) -> int:
 
 
 def cmd_metrics(args, manager: JobManager) -> int:
-    import csv
-
     rows = manager.store.get(args.run_id).read_metrics()
     writer = csv.DictWriter(sys.stdout, fieldnames=METRIC_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -451,8 +450,12 @@ def cmd_work(args, manager: JobManager) -> int:
     """A worker process of EFFLAB_EXECUTOR=process: trains the run claimed at --claimed-at, its
     outcome recorded in the run store; exits as `train` would."""
     state = work(manager.store.root, args.run_id, args.epochs, args.claimed_at, manager.data_dir, args.parent_pid)
-    print(f"worker {os.getpid()}: run {args.run_id} {state}")
-    return {RunState.COMPLETED: EXIT_OK, RunState.STOPPED: EXIT_STOPPED}.get(state, EXIT_FAILED)
+    print(f"worker {os.getpid()}: run {args.run_id} {state}", flush=True)
+    code = {RunState.COMPLETED: EXIT_OK, RunState.STOPPED: EXIT_STOPPED}.get(state, EXIT_FAILED)
+    # Its outcome is in the store: leave without the interpreter's teardown (TensorFlow's took
+    # about 4 s, bench/README.md), which would hold the slot. A worker only, never in-process.
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def cmd_import(args, manager: JobManager) -> int:
@@ -470,7 +473,6 @@ def cmd_import(args, manager: JobManager) -> int:
 
 
 def cmd_sweep(args, manager: JobManager) -> int:
-    from core.sweeps.commands import run_command
     return run_command(args, manager, watch=watch, check_data=_check_data)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.progress import format_clock
+from core.training.progress import format_clock
 from dashboard.style import colour, style_figure
 
 NO_EPOCHS_TEXT = "No finished epochs yet"
@@ -67,7 +67,7 @@ def smooth(values: Sequence[float], weight: float) -> np.ndarray:
 
 
 def eta_text(seconds: float | None) -> str:
-    """A clock-style duration: "1:23", "1:02:03"; "—" when unknown (core.progress.format_clock)."""
+    """A clock-style duration: "1:23", "1:02:03"; "—" when unknown (core.training.progress.format_clock)."""
     return format_clock(seconds, unknown="—")
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.config import with_meaning
-from core.data import CLASS_NAMES
-from core.evaluate import row_normalised
+from core.analysis.evaluate import row_normalised
+from core.data.cifar10 import CLASS_NAMES
+from core.settings.config import with_meaning
 from dashboard.style import DIVERGING_SCALE, colour, style_figure
 
 _RUN_ID = re.compile(r"^\d{8}-(\d{4})\d{2}-b[0-7]-([0-9a-f]{4})$")

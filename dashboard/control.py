@@ -2,7 +2,7 @@
 whoever started it, or by the teacher.
 
 A run belongs to the browser that started it (dashboard/identity.py keeps a key in a cookie, so the
-right survives a reload and a server restart; core/ownership.py holds the rule). The teacher is
+right survives a reload and a server restart; core/store/ownership.py holds the rule). The teacher is
 whoever entered the control token (EFFLAB_CONTROL_TOKEN, or `control_token` in
 .streamlit/secrets.toml) in the sidebar, once per browser session: they may stop, resume, cancel,
 evaluate and delete every run, queue past one person's limit, and use weights files on the server.
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core import ownership
+from core.store import ownership
 from dashboard import identity
 
 TOKEN_ENV = "EFFLAB_CONTROL_TOKEN"
@@ -136,7 +136,7 @@ def may_use_server_paths() -> bool:
 
 def may_act(run_owner: str | None) -> bool:
     """Whether this browser may stop, resume, cancel, rename, evaluate or delete a run owned by
-    `run_owner` (core/ownership.py: its owner or the teacher; nobody's runs only without a token)."""
+    `run_owner` (core/store/ownership.py: its owner or the teacher; nobody's runs only without a token)."""
     token = configured_token()
     if isinstance(token, _Unreadable):
         return False

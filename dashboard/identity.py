@@ -1,5 +1,5 @@
 """Who this browser is: a random key kept in a cookie, so the runs it started stay its own across a
-page reload, a new tab and a server restart (core/ownership.py says what owning a run allows).
+page reload, a new tab and a server restart (core/store/ownership.py says what owning a run allows).
 
 Streamlit reads cookies (st.context.cookies, sent when the browser connects) but has no call to
 write one, so a first visit gets a new key and a one-line script that stores it in the browser; the
@@ -15,7 +15,7 @@ import secrets
 
 import streamlit as st
 
-from core.ownership import owner_of_key
+from core.store.ownership import owner_of_key
 
 COOKIE = "efflab_owner"
 SESSION_KEY = "owner_key"

@@ -1,4 +1,4 @@
-"""Chart builders for the "Inside the network" page: core.inside results in, Plotly figures out.
+"""Chart builders for the "Inside the network" page: core.analysis.inside results in, Plotly figures out.
 
 No st.* calls; every figure has a title and axis titles (dashboard.style) and is unit-tested on
 its traces (tests/test_inside.py).
@@ -13,8 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.data import CLASS_NAMES
-from core.inside import Stage, StageSize
+from core.analysis.inside import Stage, StageSize
+from core.data.cifar10 import CLASS_NAMES
 from dashboard.style import BASE_FONT_SIZE, OKABE_ITO, SEQUENTIAL_SCALE, style_figure
 
 GRID_COLUMNS = 8            # the eight most active channels in one row: the page's full width

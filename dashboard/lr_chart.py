@@ -1,4 +1,4 @@
-"""The learning-rate finder's chart: core.lr_find's curve in, a Plotly figure out, no st.* calls."""
+"""The learning-rate finder's chart: core.training.lr_find's curve in, a Plotly figure out, no st.* calls."""
 
 from __future__ import annotations
 

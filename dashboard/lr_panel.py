@@ -1,17 +1,17 @@
-"""The Train page's learning-rate finder (fastai's lr_find, core/lr_find.py): a button that queues
+"""The Train page's learning-rate finder (fastai's lr_find, core/training/lr_find.py): a button that queues
 the range test on the form's settings, its live progress, then the curve with its suggestion and
 "Use this rate", which fills the form's learning rate. The test uses the machine like a run, so it
-waits in the same queue (core.jobs.JobManager.find_learning_rate)."""
+waits in the same queue (core.jobs.scheduler.JobManager.find_learning_rate)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core.config import TrainConfig
-from core.jobs import JobError, JobManager
-from core.lr_find import NEVER_FELL, worth_using
-from core.queue import ordinal
-from core.states import ACTIVE_STATES, TRAINING_STATES, RunState
+from core.jobs.queue import ordinal
+from core.jobs.scheduler import JobError, JobManager
+from core.settings.config import TrainConfig
+from core.store.states import ACTIVE_STATES, TRAINING_STATES, RunState
+from core.training.lr_find import NEVER_FELL, worth_using
 from dashboard import control, identity, state, train_form
 from dashboard.lr_chart import lr_finder_figure
 

@@ -31,8 +31,8 @@ class Answer:
 @st.cache_data(max_entries=128, show_spinner=False)
 def _answer(checkpoint: str, checkpoint_time: float, pixels: bytes, shape: tuple[int, ...],
             class_index: int | None, method: str, _model) -> Answer:
-    from core.predict_image import predict
-    from core.saliency import explain, input_size
+    from core.analysis.predict_image import predict
+    from core.analysis.saliency import explain, input_size
     image = np.frombuffer(pixels, dtype=np.uint8).reshape(shape)
     probabilities = predict(_model, image)
     target = int(np.argmax(probabilities)) if class_index is None else int(class_index)
@@ -44,7 +44,7 @@ def _answer(checkpoint: str, checkpoint_time: float, pixels: bytes, shape: tuple
 def ask_model(run_id: str, image: np.ndarray, class_index: int | None = None,
               method: str = "auto") -> Answer | None:
     """The run's latest checkpoint on one uint8 32×32 image: probabilities, and a saliency map
-    (core.saliency.explain's `method`) for `class_index` (default: the predicted class). None when
+    (core.analysis.saliency.explain's `method`) for `class_index` (default: the predicted class). None when
     the run has no checkpoint."""
     key = checkpoint_key(run_id)
     model = state.load_model(run_id) if key else None
@@ -55,9 +55,9 @@ def ask_model(run_id: str, image: np.ndarray, class_index: int | None = None,
 
 
 def photo_or_stop(upload, max_mb: int):
-    """An uploaded photo read as CIFAR-10's were (core.predict_image.read_photo); a refused one is
+    """An uploaded photo read as CIFAR-10's were (core.analysis.predict_image.read_photo); a refused one is
     said, naming the file and why, and the page stops there."""
-    from core.predict_image import ImageRejected, read_photo
+    from core.analysis.predict_image import ImageRejected, read_photo
     try:
         return read_photo(upload.getvalue(), max_bytes=max_mb * 1024 * 1024)
     except ImageRejected as exc:

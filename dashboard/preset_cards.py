@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from core.estimate import run_estimate
-from core.presets import Preset
+from core.estimates.timing import run_estimate
+from core.settings.presets import Preset
 from dashboard import train_form
 
 ESTIMATE_NOTE = "Accuracy as we measured each recipe; minutes estimated for this machine."

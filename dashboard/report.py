@@ -20,10 +20,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from core.config import with_meaning
-from core.data import CLASS_NAMES
-from core.evaluate import Evaluation
-from core.states import RunState
+from core.analysis.evaluate import Evaluation
+from core.data.cifar10 import CLASS_NAMES
+from core.settings.config import with_meaning
+from core.store.states import RunState
 from dashboard.charts import (BATCH_SMOOTHING, accuracy_per_batch_figure, curves_figure, loss_per_batch_figure,
                               loss_per_batch_leads, percent_text, run_legend_label)
 from dashboard.images import caption, upscale
@@ -103,7 +103,7 @@ def per_class_table(per_class: pd.DataFrame) -> pd.DataFrame:
     rates as percentages, counts as integers; headers and formats are PER_CLASS_COLUMNS'.
 
     Args:
-        per_class: core.evaluate.Evaluation.per_class (rates as fractions).
+        per_class: core.analysis.evaluate.Evaluation.per_class (rates as fractions).
     """
     table = per_class[list(PER_CLASS_COLUMNS)].copy()
     for column, (_, number_format) in PER_CLASS_COLUMNS.items():
@@ -266,10 +266,10 @@ def build_report(*, run_id: str, config: dict[str, Any], status: dict[str, Any],
         config: Its TrainConfig as a dict (config.json).
         status: status.json (state, epochs, test accuracy, ...); may be partial.
         metrics: metrics.csv as a DataFrame (one row per epoch); may be empty.
-        evaluation: core.evaluate.evaluate() of its test predictions.
-        mistakes: core.evaluate.mistakes() of the same predictions, ranked (most confident first).
+        evaluation: core.analysis.evaluate.evaluate() of its test predictions.
+        mistakes: core.analysis.evaluate.mistakes() of the same predictions, ranked (most confident first).
         images: The test images the predictions are for (N, 32, 32, 3), or None when unavailable.
-        batch_losses: Every finished epoch's per-batch losses (core.runs.Run.read_batch_losses);
+        batch_losses: Every finished epoch's per-batch losses (core.store.runs.Run.read_batch_losses);
             None or empty for a run from before they were recorded (no per-batch chart then).
         batch_accuracies: The same for the training accuracy (Run.read_batch_accuracies); None or
             empty for a run from before it was recorded (the loss per batch alone then).

@@ -8,13 +8,13 @@ from datetime import datetime
 
 import streamlit as st
 
-from core.runs import RunStore, batch_accuracies_of, batch_losses_of
+from core.store.runs import RunStore, batch_accuracies_of, batch_losses_of
 from dashboard import state
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _report(root: str, run_id: str, times: tuple[float, ...], images_ok: bool) -> tuple[str, str]:
-    from core.evaluate import mistakes
+    from core.analysis.evaluate import mistakes
     from dashboard.report import build_report, per_class_csv
     run = RunStore(root).get(run_id)
     batches = run.read_batches()
@@ -33,7 +33,7 @@ def _report(root: str, run_id: str, times: tuple[float, ...], images_ok: bool) -
 
 def report_files(run_id: str) -> tuple[str, str, str | None]:
     """(report HTML, per-class CSV, a note when the test images could not be embedded)."""
-    from core.data import DataError
+    from core.data.cifar10 import DataError
     note = None
     try:
         state.test_images()

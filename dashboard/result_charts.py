@@ -14,11 +14,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 # TrainConfig's own size rules (private there; one copy of each rule, not two).
-from core.config import _final_feature_size, _top_channels
-from core.data import CLASS_NAMES, NUM_CLASSES
-from core.evaluate import cell_hover_text, row_normalised
-from core.history import COMPOUND_SCALING, compound_scaling
-from core.variants import VARIANTS
+from core.analysis.evaluate import cell_hover_text, row_normalised
+from core.content.history import COMPOUND_SCALING, compound_scaling
+from core.data.cifar10 import CLASS_NAMES, NUM_CLASSES
+from core.settings.config import _final_feature_size, _top_channels
+from core.settings.variants import VARIANTS
 from dashboard.style import OKABE_ITO, SEQUENTIAL_SCALE, style_figure
 
 PICKER_TRACE = "cell picker"     # the invisible scatter layer that makes heat-map cells clickable
@@ -151,7 +151,7 @@ def top5_figure(top: Sequence[tuple[int, float]], true_index: int | None = None,
     """Bars of the most probable classes (most probable on top); the true class in its own colour.
 
     Args:
-        top: [(class_index, probability), ...] as core.evaluate.top_k returns.
+        top: [(class_index, probability), ...] as core.analysis.evaluate.top_k returns.
         true_index: The true class, drawn in green and marked "(true)".
     """
     names = [class_names[i] + (" (true)" if i == true_index else "") for i, _ in top]
@@ -172,7 +172,7 @@ def top5_figure(top: Sequence[tuple[int, float]], true_index: int | None = None,
 def _head_params(config: dict, channels: int) -> int:
     if config.get("head", "gap") == "gap":
         return channels * NUM_CLASSES + NUM_CLASSES
-    from core.model import SEED_HEAD_UNITS   # imports keras: only for the rare "seed" head
+    from core.training.model import SEED_HEAD_UNITS   # imports keras: only for the rare "seed" head
     feature = _final_feature_size(int(config.get("image_size", 32)))
     sizes = [feature * feature * channels, *SEED_HEAD_UNITS, NUM_CLASSES]
     return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
@@ -180,7 +180,7 @@ def _head_params(config: dict, channels: int) -> int:
 
 def model_params(config: dict) -> int | None:
     """Parameter count of a run's model from its config alone (no TensorFlow): the variant's
-    no-top base (core.variants) plus the head. None for an unknown variant."""
+    no-top base (core.settings.variants) plus the head. None for an unknown variant."""
     variant = str(config.get("variant", "")).lower()
     if variant not in VARIANTS:
         return None
@@ -231,7 +231,7 @@ def history_scatter_figure(history: pd.DataFrame, runs: pd.DataFrame | None = No
     runs as a second series (test error against their parameter count).
 
     Args:
-        history: core.history.history_frame().
+        history: core.content.history.history_frame().
         runs: `runs_frame(...)` of the user's runs, or None.
         metric: "top1", "top5" (single-model ImageNet) or "ilsvrc" (the contest entry's top-5).
     """

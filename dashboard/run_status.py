@@ -8,10 +8,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from core.executors import where_trained
-from core.queue import QueueEntry, ordinal
-from core.startup import COMPILING, phase_time_text, phase_words
-from core.states import RunState
+from core.estimates.startup import COMPILING, phase_time_text, phase_words
+from core.jobs.executors import where_trained
+from core.jobs.queue import QueueEntry, ordinal
+from core.store.states import RunState
 from dashboard.charts import eta_text
 
 ICONS = {RunState.COMPLETED: ":material/check_circle:", RunState.FAILED: ":material/error:",
@@ -54,7 +54,7 @@ def status_display(progress: dict, state: str, entry: QueueEntry | None = None,
                    typical: Mapping[str, float] | None = None, now: float | None = None) -> StatusDisplay:
     """The panel's values for a run in `state`, from its live `progress` and its queue entry.
 
-    `typical`: this machine's usual start-up times (core.startup.typical_startup), so a start-up
+    `typical`: this machine's usual start-up times (core.estimates.startup.typical_startup), so a start-up
     phase reads "0:12 so far · usually ≈ 25 s here"; `now` is the clock (a test's)."""
     phase = str(progress.get("phase") or state)
     epoch, epochs = int(_number(progress.get("epoch")) or 0), int(_number(progress.get("epochs")) or 0)
@@ -96,5 +96,5 @@ def status_display(progress: dict, state: str, entry: QueueEntry | None = None,
 
 def where_text(status: dict) -> str:
     """Where the run trains or trained, for the status panel's caption: its executor's words
-    (core/executors), "" for a run of a server's thread."""
+    (core/jobs/executors), "" for a run of a server's thread."""
     return where_trained(status)

@@ -14,9 +14,9 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from core.config import TrainConfig
-from core.data import training_images
-from core.variants import VARIANTS
+from core.data.cifar10 import training_images
+from core.settings.config import TrainConfig
+from core.settings.variants import VARIANTS
 
 CHART_HEIGHT = 580           # px: fits a 720 px tall screen under the title bar
 HALF_CHART_HEIGHT = 560

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import startup
-from core.jobs import JobManager
-from core.runs import (ACTIVE_STATES, METRIC_COLUMNS, Run, RunNotFoundError, RunStore, RunSummary, batch_accuracies_of,
-                       batch_losses_of)
+from core.estimates import startup
+from core.jobs.scheduler import JobManager
+from core.store.runs import (ACTIVE_STATES, METRIC_COLUMNS, Run, RunNotFoundError, RunStore, RunSummary,
+                             batch_accuracies_of, batch_losses_of)
+from core.sweeps.queueing import drive_dashboard_sweeps
 
 RUN_QUERY_PARAM = "run"
 SELECTED_RUN_KEY = "selected_run"
@@ -92,7 +93,8 @@ _keep_keras_state_between_reruns()
 @st.cache_resource
 def job_manager() -> JobManager:
     """The process-wide job manager: one per server, shared by every tab and session."""
-    return JobManager(runs_dir=os.environ.get("EFFLAB_RUNS_DIR"), data_dir=os.environ.get("EFFLAB_DATA_DIR"))
+    return JobManager(runs_dir=os.environ.get("EFFLAB_RUNS_DIR"), data_dir=os.environ.get("EFFLAB_DATA_DIR"),
+                      periodic_work=[drive_dashboard_sweeps])   # the sweeps started from the Sweep page
 
 
 def session_id() -> str:
@@ -222,7 +224,7 @@ def metrics_version(run_id: str) -> float:
 def training_labels():
     """The CIFAR-10 training labels (loaded once per process and shared with the training thread),
     or None when the data cannot be loaded: Start reports that with its reason."""
-    from core.data import DataError, load_cifar10
+    from core.data.cifar10 import DataError, load_cifar10
     try:
         return load_cifar10(os.environ.get("EFFLAB_DATA_DIR"), allow_download=False).y_train
     except (DataError, OSError):
@@ -270,13 +272,13 @@ def predictions_damage(run_id: str) -> str:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _evaluation(root: str, run_id: str, mtime: float):
-    from core.evaluate import evaluate
+    from core.analysis.evaluate import evaluate
     y_true, y_prob = RunStore(root).get(run_id).read_predictions()
     return evaluate(y_true, y_prob)
 
 
 def evaluation(run_id: str):
-    """core.evaluate.Evaluation of a run's predictions, computed once per predictions file; None
+    """core.analysis.evaluate.Evaluation of a run's predictions, computed once per predictions file; None
     when it has none (or they are damaged)."""
     if predictions(run_id) is None:
         return None
@@ -294,7 +296,7 @@ def status(run_id: str) -> dict[str, Any]:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def typical_startup(run_id: str) -> dict[str, float]:
-    """This machine's usual start-up times for a run like `run_id` (core/startup.py), read at most
+    """This machine's usual start-up times for a run like `run_id` (core/estimates/startup.py), read at most
     once a minute rather than at each of the status panel's redraws."""
     run = get_run(run_id)
     try:
@@ -309,7 +311,7 @@ def typical_startup(run_id: str) -> dict[str, float]:
 @st.cache_resource(show_spinner="Loading the CIFAR-10 test images ...")
 def test_images() -> np.ndarray:
     """The CIFAR-10 test images (uint8, 10000×32×32×3), shared read-only by every session."""
-    from core.data import load_cifar10
+    from core.data.cifar10 import load_cifar10
     images = load_cifar10(os.environ.get("EFFLAB_DATA_DIR"), allow_download=False).x_test
     images.setflags(write=False)
     return images
@@ -317,7 +319,7 @@ def test_images() -> np.ndarray:
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the model ...")
 def _model(path: str, mtime: float):
-    from core.model import load_checkpoint
+    from core.training.model import load_checkpoint
     return load_checkpoint(path)
 
 

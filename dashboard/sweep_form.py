@@ -8,9 +8,9 @@ from typing import Any
 
 import streamlit as st
 
-from core.config import declaration, field_type
-from core.ownership import queue_per_person
-from core.presets import PRESET_NAMES
+from core.settings.config import declaration, field_type
+from core.settings.presets import PRESET_NAMES
+from core.store.ownership import queue_per_person
 from core.sweeps.spec import METHODS, PRUNINGS
 
 # Settings a class varies most; each with how it varies by default and its starting values.

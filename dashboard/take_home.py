@@ -1,5 +1,5 @@
 """Take the model home, for the Runs and report pages: a download button for a run's model as a
-plain-Keras .keras file (core.export) and the ten lines that use it.
+plain-Keras .keras file (core.analysis.export) and the ten lines that use it.
 
 The file is made when the button is clicked (Streamlit calls `data` then, in a server thread
 without a script context: so the callable is core code only), not on every rerun of the page.
@@ -11,7 +11,7 @@ import functools
 
 import streamlit as st
 
-from core.export import download_name, export_bytes, snippet
+from core.analysis.export import download_name, export_bytes, snippet
 from dashboard import state
 
 CHECKPOINTS = {"last": "last epoch", "best": "best validation accuracy"}

@@ -1,6 +1,6 @@
 """The training form: one widget per TrainConfig field, generated from its declaration, plus presets.
 
-Each widget is drawn from the field's `Setting` (core/config.py): a toggle for a bool, a selectbox
+Each widget is drawn from the field's `Setting` (core/settings/config.py): a toggle for a bool, a selectbox
 for choices, a number box (or a slider) bounded exactly by the declared bounds. Labels, help texts, groups, steps
 and formats come from there too, so a new setting appears here without an edit, and the form can
 show every value the settings accept (and no number the settings refuse at its bounds).
@@ -17,10 +17,10 @@ from collections.abc import Mapping
 
 import streamlit as st
 
-from core.config import ConfigError, TrainConfig, check_startable, declaration, declared_fields, field_type
-from core.presets import RECIPES_DOC, Preset, dashboard_presets
-from core.variants import VARIANT_NAMES
-from core.weights import imagenet_weights_obtainable
+from core.settings.config import ConfigError, TrainConfig, check_startable, declaration, declared_fields, field_type
+from core.settings.presets import RECIPES_DOC, Preset, dashboard_presets
+from core.settings.variants import VARIANT_NAMES
+from core.training.weights import imagenet_weights_obtainable
 from dashboard import control
 
 KEY_PREFIX = "cfg_"
@@ -47,7 +47,7 @@ def imagenet_available() -> bool:
 
 
 def presets() -> list[Preset]:
-    """The one-click presets (core/presets.py); the Quick demo becomes the from-scratch recipe
+    """The one-click presets (core/settings/presets.py); the Quick demo becomes the from-scratch recipe
     where ImageNet weights can be neither found nor downloaded, and says what that reaches."""
     return dashboard_presets(_imagenet_b0_obtainable())
 
@@ -140,7 +140,7 @@ def start_refusal(config: TrainConfig) -> str:
 
 
 def start_check(config: TrainConfig, may_use_server_paths: bool) -> tuple[str, str]:
-    """(problem, note) of what only starting can check (core.config.check_startable).
+    """(problem, note) of what only starting can check (core.settings.config.check_startable).
 
     Whether a path exists on the server is told only to a session that may use server paths
     (dashboard/control.py): to anyone else every path gets the same note, so the weights box
@@ -190,7 +190,7 @@ def setting_widget(name: str, container, extra_help: str = "") -> None:
 
 
 def group_names(group: str) -> list[str]:
-    """The settings of `group` (core.config.GROUPS) the form draws there, in declaration order."""
+    """The settings of `group` (core.settings.config.GROUPS) the form draws there, in declaration order."""
     return [f.name for f in declared_fields()
             if declaration(f.name).group == group and f.name not in DRAWN_APART]
 

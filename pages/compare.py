@@ -12,14 +12,14 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.evaluate import compare_confusions
+from core.analysis.evaluate import compare_confusions
 from dashboard import state, url_state
 from dashboard.charts import (accuracy_per_batch_figure, curves_figure, loss_per_batch_figure, loss_per_batch_leads,
                               unrecorded_accuracy_note)
-from dashboard.nav import COMPARE_KEY, COMPARE_PARAM
 from dashboard.compare_charts import (change_sentence, confusion_difference_figure, differing_rows,
                                       highlight_differences, pair_changes, per_class_accuracy_figure,
                                       settings_frame, short_labels)
+from dashboard.nav import COMPARE_KEY, COMPARE_PARAM
 
 SENTENCES = 8
 SENTENCES_ON_TOP = 3     # one per compared run, against the oldest

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.data import CLASS_NAMES
-from core.states import ACTIVE_STATES, RunState
+from core.data.cifar10 import CLASS_NAMES
+from core.store.states import RunState
 from dashboard import control, nav, state
-from dashboard.url_state import gallery_query
+from dashboard.evaluate_panel import ended_evaluation, evaluate_panel
 from dashboard.report import PER_CLASS_COLUMNS, PER_CLASS_NOTE, per_class_table
 from dashboard.result_charts import (confused_pairs_figure, confusion_figure, pair_label,
                                      per_class_error_figure, selected_cell)
+from dashboard.url_state import gallery_query
 
 PAIR_BUTTONS = 10
 
@@ -24,42 +25,6 @@ def open_gallery(run_id: str, true_index: int, predicted_index: int) -> None:
     st.switch_page(nav.page("mistakes"), query_params=gallery_query(
         run_id, CLASS_NAMES[true_index], CLASS_NAMES[predicted_index], view=view,
         run_param=state.RUN_QUERY_PARAM))
-
-
-def evaluate_panel(run_id: str, run_state: str, has_predictions: bool) -> None:
-    """"Evaluate now": predictions from the latest checkpoint of a running or stopped run."""
-    run = state.get_run(run_id)
-    if run is None:
-        return
-    if not state.has_checkpoint(run_id):
-        st.warning("This run has no checkpoint yet, so there is nothing to evaluate: a checkpoint is "
-                   "written at the end of every epoch. Wait for the first epoch to finish.")
-        return
-    busy = run_state in ACTIVE_STATES
-    label = "Evaluate now" if not has_predictions else "Re-evaluate with the latest checkpoint"
-    note = ("Runs the latest checkpoint over the test set: about 5 s per 10,000 images for B0 at "
-            "32 px on a CPU, minutes for larger variants or sizes"
-            + (", and it slows the training that is running." if busy else "."))
-    allowed = state.may_act(run_id)
-    if st.button(label, key="evaluate_now", help=note if allowed else control.LOCKED_HELP, disabled=not allowed,
-                 type="primary" if not has_predictions else "secondary"):
-        if not state.may_act(run_id):
-            st.error(control.LOCKED_HELP)
-            return
-        from core.data import DataError
-        from core.train import evaluate_checkpoint  # imports Keras: only when asked
-        with st.spinner("Evaluating the latest checkpoint on the test set ... " + note):
-            try:
-                accuracy = evaluate_checkpoint(run, data_dir=state.job_manager().data_dir)
-            except DataError as exc:
-                st.error(f"The test images could not be loaded: {exc}")
-                return
-            except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is a message, not a traceback
-                st.error(f"Evaluation failed: {type(exc).__name__}: {exc}")
-                return
-        st.session_state["evaluated_message"] = f"Evaluated: test accuracy {100 * accuracy:.1f}%."
-        st.rerun()
-    st.caption(note)
 
 
 st.title("Confusion matrix")
@@ -74,8 +39,7 @@ labels = {s.run_id: state.run_label(s) for s in summaries}
 run_id = state.select_run([s.run_id for s in summaries], labels=labels)
 status = state.status(run_id)
 run_state = status.get("state", "unknown")
-if message := st.session_state.pop("evaluated_message", None):
-    st.success(message)
+ended_evaluation(run_id)
 
 if damage := state.predictions_damage(run_id):
     st.error(f"This run's test-set predictions are damaged ({damage}). Evaluate again to rewrite them.")

@@ -9,12 +9,12 @@ import time
 
 import streamlit as st
 
-from core.runs import ACTIVE_STATES, TRAINING_STATES
+from core.store.runs import ACTIVE_STATES, TRAINING_STATES
 from dashboard import state, url_state
-from dashboard.nav import COMPARE_KEY, COMPARE_PARAM
 from dashboard.charts import (accuracy_per_batch_figure, batch_accuracy_figure, batch_loss_figure, curves_figure,
                               learning_rate_figure, loss_per_batch_figure, loss_per_batch_leads, run_legend_label,
                               throughput_figure, unrecorded_accuracy_note)
+from dashboard.nav import COMPARE_KEY, COMPARE_PARAM
 
 # Each redraw costs the server CPU per viewer, taken from the training it shows (bench/viewers.py
 # measures it), so only the running epoch's batch chart is redrawn on a timer. The epoch charts
@@ -86,7 +86,7 @@ def _figures() -> dict:
 
 
 def _legend(run_id: str) -> str:
-    """The run's name first (names cannot hold markup: core.runs.check_label), then its settings."""
+    """The run's name first (names cannot hold markup: core.store.runs.check_label), then its settings."""
     name = by_id[run_id].name
     return (f"{name} · " if name else "") + run_legend_label(by_id[run_id].config, run_id)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.history import COMPOUND_SCALING, compound_scaling, history_frame
-from core.variants import PAPER, VARIANTS
+from core.content.history import COMPOUND_SCALING, compound_scaling, history_frame
+from core.settings.variants import PAPER, VARIANTS
 from dashboard import state
 from dashboard.result_charts import (HISTORY_METRICS, history_points, history_scatter_figure,
                                      runs_frame, scaling_figure)
@@ -79,7 +79,7 @@ if left_out:
                  + ", ".join(left_out) + ".")
 notes.append("Your runs are CIFAR-10 test error (10 classes, 32×32 images), not ImageNet (1,000 "
              "classes): a CIFAR-10 error is not a like-for-like comparison, but the parameter axis is. "
-             "Parameters of a run: the variant's base (core.variants) plus its head.")
+             "Parameters of a run: the variant's base (core.settings.variants) plus its head.")
 st.caption(" ".join(notes))
 
 if runs is not None and not runs.empty:

@@ -1,7 +1,7 @@
 """Inside the network: one image through a finished run's EfficientNet, stage by stage.
 
 A test image (by number, or ?image=N from a link such as the gallery's), one of the run's
-mistakes, or an uploaded photo goes through the model once (core.inside, cached per checkpoint
+mistakes, or an uploaded photo goes through the model once (core.analysis.inside, cached per checkpoint
 and image); the page shows the input as the network sees it, the most active channels of the
 stem, each of the seven blocks and the top convolution as small heat maps with their sizes, the
 pooled vector and the probabilities, and next to it all the lesson: the feature-map size per
@@ -13,14 +13,14 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from core.data import CLASS_NAMES, DataError
-from core.evaluate import mistakes
-from core.inside import feature_map_sizes, first_block_at_1x1
-from core.variants import get_variant
+from core.analysis.evaluate import mistakes
+from core.analysis.inside import feature_map_sizes, first_block_at_1x1
+from core.data.cifar10 import CLASS_NAMES, DataError
+from core.settings.variants import get_variant
 from dashboard import model_answers, nav, state
 from dashboard.images import upscale
-from dashboard.url_state import IMAGE_PARAM, parse_int
 from dashboard.inside_charts import channel_grid_figure, map_sizes_figure, pooled_figure, probabilities_figure
+from dashboard.url_state import IMAGE_PARAM, parse_int
 
 SHOW_SIDE = 224
 SOURCES = {"test": "A test image (by number)", "mistake": "One of the run's mistakes", "upload": "Upload a photo"}
@@ -30,8 +30,8 @@ MISTAKES_LISTED = 50
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def forward_pass(checkpoint: str, checkpoint_time: float, pixels: bytes, shape: tuple[int, ...], _model):
-    """core.inside.look_inside, once per (checkpoint file and time, image bytes)."""
-    from core.inside import look_inside
+    """core.analysis.inside.look_inside, once per (checkpoint file and time, image bytes)."""
+    from core.analysis.inside import look_inside
     return look_inside(_model, np.frombuffer(pixels, dtype=np.uint8).reshape(shape))
 
 

@@ -12,8 +12,8 @@ import io
 import numpy as np
 import streamlit as st
 
-from core.data import CLASS_NAMES, DataError
-from core.evaluate import correct_examples, mistakes, top_k
+from core.analysis.evaluate import correct_examples, mistakes, top_k
+from core.data.cifar10 import CLASS_NAMES, DataError
 from dashboard import model_answers, nav, state
 from dashboard.images import (PER_PAGE_CHOICES, caption, grid_rows, heat_image, overlay_heatmap, page_bounds,
                               page_count, upscale)
@@ -21,7 +21,7 @@ from dashboard.result_charts import top5_figure
 from dashboard.url_state import (IMAGE_PARAM, PRED_PARAM, TRUE_PARAM, VIEW_PARAM, VIEWS, int_param, page_number,
                                  set_param, to_url, url_backed)
 
-SALIENCY_METHODS = {"Grad-CAM": "grad-cam", "SmoothGrad": "smoothgrad"}   # label -> core.saliency method
+SALIENCY_METHODS = {"Grad-CAM": "grad-cam", "SmoothGrad": "smoothgrad"}   # label -> core.analysis.saliency method
 
 ANY = "any"
 COLUMNS = 6

@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from core.data import CLASS_NAMES, DataError
-from core.evaluate import mistakes
-from core.history import COMPOUND_SCALING, compound_scaling, history_frame
-from core.runs import ACTIVE_STATES
-from core.variants import VARIANTS
+from core.analysis.evaluate import mistakes
+from core.content.history import COMPOUND_SCALING, compound_scaling, history_frame
+from core.data.cifar10 import CLASS_NAMES, DataError
+from core.settings.variants import VARIANTS
+from core.store.runs import ACTIVE_STATES
 from core.sweeps import results as sweep_results
 from core.sweeps.board import class_board, trial_run_ids
 from core.sweeps.study import list_sweeps

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.states import RunState
+from core.store.states import RunState
 from dashboard import nav, report_files, state, take_home
 from dashboard.report import MISTAKES_SHOWN, csv_filename, per_class_frame, report_filename
 

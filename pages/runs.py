@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.config import MAX_EPOCHS, TrainConfig
-from core.data import training_images
-from core.jobs import JobError
-from core.runs import RESUMABLE_STATES, TRAINING_STATES
+from core.data.cifar10 import training_images
+from core.jobs.scheduler import JobError
+from core.settings.config import MAX_EPOCHS, TrainConfig
+from core.store.runs import RESUMABLE_STATES, TRAINING_STATES
 from dashboard import control, nav, state, take_home
 
 st.title("Runs")

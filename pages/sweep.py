@@ -7,8 +7,8 @@ import time
 import streamlit as st
 import yaml
 
-from core.config import ConfigError
 from core.errors import UserInputError
+from core.settings.config import ConfigError
 from core.sweeps import driver, results
 from core.sweeps.queueing import start_sweep, stop_sweep
 from core.sweeps.study import Sweep, list_sweeps

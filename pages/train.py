@@ -6,17 +6,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.config import MAX_EPOCHS, ConfigError, TrainConfig
-from core.data import check_train_limit, data_status, training_images
-from core.memory import check_fits
+from core.data.cifar10 import check_train_limit, data_status, training_images
 from core.errors import UserInputError
-from core.estimate import (detect_device, device_report, estimate_table, nvidia_gpu_names, run_estimate,
-                           training_speedup)
-from core.jobs import JobError
-from core.queue import ordinal, queue_entries
-from core.runs import RESUMABLE_STATES, check_label
-from core.states import ENDED_WITH_A_REASON, TRAINING_STATES, RunState
-from core.variants import get_variant
+from core.estimates.memory import check_fits
+from core.estimates.timing import (detect_device, device_report, estimate_table, nvidia_gpu_names, run_estimate,
+                                   training_speedup)
+from core.jobs.queue import ordinal, queue_entries
+from core.jobs.scheduler import JobError
+from core.settings.config import MAX_EPOCHS, ConfigError, TrainConfig
+from core.settings.variants import get_variant
+from core.store.runs import RESUMABLE_STATES, check_label
+from core.store.states import ENDED_WITH_A_REASON, TRAINING_STATES, RunState
 from dashboard import control, identity, lr_panel, nav, start_guard, state, train_form
 from dashboard import preset_cards as preset_cards_mod
 from dashboard.charts import batch_loss_figure, epoch_time_figure, eta_text

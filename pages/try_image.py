@@ -2,7 +2,7 @@
 top-5 answers and where it looked.
 
 The photo is prepared as CIFAR-10's images were: centre-cropped to a square and shrunk to 32×32
-(core.predict_image), then resized to the model's input exactly as the test images are. The page
+(core.analysis.predict_image), then resized to the model's input exactly as the test images are. The page
 shows that 32×32 image, so nobody is surprised that a detailed photo becomes a few blocks.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from core.data import CLASS_NAMES, DataError
-from core.evaluate import top_k
-from core.predict_image import CIFAR_SIDE, MAX_DECODED_BYTES, MAX_PIXELS
+from core.analysis.evaluate import top_k
+from core.analysis.predict_image import CIFAR_SIDE, MAX_DECODED_BYTES, MAX_PIXELS
+from core.data.cifar10 import CLASS_NAMES, DataError
 from dashboard import model_answers, nav, state
 from dashboard.images import overlay_heatmap, upscale
 from dashboard.result_charts import top5_figure

@@ -94,7 +94,7 @@ def fixture_data_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_config():
-    from core.config import TrainConfig
+    from core.settings.config import TrainConfig
     return TrainConfig(variant="b0", epochs=1, batch_size=32, train_limit=200, val_fraction=0.2,
                        learning_rate=3e-3, seed=1)
 
@@ -128,7 +128,7 @@ DATABASES = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id=
 def database(request, monkeypatch, tmp_path):
     """"sqlite" (lab.db in the runs folder) or "postgresql" (EFFLAB_DB_URL to a fresh database of a
     real server); every RunStore the test makes, in this process or a child, uses it."""
-    from core.database import DB_URL_ENV, forget_databases
+    from core.store.database import DB_URL_ENV, forget_databases
     forget_databases()
     if request.param == "postgresql":
         import postgres
@@ -159,8 +159,8 @@ def trained_run(tmp_path_factory, fixture_data_dir, tiny_config):
     import fcntl
     import shutil
 
-    from core.jobs import JobManager
-    from core.runs import RunStore
+    from core.jobs.scheduler import JobManager
+    from core.store.runs import RunStore
     shared = _shared_folder(tmp_path_factory) / "trained-run"
     shared.mkdir(exist_ok=True)
     with open(shared / ".lock", "w") as lock:
@@ -189,6 +189,21 @@ def wait_for(predicate, timeout: float = 300, what: str = "condition") -> None:
         time.sleep(0.05)
 
 
+def evaluated(at, timeout: float = 180):
+    """Reruns a page on which "Evaluate now" was clicked, as its panel's timer would, until the
+    evaluation job (queued, then run by the dashboard's scheduler in this process) has ended and
+    the page says so: "Evaluated: ..." or "Evaluation failed: ...". Returns `at`."""
+    import time
+    deadline = time.time() + timeout
+    while not (any(s.value.startswith("Evaluated:") for s in at.success)
+               or any(e.value.startswith("Evaluation ") for e in at.error)):
+        assert time.time() < deadline, ("timed out waiting for the evaluation job: "
+                                        f"{[e.value for e in (*at.info, *at.error, *at.caption)]}")
+        time.sleep(0.5)
+        at.run()
+    return at
+
+
 def plotly_values(data):
     """A trace's array from a chart's JSON: Plotly 6 sends numpy arrays as {"dtype", "bdata"} (base64)."""
     import base64
@@ -203,7 +218,7 @@ def plotly_values(data):
 def read_status_file(run_dir) -> dict:
     """A run's status as the run database holds it (a trainer gone is not noticed here: this only
     reads); {} while the run does not exist yet."""
-    from core.runs import RunNotFoundError, RunStore
+    from core.store.runs import RunNotFoundError, RunStore
     try:
         return RunStore(Path(run_dir).parent).get(Path(run_dir).name).read_status()
     except (RunNotFoundError, OSError):
@@ -212,7 +227,7 @@ def read_status_file(run_dir) -> dict:
 
 def run_folders(runs) -> list[Path]:
     """The run folders in the runs folder `runs`, oldest first (not its database's files)."""
-    from core.runs import is_run_id
+    from core.store.runs import is_run_id
     runs = Path(runs)
     return sorted(p for p in runs.iterdir() if p.is_dir() and is_run_id(p.name)) if runs.is_dir() else []
 
@@ -234,13 +249,13 @@ def ended(run, state: str = "completed", **status):
     """`run` (queued, as created) claimed and ended with `state` and `status`, as a trainer ends one."""
     claimed = run.claim() if run.read_status()["state"] == "queued" else run
     assert claimed is not None and claimed.write_status(state=state, **status) is not None, run.read_status()
-    from core.runs import mark_active
+    from core.store.runs import mark_active
     mark_active(run.run_id, False)
     return claimed
 
 
 def read_progress(run_dir) -> dict:
-    from core.runs import RunNotFoundError, RunStore
+    from core.store.runs import RunNotFoundError, RunStore
     try:
         return RunStore(Path(run_dir).parent).get(Path(run_dir).name).read_progress()
     except (RunNotFoundError, OSError):

@@ -1,4 +1,4 @@
-"""core/backend.py, and the engine pieces that differ between Keras backends.
+"""core/training/backend.py, and the engine pieces that differ between Keras backends.
 
 `make test` runs this file under TensorFlow; `make test-jax` runs it again under JAX as on a GPU
 machine without TensorFlow (conftest makes TensorFlow unimportable there) with two host devices
@@ -11,9 +11,9 @@ import keras
 import numpy as np
 import pytest
 
-from core import backend
-from core.config import TrainConfig
 from core.errors import UserInputError
+from core.settings.config import TrainConfig
+from core.training import backend
 
 ON_JAX = keras.backend.backend() == "jax"
 
@@ -25,7 +25,7 @@ class _RateFromBatch(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if batch == self.batch:
-            self.model.optimizer.learning_rate.assign(self.rate)   # as core.train.CosineSchedule
+            self.model.optimizer.learning_rate.assign(self.rate)   # as core.training.train.CosineSchedule
 
 
 def test_a_rate_set_mid_epoch_reaches_the_next_step():
@@ -63,7 +63,7 @@ def test_mirrored_under_jax_trains_over_two_host_devices_without_tensorflow(tmp_
     import jax
     if len(jax.devices()) < 2:
         pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=2 (make test-jax sets it)")
-    from core.jobs import JobManager
+    from core.jobs.scheduler import JobManager
     manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir, slots=1)
     run_id = manager.start(TrainConfig(distribution="mirrored", epochs=1, batch_size=16, train_limit=100,
                                        val_fraction=0.2, lr_schedule="cosine", warmup_epochs=0))

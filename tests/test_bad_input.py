@@ -10,8 +10,8 @@ import math
 import pytest
 
 from core.__main__ import main as cli_main
-from core.config import TrainConfig
-from core.runs import RunStore
+from core.settings.config import TrainConfig
+from core.store.runs import RunStore
 from conftest import ended, run_folders
 from test_config import BAD_SETTINGS
 
@@ -126,7 +126,7 @@ def test_cli_more_bad_input(tmp_path, capsys, given, field, text):
 def test_cli_missing_weights_file_is_refused_when_the_run_starts(tmp_path, capsys, fixture_data_dir):
     """Issue 13 #3: a config naming a weights file is read anywhere; `train` refuses it (exit 2, one
     line) when the file is not there, before a run folder is made (JobManager.start calls
-    core.config.check_startable)."""
+    core.settings.config.check_startable)."""
     gone = tmp_path / "efficientnetb0_notop.h5"
     path = tmp_path / "settings.json"
     path.write_text(json.dumps({"weights": str(gone), "epochs": 1}))

@@ -24,8 +24,8 @@ import pytest
 from browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, chromium_page, exceptions_shown, screenshot, settle,
                      start_training_from_the_ui, streamlit_server)
 from conftest import read_status_file, run_folders, wait_for, wait_mid_epoch
-from core.config import TrainConfig
-from core.runs import RunStore
+from core.settings.config import TrainConfig
+from core.store.runs import RunStore
 from dashboard import control
 
 pytestmark = [pytest.mark.slow, pytest.mark.small_network]

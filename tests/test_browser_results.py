@@ -38,9 +38,9 @@ import pytest
 from browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TRAINING_IMAGES, chart_problems, exceptions_shown,
                      screenshot, set_number, settle, streamlit_server)
 from conftest import wait_for
-from core.evaluate import mistakes
-from core.lr_find import END_RATE, START_RATE
-from core.runs import RunStore
+from core.analysis.evaluate import mistakes
+from core.store.runs import RunStore
+from core.training.lr_find import END_RATE, START_RATE
 from dashboard.report import MISTAKES_SHOWN
 from dashboard.slides import SLIDES
 from small_efficientnet import ENV as SMALL_NETWORK_ENV
@@ -120,7 +120,7 @@ def open_page(chromium):
 # --- the "done when" path ---------------------------------------------------------------------------
 def test_done_when_path(url, results_runs, open_page):
     """Open the run, click a confusion cell, inspect an image with its saliency map, then history."""
-    from core.evaluate import evaluate
+    from core.analysis.evaluate import evaluate
     _, trained_run, _ = results_runs
     y_true, y_prob = trained_run.read_predictions()
     ev = evaluate(y_true, y_prob)
@@ -346,7 +346,7 @@ def _find_a_learning_rate(page, url: str, runs: Path) -> None:
     assert len(finding["rates"]) == len(finding["smoothed"]) > 10
     assert f"{finding['suggestion']:.1e}" == suggestion
     # Within the rates tried, even when a lucky first batch has the lowest loss of the curve
-    # (core.lr_find.suggest, tests/test_lr_find.py).
+    # (core.training.lr_find.suggest, tests/test_lr_find.py).
     assert START_RATE <= float(suggestion) <= END_RATE
 
     chart = page.locator(".js-plotly-plot", has_text="Learning-rate finder")
@@ -371,7 +371,7 @@ def _find_a_learning_rate(page, url: str, runs: Path) -> None:
 
 
 def _take_the_model_home(page, url: str, run, x_test, home: Path) -> None:
-    from core.export import download_name
+    from core.analysis.export import download_name
     page.goto(f"{url}/report?run={run.run_id}")
     button = page.get_by_role("button", name=re.compile("Download the trained model"))
     button.wait_for(timeout=180_000)
@@ -401,7 +401,7 @@ def _take_the_model_home(page, url: str, run, x_test, home: Path) -> None:
 
 def _runs_page_download(page, url: str, run_ids: set[str], home: Path) -> None:
     """The Runs page offers the same file: select a row (its left edge), then "Model (.keras)"."""
-    from core.export import download_name
+    from core.analysis.export import download_name
     page.goto(f"{url}/runs")
     grid = page.locator('[data-testid="stDataFrame"]').first
     grid.wait_for()
@@ -451,7 +451,7 @@ def _readable_at_projector_size(page, url: str, run_id: str, other_id: str) -> N
 
 
 def test_find_a_learning_rate_and_take_the_model_home(url, results_runs, fixture_data_dir, open_page, tmp_path):
-    from core.data import load_cifar10
+    from core.data.cifar10 import load_cifar10
     runs, run, other_id = results_runs
     home = tmp_path / "home"
     home.mkdir()

@@ -40,7 +40,7 @@ PROJECTOR = (1280, 720)
 
 def _trials(runs: Path):
     """The sweep's trials as the Sweep page reads them (state, value, run), from the database."""
-    from core.runs import RunStore
+    from core.store.runs import RunStore
     from core.sweeps.results import trial_results
     from core.sweeps.study import Sweep
     return trial_results(Sweep.open(RunStore(runs), SWEEP))
@@ -174,7 +174,7 @@ def test_a_class_sweep_survives_a_killed_server_prunes_and_lands_on_the_board(tm
     pruned = [t for t in trials if t.state == "pruned"]
     assert any(t.params["learning_rate"] == 0.000001 for t in pruned), [(t.params, t.state) for t in trials]
     assert trials[0].state == "complete" and trials[0].value >= 0.5, trials[0]    # what the median stands on
-    from core.runs import RunStore
+    from core.store.runs import RunStore
     store = RunStore(runs)
     resumed = store.get(killed.run_id)
     epochs = [m["epoch"] for m in resumed.read_metrics()]

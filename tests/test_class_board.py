@@ -10,7 +10,7 @@ import random
 import pytest
 from conftest import ended, plotly_values
 
-from core.runs import RunSummary
+from core.store.runs import RunSummary
 from core.sweeps.board import COMMAND_LINE, BoardPoint, class_board, pareto_front, people_of
 from dashboard import board_charts, slides
 
@@ -94,8 +94,8 @@ def test_the_sweep_slide_shows_the_urls_sweep_else_the_runs_else_the_newest():
 # --- pages, on a sweep whose trials ended with test accuracies, beside a run of the command line ---
 @pytest.fixture
 def class_runs(tmp_path):
-    from core.config import TrainConfig
-    from core.jobs import JobManager
+    from core.settings.config import TrainConfig
+    from core.jobs.scheduler import JobManager
     from core.sweeps import driver
     from core.sweeps.queueing import start_sweep
     from core.sweeps.sweep_file import sweep_from_dict

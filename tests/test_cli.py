@@ -132,8 +132,8 @@ def test_runs_as_json_metrics_as_csv_db_upgrade_and_import(tmp_path):
     """What scripts and a lab moving its runs use: `runs --json` (one object per run), `metrics`
     (the Runs page's CSV), `db upgrade`, and `import DIR` (folders copied from another lab)."""
     from conftest import ended
-    from core.config import TrainConfig
-    from core.runs import RunStore
+    from core.settings.config import TrainConfig
+    from core.store.runs import RunStore
     store = RunStore(tmp_path / "runs")
     run = ended(store.create(TrainConfig(epochs=2), name="Ana's run", author="Ana"), "completed",
                 checkpoint_epoch=2, test_accuracy=0.5)

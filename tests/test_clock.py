@@ -1,11 +1,11 @@
-"""core.progress.format_clock: the one clock-style duration, shared by the CLI's progress line and
+"""core.training.progress.format_clock: the one clock-style duration, shared by the CLI's progress line and
 the dashboard's ETA (dashboard.charts.eta_text), which differ only in how they say "unknown"."""
 
 import math
 
 import pytest
 
-from core.progress import format_clock
+from core.training.progress import format_clock
 from dashboard.charts import eta_text
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.evaluate import evaluate
-from core.runs import RunStore
+from core.analysis.evaluate import evaluate
+from core.store.runs import RunStore
 from dashboard.compare_charts import change_sentence, pair_changes, setting_changes, settings_frame
 from test_pages_classroom import two_runs  # noqa: F401 - the fixture: the trained run and a B2 copy
 

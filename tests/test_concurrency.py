@@ -14,9 +14,9 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from conftest import ended, run_folders, training_here, wait_for
-from core.config import TrainConfig
-from core.jobs import JobError, JobManager
-from core.runs import RunStore, mark_active
+from core.jobs.scheduler import JobError, JobManager
+from core.settings.config import TrainConfig
+from core.store.runs import RunStore, mark_active
 from dashboard import control
 
 ROOT = Path(__file__).resolve().parents[1]

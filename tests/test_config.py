@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from core.config import ConfigError, TrainConfig, check_startable
-from core.data import training_images
+from core.data.cifar10 import training_images
+from core.settings.config import ConfigError, TrainConfig, check_startable
 
 # (changes, field named, text that must appear in the message)
 BAD_SETTINGS = [
@@ -195,7 +195,7 @@ def test_fine_tune_phase_and_dropout_defaults():
 
 
 def test_training_images_follow_the_split_and_the_limit():
-    """The engine's own count (core.data's split), not a hard-coded 45,000."""
+    """The engine's own count (core.data.cifar10's split), not a hard-coded 45,000."""
     import numpy as np
     assert training_images(0, 0.1) == 45_000
     assert training_images(0, 0.2) == 40_000

@@ -1,4 +1,4 @@
-"""core.data: finding, safe reading, caching, splitting and the tf.data pipeline (offline, fast).
+"""core.data.cifar10: finding, safe reading, caching, splitting and the tf.data pipeline (offline, fast).
 
 The fixture images encode their class in their colour (tests/cifar_fixture.py), so label
 alignment can be checked on any image that comes out of the pipeline.
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import data
-from core.config import ConfigError
+from core.data import cifar10 as data
+from core.settings.config import ConfigError
 from cifar_fixture import class_of, fixture_arrays, fixture_files, write_cifar_fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -258,7 +258,7 @@ def test_second_load_comes_from_the_npz_cache(tmp_path, root, monkeypatch):
 
 def test_fresh_process_loads_from_cache_without_tensorflow(tmp_path, root):
     data.load_cifar10(root)  # builds the cache
-    code = ("import sys; import core.data as d; "
+    code = ("import sys; import core.data.cifar10 as d; "
             "d.restricted_load = lambda f: sys.exit('a batch was decoded although the cache was valid'); "
             f"x = d.load_cifar10({str(root)!r}, allow_download=False); "
             "print(len(x.x_train), 'tensorflow' in sys.modules)")
@@ -292,7 +292,7 @@ def test_changed_source_invalidates_both_caches(tmp_path, root):
 
 
 def test_importing_core_data_does_not_import_tensorflow():
-    code = "import sys, core.data; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = "import sys, core.data.cifar10; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

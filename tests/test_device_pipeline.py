@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 
 from cifar_fixture import class_of, fixture_arrays
-from core.augment import Augment
-from core.config import TrainConfig
-from core.model import build_model, compile_model, host_preprocessing, load_checkpoint
+from core.data.augment import Augment
+from core.settings.config import TrainConfig
+from core.training.model import build_model, compile_model, host_preprocessing, load_checkpoint
 from conftest import ended
 
 
@@ -82,7 +82,7 @@ def test_augment_compiles_under_xla(x_y):
 
 
 def _old_style_model(config: TrainConfig) -> keras.Model:
-    """The model as core.model built it before the change: input at image_size, no input layers."""
+    """The model as core.training.model built it before the change: input at image_size, no input layers."""
     inputs = keras.Input((config.image_size, config.image_size, 3), name="image")
     base = keras.applications.EfficientNetB0(include_top=False, weights=None, input_tensor=inputs)
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(base.output)
@@ -93,10 +93,10 @@ def _old_style_model(config: TrainConfig) -> keras.Model:
 
 @pytest.mark.full
 def test_checkpoint_from_before_the_change_loads_resumes_predicts_and_explains(tmp_path, fixture_data_dir):
-    from core.data import load_cifar10
-    from core.jobs import JobManager
-    from core.predict_image import predict
-    from core.saliency import explain
+    from core.data.cifar10 import load_cifar10
+    from core.jobs.scheduler import JobManager
+    from core.analysis.predict_image import predict
+    from core.analysis.saliency import explain
     config = TrainConfig(image_size=64, epochs=2, batch_size=32, train_limit=96, val_fraction=0.2, seed=4)
     manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir)
     run = manager.store.create(config)

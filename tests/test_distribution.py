@@ -19,10 +19,10 @@ SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from core.config import TrainConfig
-    from core.progress import Progress
-    from core.runs import RunStore
-    from core.train import make_strategy, train_run
+    from core.settings.config import TrainConfig
+    from core.training.progress import Progress
+    from core.store.runs import RunStore
+    from core.training.train import make_strategy, train_run
     strategy = make_strategy("mirrored")
     run = RunStore(sys.argv[1]).create(TrainConfig(distribution="mirrored", epochs=1, batch_size=16,
                                                    train_limit=100, val_fraction=0.2))
@@ -42,7 +42,7 @@ def test_mirrored_strategy_trains_over_two_logical_cpus(tmp_path, fixture_data_d
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2 and len(report["devices"]) == 2
     assert report["state"] == "completed", report["error"]
-    from core.runs import RunStore
+    from core.store.runs import RunStore
     run = RunStore(tmp_path / "runs").get(report["run"])
     metrics = run.read_metrics()
     assert len(metrics) == 1

@@ -1,14 +1,14 @@
-"""Epoch-time estimates (core/estimate.py): they pass through the speeds we measured, and a run that
+"""Epoch-time estimates (core/estimates/timing.py): they pass through the speeds we measured, and a run that
 trains only part of the network is estimated faster by what we measured for that part."""
 
 import pytest
 
-from core.config import TrainConfig
-from core.data import training_images
-from core.estimate import (DEPTHWISE_KEPT_SPEEDUP, FINE_TUNE_SPEEDUP, FIRST_STEP_SECONDS, FOLDED_PREDICT_SPEEDUP,
-                           FOLDED_TRAINING_SPEEDUP, HEAD_ONLY_SPEEDUP, PREDICT_SPEEDUP, TEST_IMAGES, UNSURE_SHARE,
-                           epoch_seconds, folds_batchnorm, images_per_second, run_estimate, training_speedup)
-from core.presets import BEST_CPU, FROM_SCRATCH, QUICK_DEMO, THIS_MACHINE_IDLE
+from core.data.cifar10 import training_images
+from core.estimates.timing import (DEPTHWISE_KEPT_SPEEDUP, FINE_TUNE_SPEEDUP, FIRST_STEP_SECONDS, FOLDED_PREDICT_SPEEDUP,
+                                   FOLDED_TRAINING_SPEEDUP, HEAD_ONLY_SPEEDUP, PREDICT_SPEEDUP, TEST_IMAGES, UNSURE_SHARE,
+                                   epoch_seconds, folds_batchnorm, images_per_second, run_estimate, training_speedup)
+from core.settings.config import TrainConfig
+from core.settings.presets import BEST_CPU, FROM_SCRATCH, QUICK_DEMO, THIS_MACHINE_IDLE
 
 TWO_CORES = {"kind": "cpu", "name": "CPU, 2 cores", "count": 2}
 

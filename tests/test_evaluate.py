@@ -1,4 +1,4 @@
-"""core.evaluate against scikit-learn and brute-force references."""
+"""core.analysis.evaluate against scikit-learn and brute-force references."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from sklearn.metrics import (accuracy_score, confusion_matrix, precision_recall_fscore_support,
                              top_k_accuracy_score)
 
-from core.data import CLASS_NAMES
-from core.evaluate import (LOSS_EPS, Evaluation, cell_hover_text, compare_confusions,
-                           correct_examples, evaluate, mistakes, row_normalised, top_k)
+from core.analysis.evaluate import (LOSS_EPS, Evaluation, cell_hover_text, compare_confusions,
+                                    correct_examples, evaluate, mistakes, row_normalised, top_k)
+from core.data.cifar10 import CLASS_NAMES
 
 LABELS = list(range(10))
 CAT, DOG = CLASS_NAMES.index("cat"), CLASS_NAMES.index("dog")

@@ -1,4 +1,4 @@
-"""The executors behind one interface (core/executors/, issue 30): the thread executor (default) and
+"""The executors behind one interface (core/jobs/executors/, issue 30): the thread executor (default) and
 the process executor (EFFLAB_EXECUTOR=process, each run in its own `python -m core work` process),
 tested as one where they promise the same, and the process executor's own promise apart: a worker
 killed with SIGKILL takes down neither the manager nor the other run, its run reads `interrupted`
@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, read_status_file, run_folders, wait_for
-from core.config import TrainConfig
-from core.env_settings import EnvSettingError
-from core.executors import EXECUTOR_ENV, executor_name, where_trained
-from core.executors.process import ended_how
-from core.jobs import JobManager
+from core.jobs.executors import EXECUTOR_ENV, executor_name, where_trained
+from core.jobs.executors.process import ended_how
+from core.jobs.scheduler import JobManager
+from core.settings.config import TrainConfig
+from core.settings.env_settings import EnvSettingError
 
 TINY = dict(batch_size=16, train_limit=200, val_fraction=0.2, seed=3, learning_rate=3e-3)
 
@@ -114,8 +114,8 @@ def test_a_worker_whose_server_is_killed_stops_its_run_keeping_a_checkpoint(tmp_
     checkpoint (`stopped`, resumable), and ends."""
     runs = tmp_path / "runs"
     script = ("import time\n"
-              "from core.config import TrainConfig\n"
-              "from core.jobs import JobManager\n"
+              "from core.settings.config import TrainConfig\n"
+              "from core.jobs.scheduler import JobManager\n"
               f"m = JobManager(runs_dir={str(runs)!r}, data_dir={fixture_data_dir!r}, slots=1)\n"
               f"print(m.start(TrainConfig(epochs=400, **{TINY!r})), flush=True)\n"
               "time.sleep(600)\n")
@@ -132,7 +132,7 @@ def test_a_worker_whose_server_is_killed_stops_its_run_keeping_a_checkpoint(tmp_
         server.wait(30)
     wait_for(lambda: read_status_file(run_dir)["state"] == "stopped", 60, "the orphaned worker to stop its run")
     wait_for(lambda: not _is_worker_of(worker, run_id), 30, "the worker to end")
-    from core.runs import RunStore
+    from core.store.runs import RunStore
     run = RunStore(runs).get(run_id)
     assert run.checkpoint_epoch() >= 1 and run.live_status()["state"] == "stopped"
 
@@ -232,5 +232,5 @@ def test_a_dashboard_run_in_a_worker_process_survives_kill_9_of_its_worker(tmp_p
     assert resume.returncode == 0 and "completed: test accuracy" in resume.stdout, resume.stderr[-3000:]
     done = read_status_file(run_dir)
     assert done["state"] == "completed" and done["executor"] == "process" and done["pid"] not in (worker, server)
-    from core.runs import RunStore
+    from core.store.runs import RunStore
     assert [r["epoch"] for r in RunStore(runs).get(run_dir.name).read_metrics()] == list(range(1, kept + 2))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data import CLASS_NAMES
-from core.export import SNIPPET, ExportError, download_name, export_model, portable_model, snippet
+from core.analysis.export import SNIPPET, ExportError, download_name, export_model, portable_model, snippet
+from core.data.cifar10 import CLASS_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def exported(trained_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def test_images(fixture_data_dir):
-    from core.data import load_cifar10
+    from core.data.cifar10 import load_cifar10
     return load_cifar10(fixture_data_dir, allow_download=False).x_test
 
 
@@ -48,8 +48,8 @@ def test_snippet_is_ten_lines_of_plain_keras():
 def test_the_snippet_classifies_a_photo_as_the_lab_does(exported, test_images, trained_run, tmp_path):
     """A 96×64 photo whose middle 64×64 is test image 11 at twice its size (the sides are noise):
     the snippet crops the centre, shrinks it to 32×32 and prints what the lab's model says of image 11."""
-    from core.model import load_checkpoint
-    from core.predict_image import predict
+    from core.training.model import load_checkpoint
+    from core.analysis.predict_image import predict
     expected = predict(load_checkpoint(trained_run.checkpoint("last")), test_images[11])
     canvas = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
     canvas[:, 16:80] = np.kron(test_images[11], np.ones((2, 2, 1), dtype=np.uint8))
@@ -62,7 +62,7 @@ def test_the_snippet_classifies_a_photo_as_the_lab_does(exported, test_images, t
 
 def test_the_export_has_no_lab_layers_and_no_optimizer(exported, trained_run):
     import keras
-    from core.model import load_checkpoint
+    from core.training.model import load_checkpoint
     original = load_checkpoint(trained_run.checkpoint("last"))
     copy = keras.models.load_model(exported)
     assert all(type(layer).__module__.startswith("keras.") for layer in copy.layers)

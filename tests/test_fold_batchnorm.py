@@ -1,4 +1,4 @@
-"""Folding frozen BatchNormalization into the frozen convolution before it (core.model): the
+"""Folding frozen BatchNormalization into the frozen convolution before it (core.training.model): the
 folded network computes what the unfolded one does, trains the same weights the same way, and
 stays a model every other part of the lab reads (checkpoints, export, Inside, Grad-CAM)."""
 
@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from core.config import TrainConfig
-from core.model import base_layers, build_model, compile_model, fold_frozen_batchnorm, load_checkpoint
+from core.settings.config import TrainConfig
+from core.training.model import base_layers, build_model, compile_model, fold_frozen_batchnorm, load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def _batchnorm_names(model) -> set[str]:
 
 @pytest.fixture
 def images(real_data_dir):
-    from core.data import load_cifar10
+    from core.data.cifar10 import load_cifar10
     cifar = load_cifar10(real_data_dir)
     return cifar.x_test[:32], keras.utils.to_categorical(cifar.y_test[:32], 10)
 
@@ -114,9 +114,9 @@ def test_only_kernels_no_phase_trains_are_folded(monkeypatch, weights_dir):
 def test_folded_model_is_a_checkpoint_an_export_and_a_network_to_look_inside(
         tmp_path, monkeypatch, weights_dir, images):
     monkeypatch.setenv("EFFLAB_WEIGHTS_DIR", weights_dir)
-    from core.export import export_model
-    from core.inside import stage_layers
-    from core.saliency import grad_cam, grad_cam_layer
+    from core.analysis.export import export_model
+    from core.analysis.inside import stage_layers
+    from core.analysis.saliency import grad_cam, grad_cam_layer
     config = TrainConfig(**ONE_PASS)
     model = build_model(config)
     compile_model(model, config, config.learning_rate)

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from conftest import wait_for
-from core.config import TrainConfig
-from core.jobs import JobManager
-from core.model import build_model, compile_model, load_checkpoint
+from core.jobs.scheduler import JobManager
+from core.settings.config import TrainConfig
+from core.training.model import build_model, compile_model, load_checkpoint
 
 # Each cycle took 13-15 minutes on these 2 cores while four other suites ran: more than the
 # suite's 15-minute default allows.
@@ -51,9 +51,9 @@ def _train_stop_resume(tmp_path, data_dir, config, while_training=lambda: None):
 
 
 def _check_outputs(run, data_dir):
-    from core.data import load_cifar10
-    from core.predict_image import predict
-    from core.saliency import explain
+    from core.data.cifar10 import load_cifar10
+    from core.analysis.predict_image import predict
+    from core.analysis.saliency import explain
     _, y_prob = run.read_predictions()
     assert y_prob.shape == (100, 10) and np.isfinite(y_prob).all()
     assert np.allclose(y_prob.astype(np.float64).sum(axis=1), 1.0, atol=1e-2)   # float16 on disk

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core import estimate
+from core.estimates import timing as estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 H100 = "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0c1a7b2e-1d5f-4c3e-9a8b-2f6e5d4c3b2a)"
@@ -88,7 +88,7 @@ def test_report_without_a_gpu_needs_no_fix(no_gpu):
 
 def test_report_asks_tensorflow_in_a_child_process(fake_gpu):
     """The dashboard process does not import TensorFlow (seconds, most of a GB) for this label."""
-    code = ("import sys; sys.path.insert(0, '.'); from core.estimate import device_report; "
+    code = ("import sys; sys.path.insert(0, '.'); from core.estimates.timing import device_report; "
             "r = device_report(ask_tensorflow=True); "
             "print(r.gpu_unused, 'tensorflow' in sys.modules, bool(r.fix_command))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -1,4 +1,4 @@
-"""core.history: sources present, the notebook's slips absent, EfficientNet facts per DESIGN.md."""
+"""core.content.history: sources present, the notebook's slips absent, EfficientNet facts per DESIGN.md."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from core.history import (ARCHITECTURES, COMPOUND_SCALING, Architecture, compound_scaling,
-                          history_frame)
+from core.content.history import (ARCHITECTURES, COMPOUND_SCALING, Architecture, compound_scaling,
+                                  history_frame)
 
 BY_NAME = {a.name: a for a in ARCHITECTURES}
 
@@ -90,7 +90,7 @@ def test_efficientnet_rows_match_design(variant):
 
 
 def test_efficientnet_rows_agree_with_core_variants():
-    variants = pytest.importorskip("core.variants")
+    variants = pytest.importorskip("core.settings.variants")
     for name, v in variants.VARIANTS.items():
         arch = BY_NAME[f"EfficientNet-{name.upper()}"]
         assert arch.imagenet_top1 == v.imagenet_top1

@@ -1,4 +1,4 @@
-"""Inside the network: core.inside on the shared trained run (stage shapes checked against the real
+"""Inside the network: core.analysis.inside on the shared trained run (stage shapes checked against the real
 model's layers, probabilities against model.predict), the feature-map size rule against Keras's
 own EfficientNets, the chart builders on their traces, and an AppTest of pages/inside.py."""
 
@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from core.inside import feature_map_sizes, first_block_at_1x1, round_filters, stage_layers
+from core.analysis.inside import feature_map_sizes, first_block_at_1x1, round_filters, stage_layers
 
 PAGE = "../pages/inside.py"
 STAGE_KEYS = ["stem", *[f"block{n}" for n in range(1, 8)], "top", "pooled"]
@@ -17,19 +17,19 @@ STAGE_KEYS = ["stem", *[f"block{n}" for n in range(1, 8)], "top", "pooled"]
 
 @pytest.fixture(scope="module")
 def model(trained_run):
-    from core.model import load_checkpoint
+    from core.training.model import load_checkpoint
     return load_checkpoint(trained_run.path / "checkpoints" / "last.keras")
 
 
 @pytest.fixture(scope="module")
 def test_image(fixture_data_dir):
-    from core.data import load_cifar10
+    from core.data.cifar10 import load_cifar10
     return load_cifar10(fixture_data_dir, allow_download=False).x_test[7]
 
 
 @pytest.fixture(scope="module")
 def inside(model, test_image):
-    from core.inside import look_inside
+    from core.analysis.inside import look_inside
     return look_inside(model, test_image, top=6)
 
 
@@ -61,7 +61,7 @@ def test_the_lesson_at_32_px_maps_are_1x1_by_block_6(inside):
 def test_top_channels_are_the_most_active_and_their_maps_are_the_layer_output(inside, model, test_image):
     import keras
 
-    from core.saliency import input_size, prepare_image
+    from core.analysis.saliency import input_size, prepare_image
     x = prepare_image(test_image, input_size(model))
     stage = inside.stage("block2")
     reference = np.asarray(keras.Model(model.inputs, model.get_layer(stage.layer).output)([x], training=False))[0]
@@ -73,7 +73,7 @@ def test_top_channels_are_the_most_active_and_their_maps_are_the_layer_output(in
 
 
 def test_probabilities_equal_model_predict(inside, model, test_image):
-    from core.saliency import input_size, prepare_image
+    from core.analysis.saliency import input_size, prepare_image
     predicted = model.predict(prepare_image(test_image, input_size(model)), verbose=0)[0]
     np.testing.assert_allclose(inside.probabilities, predicted, rtol=1e-5, atol=1e-6)
     assert inside.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
@@ -90,7 +90,7 @@ def test_the_input_is_what_the_first_convolution_receives(inside):
 
 
 def test_bad_arguments_say_what_was_given(model, test_image):
-    from core.inside import look_inside
+    from core.analysis.inside import look_inside
     with pytest.raises(ValueError, match=r"image must be one \(height, width, 3\) picture; got shape \(32, 32\)"):
         look_inside(model, test_image[:, :, 0])
     with pytest.raises(ValueError, match="top must be .* 1 or more; got 0"):
@@ -124,7 +124,7 @@ def test_feature_map_sizes_refuses_what_is_no_size(bad):
 def test_sizes_and_channels_agree_with_keras_at_an_odd_size_and_another_width():
     """Against keras.applications itself: B2 (width 1.1) at 75 px, where every stride rounds up."""
     import keras
-    from core.inside import _BLOCK_NAME
+    from core.analysis.inside import _BLOCK_NAME
     base = keras.applications.EfficientNetB2(include_top=False, weights=None, input_shape=(75, 75, 3))
     last = {}
     for layer in base.layers:

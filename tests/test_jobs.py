@@ -7,8 +7,8 @@ tests' small EfficientNet (tests/small_efficientnet.py): the subject is the mana
 import pytest
 
 from conftest import wait_for
-from core.config import TrainConfig
-from core.jobs import JobError, JobManager
+from core.jobs.scheduler import JobError, JobManager
+from core.settings.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ def test_failure_then_start_stop_resume(tmp_path, fixture_data_dir):
     assert not run.has_predictions()
 
     # 4. Resume to two more epochs: optimizer state and epoch counter carry on; no duplicate rows.
-    from core.model import load_checkpoint
+    from core.training.model import load_checkpoint
     iterations_at_stop = int(load_checkpoint(run.checkpoint("last")).optimizer.iterations)
     steps_per_epoch = -(-200 // 16)   # train_limit 200 at batch 16: 13 steps, the last one short
     assert iterations_at_stop == done * steps_per_epoch   # exactly the finished epochs' steps
@@ -94,7 +94,7 @@ def test_trained_run_has_every_file_of_the_contract(trained_run):
     assert progress["state"] == "completed" and progress["batches"] == progress["batch"] > 0
     (epoch_1,) = trained_run.read_batch_losses().values()
     assert len(epoch_1) == progress["batches"] and all(loss > 0 for _, loss in epoch_1)
-    # Its start-up, timed phase by phase, for the next run's "usually ≈ 25 s here" (core/startup.py).
+    # Its start-up, timed phase by phase, for the next run's "usually ≈ 25 s here" (core/estimates/startup.py).
     startup = trained_run.read_status()["startup_seconds"]
     assert set(startup) == {"starting", "loading data", "building model", "compiling first step"}, startup
     assert startup["compiling first step"] > 0.5 and all(seconds >= 0 for seconds in startup.values())
@@ -109,11 +109,11 @@ def test_unknown_or_active_runs_cannot_be_resumed(tmp_path, trained_run):
 
 @pytest.mark.small_network
 def test_a_run_queued_by_another_process_starts_without_anyone_asking(tmp_path, fixture_data_dir):
-    """The scheduler looks at the queue every few seconds (core/jobs.py SCHEDULE_SECONDS), so a run
+    """The scheduler looks at the queue every few seconds (core/jobs/scheduler.py SCHEDULE_SECONDS), so a run
     that another dashboard or the command line queued on the same database trains here with no
     Start, page view or job ending in this process to set it off."""
-    from core.jobs import SCHEDULE_SECONDS
-    from core.runs import RunStore
+    from core.jobs.scheduler import SCHEDULE_SECONDS
+    from core.store.runs import RunStore
     manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir)
     assert manager.schedule() == []
     elsewhere = RunStore(tmp_path / "runs").create(TrainConfig(epochs=1, train_limit=100, val_fraction=0.2))
@@ -125,7 +125,40 @@ def test_a_run_queued_by_another_process_starts_without_anyone_asking(tmp_path, 
 
 def test_the_first_phase_names_the_framework_that_loads():
     """Issue 32: under JAX the first phase said "starting TensorFlow"."""
-    from core.jobs import starting_phase
+    from core.jobs.scheduler import starting_phase
     assert starting_phase({}) == "starting TensorFlow"
     assert starting_phase({"KERAS_BACKEND": "jax"}) == "starting JAX"
     assert starting_phase({"KERAS_BACKEND": "torch"}) == "starting PyTorch"
+
+
+@pytest.mark.full
+@pytest.mark.small_network
+def test_evaluate_now_is_a_job_that_waits_for_the_slot_of_the_run_it_evaluates(tmp_path, fixture_data_dir):
+    """Issue 30: "Evaluate now" goes through the scheduler, not a page's thread. With one slot, the
+    evaluation of a training run waits in line behind it; asked twice, it is one job; it then writes
+    the run's predictions, labelled with the epoch of the checkpoint it used, and is never listed as
+    a run."""
+    from core.jobs.queue import EVALUATE_LABEL, queue_entries
+    manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir, slots=1)
+    run_id = manager.start(TrainConfig(epochs=400, batch_size=16, train_limit=200, val_fraction=0.2, seed=3),
+                           name="Ana's long run")
+    with pytest.raises(JobError, match="no last checkpoint yet"):
+        manager.evaluate(run_id)
+    run = manager.store.get(run_id)
+    _wait_for(lambda: run.read_status().get("checkpoint_epoch", 0) >= 1, what="epoch 1")
+
+    job_id = manager.evaluate(run_id, owner="ana")
+    assert manager.evaluate(run_id, owner="ben") == job_id == manager.evaluation_of(run_id)
+    job = manager.store.get(job_id)
+    assert job.read_status()["state"] == "queued" and job.read_status()["evaluates"] == run_id
+    waiting = [e for e in queue_entries(manager.store, manager.slots, manager.progress) if e.run_id == job_id]
+    assert waiting[0].place == 1 and waiting[0].label == f"{EVALUATE_LABEL} — Ana's long run"
+
+    assert manager.stop(run_id)
+    _wait_for(lambda: job.read_status()["state"] not in ("queued", "running"), 300, "the evaluation job")
+    status, evaluated_run = job.read_status(), run.read_status()
+    assert status["state"] == "completed", status
+    assert run.has_predictions() and evaluated_run["predictions_epoch"] == evaluated_run["checkpoint_epoch"] >= 1
+    assert 0 <= status["test_accuracy"] <= 1 and status["predictions_epoch"] == evaluated_run["predictions_epoch"]
+    assert manager.evaluation_of(run_id) is None
+    assert [s.run_id for s in manager.store.list()] == [run_id]

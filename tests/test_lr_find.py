@@ -9,14 +9,15 @@ import threading
 import numpy as np
 import pytest
 
-from core.lr_find import DIVERGED_FACTOR, END_RATE, NO_DESCENT, SKIP_START, START_RATE, rate_schedule, smooth, suggest
+from core.training.lr_find import (DIVERGED_FACTOR, END_RATE, NO_DESCENT, SKIP_START, START_RATE, rate_schedule,
+                                   smooth, suggest)
 
 
 @pytest.fixture(scope="module")
 def finding(real_data_dir, weights_dir):
-    from core.config import TrainConfig
-    from core.lr_find import find_learning_rate
-    from core.progress import Progress
+    from core.settings.config import TrainConfig
+    from core.training.lr_find import find_learning_rate
+    from core.training.progress import Progress
     progress = Progress()
     config = TrainConfig(variant="b0", weights="imagenet", freeze_base=True, batch_size=32, train_limit=300,
                          seed=1)
@@ -50,10 +51,10 @@ def test_the_curve_on_real_data_has_the_textbook_shape(finding):
 def test_weights_and_optimizer_are_put_back(fixture_data_dir):
     import keras
 
-    from core.config import TrainConfig
-    from core.data import load_cifar10
-    from core.lr_find import _batches, range_test
-    from core.model import build_model, compile_model
+    from core.settings.config import TrainConfig
+    from core.data.cifar10 import load_cifar10
+    from core.training.lr_find import _batches, range_test
+    from core.training.model import build_model, compile_model
     config = TrainConfig(variant="b0", weights="none", batch_size=16, seed=3)
     model = build_model(config)
     compile_model(model, config, 1e-3)
@@ -119,7 +120,7 @@ def test_a_lucky_first_batch_is_not_the_minimum():
 
 
 def test_the_method_says_how_the_rate_was_chosen():
-    from core.lr_find import LrFinding
+    from core.training.lr_find import LrFinding
     rates = rate_schedule(100)
 
     def method(suggestion, steepest, minimum_rate):
@@ -148,9 +149,9 @@ def test_a_curve_that_never_falls_is_said_plainly_and_offers_no_rate(app_factory
     """Issue 32: when the loss fell at no rate, the "suggestion" is only a tenth of a rate near 1e-7;
     the panel says so and what to try, draws the curve without a suggestion, and offers no rate."""
     from conftest import ended
-    from core.config import TrainConfig
-    from core.lr_find import NEVER_FELL, NO_DESCENT, worth_using
-    from core.runs import RunStore
+    from core.settings.config import TrainConfig
+    from core.training.lr_find import NEVER_FELL, NO_DESCENT, worth_using
+    from core.store.runs import RunStore
     from dashboard.lr_chart import lr_finder_figure
     from dashboard.lr_panel import JOB_KEY
     rates = rate_schedule(60)

@@ -1,4 +1,4 @@
-"""core/memory.py: the peak-memory estimate against the points it was fitted to, the checks the
+"""core/estimates/memory.py: the peak-memory estimate against the points it was fitted to, the checks the
 issue asks for on this machine, and the boundaries (largest batch, prediction batch) it names."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core import memory
-from core.config import ConfigError, TrainConfig
+from core.estimates import memory
+from core.settings.config import ConfigError, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 GIB = 2 ** 30
@@ -122,13 +122,13 @@ def test_activation_counts_match_the_keras_models():
 
 
 def test_predict_batch_agrees_with_the_engine():
-    from core.train import PREDICT_BATCH
+    from core.training.train import PREDICT_BATCH
     assert memory.PREDICT_BATCH == PREDICT_BATCH
 
 
 def test_a_cpu_predicts_fewer_images_at_once_the_larger_they_are():
     # Past the caches a CPU predicts slower per image (docs/RECIPES.md, table H); memory caps it too.
-    from core.train import cpu_predict_batch
+    from core.training.train import cpu_predict_batch
     assert [cpu_predict_batch(size) for size in (32, 64, 120, 224, 600)] == [256, 112, 32, 16, 16]
 
 
@@ -142,7 +142,7 @@ def test_meminfo_parsing(tmp_path):
 
 
 def test_no_tensorflow_is_imported():
-    code = ("import sys; from core import memory; from core.config import TrainConfig; "
+    code = ("import sys; from core.estimates import memory; from core.settings.config import TrainConfig; "
             "memory.budget(TrainConfig()); print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.stdout.split() == ["False", "False"], out.stderr

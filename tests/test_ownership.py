@@ -11,12 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import ended
-from core.config import TrainConfig
 from core.errors import UserInputError
-from core.jobs import JobError, JobManager
-from core.ownership import (QUEUE_LIMIT_ENV, QUEUE_PER_PERSON_ENV, QueueFull, may_act, owner_of_key, queue_limit,
-                            queue_per_person)
-from core.runs import RunStore
+from core.jobs.scheduler import JobError, JobManager
+from core.settings.config import TrainConfig
+from core.store.ownership import (QUEUE_LIMIT_ENV, QUEUE_PER_PERSON_ENV, QueueFull, may_act, owner_of_key, queue_limit,
+                                  queue_per_person)
+from core.store.runs import RunStore
 
 ANA, BEN = owner_of_key("a" * 32), owner_of_key("b" * 32)
 
@@ -103,7 +103,7 @@ def test_simultaneous_starts_cannot_pass_the_limit(tmp_path, database, monkeypat
 
 
 def test_the_owner_survives_a_restart_and_is_never_exported(tmp_path, database):
-    from core.database import forget_databases
+    from core.store.database import forget_databases
     runs = tmp_path / "runs"
     run = ended(RunStore(runs).create(TrainConfig(epochs=1), name="Ana's", author="Ana", owner=ANA), "stopped",
                 checkpoint_epoch=0)
@@ -120,7 +120,7 @@ def test_a_database_from_before_owners_is_upgraded_in_place(tmp_path):
     from alembic import command
     from alembic.config import Config
 
-    from core.database import HEAD_REVISION, MIGRATIONS, Database, database_url, forget_databases
+    from core.store.database import HEAD_REVISION, MIGRATIONS, Database, database_url, forget_databases
     runs = tmp_path / "runs"
     old = Database(database_url(runs))
     config = Config()

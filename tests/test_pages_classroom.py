@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core.data import CLASS_NAMES
-from core.evaluate import evaluate, mistakes
-from core.runs import PREDICTIONS_FILE, RunStore
+from core.analysis.evaluate import evaluate, mistakes
+from core.data.cifar10 import CLASS_NAMES
+from core.store.runs import PREDICTIONS_FILE, RunStore
 from conftest import plotly_values, training_here
 from dashboard import compare_charts, nav, slides
 
@@ -158,7 +158,7 @@ def test_presentation_of_a_run_without_predictions(app, trained_run, tmp_path):
 
 def test_curves_slide_of_a_training_run_redraws_itself(app, trained_run, tmp_path):
     """A run this process is training: the curves slide is a fragment that re-reads the metrics."""
-    from core.runs import mark_active
+    from core.store.runs import mark_active
     runs = _copy_run(trained_run, tmp_path / "runs")
     run = training_here(RunStore(runs).get(trained_run.run_id), epochs=2)
     try:
@@ -179,7 +179,7 @@ def test_curves_slide_of_a_training_run_redraws_itself(app, trained_run, tmp_pat
 def test_curves_slide_of_a_one_epoch_run_shows_its_running_batches(app, trained_run, tmp_path):
     """A one-epoch run still in its epoch has no batches.csv yet: the slide draws the batches of its
     progress file (what the CLI or another server writes) instead of an empty per-epoch chart."""
-    from core.runs import mark_active
+    from core.store.runs import mark_active
     runs = _copy_run(trained_run, tmp_path / "runs")
     run = RunStore(runs).get(trained_run.run_id)
     run.reconcile_metrics(0)                      # back before its first epoch: no rows, no batches

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.data import CLASS_NAMES
-from core.evaluate import correct_examples, evaluate, mistakes
-from core.history import ARCHITECTURES, compound_scaling
-from core.runs import PREDICTIONS_FILE, RunStore
-from conftest import ended, training_here
+from core.analysis.evaluate import correct_examples, evaluate, mistakes
+from core.content.history import ARCHITECTURES, compound_scaling
+from core.data.cifar10 import CLASS_NAMES
+from core.store.runs import PREDICTIONS_FILE, RunStore
+from conftest import ended, evaluated, training_here
 
 CONFUSION, MISTAKES, HISTORY = "../pages/confusion.py", "../pages/mistakes.py", "../pages/history.py"
 MISTAKES_TITLE = "Misclassified images"
@@ -105,8 +105,15 @@ def test_evaluate_now_for_a_run_without_predictions(app, trained_run, tmp_path):
     assert not at.get("plotly_chart")
     at.button(key="evaluate_now").click().run()
     assert not at.exception, [e.value for e in at.exception]
+    # It went through the queue as a job of its own (not the page's thread), owned by who asked.
+    jobs = RunStore(runs).list(kinds=("evaluate",))
+    assert [job.kind for job in jobs] == ["evaluate"]
+    assert RunStore(runs).get(jobs[0].run_id).read_status()["evaluates"] == run.run_id
+    evaluated(at)
     assert run.has_predictions()
-    assert any(s.value.startswith("Evaluated: test accuracy") for s in at.success)
+    assert any(s.value.startswith("Evaluated: test accuracy") for s in at.success), [e.value for e in at.error]
+    assert RunStore(runs).get(jobs[0].run_id).read_status()["state"] == "completed"
+    assert [s.run_id for s in RunStore(runs).list()] == [run.run_id]      # the job is not listed as a run
     assert at.get("plotly_chart") and {m.label for m in at.metric} >= {"Top-1 accuracy", "Top-5 accuracy"}
     assert at.button(key="evaluate_now").label.startswith("Re-evaluate")   # a stopped run may refresh
 
@@ -260,7 +267,7 @@ def test_history_page(app, trained_run):
     assert metrics["Depth"] == f"×{s['depth']:.2f}" and metrics["Resolution"] == f"{s['resolution_px']} px"
     scaling = _figure(at, 1)
     assert scaling["data"][0]["y"] == pytest.approx([s["depth"], s["width"], s["resolution"], s["flops"]])
-    assert len(at.dataframe[2].value) == 8                                 # B0–B7 from core.variants
+    assert len(at.dataframe[2].value) == 8                                 # B0–B7 from core.settings.variants
     at.radio(key="history_metric").set_value("ilsvrc").run()
     assert not at.exception
     at.toggle(key="history_show_runs").set_value(False).run()
@@ -288,8 +295,8 @@ def full_size_run(tmp_path_factory, trained_run):
 def test_pages_with_10000_predictions_evaluate_and_decode_once(app, full_size_run, monkeypatch):
     """A full-size test set: the matrix is computed once and the images decoded once, whatever
     the reruns (how long those reruns take is for a benchmark, not a test)."""
-    import core.data
-    import core.evaluate
+    import core.data.cifar10
+    import core.analysis.evaluate
     runs, data_dir = full_size_run
     calls = {"evaluate": 0, "load_cifar10": 0}
 
@@ -299,8 +306,8 @@ def test_pages_with_10000_predictions_evaluate_and_decode_once(app, full_size_ru
             return fn(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(core.evaluate, "evaluate", counted("evaluate", core.evaluate.evaluate))
-    monkeypatch.setattr(core.data, "load_cifar10", counted("load_cifar10", core.data.load_cifar10))
+    monkeypatch.setattr(core.analysis.evaluate, "evaluate", counted("evaluate", core.analysis.evaluate.evaluate))
+    monkeypatch.setattr(core.data.cifar10, "load_cifar10", counted("load_cifar10", core.data.cifar10.load_cifar10))
     at = app(CONFUSION, runs_dir=runs, data_dir=data_dir)
     assert at.metric[2].value == "10,000"
     at.toggle(key="confusion_mistakes_only").set_value(True).run()

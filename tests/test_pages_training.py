@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import APP, plotly_values, run_folders, training_here
-from core.jobs import JobManager
+from core.jobs.scheduler import JobManager
 from dashboard import control
 
 TRAIN, CURVES, RUNS = "../pages/train.py", "../pages/curves.py", "../pages/runs.py"
@@ -53,7 +53,7 @@ def test_presets_fill_the_form(app):
                                                                      "batch_size", "learning_rate")}
         assert shown == {name: preset.settings.get(name, shown[name]) for name in shown}, preset.name
     # The Quick demo last: 64 px with ImageNet weights; the From scratch recipe's size where they cannot be had.
-    from core.presets import FROM_SCRATCH, QUICK_DEMO
+    from core.settings.presets import FROM_SCRATCH, QUICK_DEMO
     sizes = (QUICK_DEMO.settings["image_size"], FROM_SCRATCH.settings["image_size"])
     assert at.session_state["cfg_variant"] == "b0" and at.session_state["cfg_image_size"] in sizes
     # The variant's facts and a whole-run estimate are shown, with its parts.
@@ -62,7 +62,7 @@ def test_presets_fill_the_form(app):
     estimate = next(m for m in at.metric if m.label == "Est. whole run")
     assert " per epoch on " in estimate.proto.help and " predicting the test set" in estimate.proto.help
     # The GPU recipe is no card on a CPU: one line says why, and nothing offers to start it.
-    from core.presets import TRANSFER_GPU
+    from core.settings.presets import TRANSFER_GPU
     why = TRANSFER_GPU.cannot_run_here(imagenet_available=train_form.imagenet_available(), on_gpu=False)
     assert why and any("Transfer learning (GPU)" in c.value and why in c.value for c in at.caption)
     assert not [b for b in at.button if b.key in ("start_transfer-gpu", "preset_transfer-gpu")]
@@ -174,7 +174,7 @@ def test_curves_page_overlays_runs(app, trained_run):
 
 def test_a_one_epoch_run_in_training_leads_with_its_running_batches(app, trained_run, tmp_path):
     """Its epoch charts stay empty until the epoch ends: the running epoch's batches come first."""
-    from core.runs import RunStore, mark_active
+    from core.store.runs import RunStore, mark_active
     runs = tmp_path / "runs"
     shutil.copytree(trained_run.path, runs / trained_run.run_id)
     run = RunStore(runs).get(trained_run.run_id)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.data import CLASS_NAMES
-from core.evaluate import evaluate
+from core.analysis.evaluate import evaluate
+from core.data.cifar10 import CLASS_NAMES
 from dashboard.report import PER_CLASS_COLUMNS, _per_class_table, per_class_table
 
 

@@ -1,4 +1,4 @@
-"""core.predict_image: upload validation with real bytes, the CIFAR-style preparation, and a
+"""core.analysis.predict_image: upload validation with real bytes, the CIFAR-style preparation, and a
 reference check that an uploaded photo takes exactly the test images' path through the model."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.predict_image import (CIFAR_SIDE, DISPLAY_SIDE, ImageRejected, centre_square, predict, read_photo,
-                                to_cifar)
+from core.analysis.predict_image import (CIFAR_SIDE, DISPLAY_SIDE, ImageRejected, centre_square, predict, read_photo,
+                                         to_cifar)
 
 
 def _encode(array: np.ndarray, fmt: str, **options) -> bytes:
@@ -143,8 +143,8 @@ def _save(image: Image.Image) -> bytes:
 def test_a_photo_goes_the_test_images_way(trained_run, fixture_data_dir):
     """An 8× enlarged test image, uploaded as a PNG, becomes the test image again, and the model
     gives it the probabilities stored for that test image (float16 on disk)."""
-    from core.data import load_cifar10
-    from core.model import load_checkpoint
+    from core.data.cifar10 import load_cifar10
+    from core.training.model import load_checkpoint
     x_test = load_cifar10(fixture_data_dir, allow_download=False).x_test
     y_true, y_prob = trained_run.read_predictions()
     model = load_checkpoint(trained_run.checkpoint("last"))
@@ -162,7 +162,7 @@ def test_a_photo_goes_the_test_images_way(trained_run, fixture_data_dir):
 # zlib for `side`² zeros), then calls read_photo and reports how far its peak RSS rose (kB).
 _PEAK_SCRIPT = r"""
 import io, resource, struct, sys, zlib
-from core.predict_image import ImageRejected, read_photo
+from core.analysis.predict_image import ImageRejected, read_photo
 side, value = int(sys.argv[1]), int(sys.argv[2])
 def chunk(kind, data):
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

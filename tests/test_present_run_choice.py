@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import TrainConfig
-from core.runs import RunStore
+from core.settings.config import TrainConfig
+from core.store.runs import RunStore
 from dashboard import slides
 from conftest import ended
 

@@ -1,4 +1,4 @@
-"""Presets (core/presets.py): valid settings, honest figures, the CLI's --preset and `presets`, the
+"""Presets (core/settings/presets.py): valid settings, honest figures, the CLI's --preset and `presets`, the
 from-scratch BatchNorm momentum, and bench/recipes.py --smoke so the benchmark cannot rot."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from core.__main__ import build_parser, config_from_args, main
-from core.config import ConfigError, TrainConfig
-from core.presets import (FROM_SCRATCH, NOT_MEASURED, PRESET_NAMES, PRESETS, QUICK_DEMO, RECIPES_DOC,
-                          dashboard_presets, get_preset, quick_demo)
+from core.settings.config import ConfigError, TrainConfig
+from core.settings.presets import (FROM_SCRATCH, NOT_MEASURED, PRESET_NAMES, PRESETS, QUICK_DEMO, RECIPES_DOC,
+                                   dashboard_presets, get_preset, quick_demo)
 from conftest import run_folders
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def test_quick_demo_is_one_pass_from_imagenet_weights_at_64_px_and_best_cpu_the_
     assert (c.fine_tune_from_block, c.fine_tune_depthwise) == (4, False)
     assert (c.lr_schedule, c.label_smoothing, c.train_limit, c.val_fraction) == ("cosine", 0.1, 0, 0.0)
     assert c.test_time_flip and c.test_time_flip_below == 0.85          # the unsure images only
-    from core.train import cosine_rate
+    from core.training.train import cosine_rate
     assert cosine_rate(c, 0.0) == pytest.approx(3e-4, rel=0.01)
     best = get_preset("best-cpu").config()
     assert best.image_size == 120 and best.replace(image_size=64) == c
@@ -120,7 +120,7 @@ def test_fine_tune_from_start_refuses_settings_that_contradict_it(settings, fiel
 def test_drop_connect_rate_scales_every_residual_dropout_of_the_base():
     import keras
 
-    from core.model import build_model
+    from core.training.model import build_model
 
     def rates(config):
         return [layer.rate for layer in build_model(config).layers
@@ -136,9 +136,9 @@ def test_test_time_flip_averages_each_test_image_with_its_mirror_or_only_the_uns
     import keras
     import numpy as np
 
-    from core.data import Cifar10
-    from core.progress import Progress
-    from core.train import predict_test_set
+    from core.data.cifar10 import Cifar10
+    from core.training.progress import Progress
+    from core.training.train import predict_test_set
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (37, 32, 32, 3), dtype=np.uint8)
     cifar = Cifar10(x, np.zeros(37, int), x, np.arange(37) % 10, "test")
@@ -170,7 +170,7 @@ def test_test_time_flip_averages_each_test_image_with_its_mirror_or_only_the_uns
 def test_bn_momentum_sets_every_batchnorm_layer_of_the_base():
     import keras
 
-    from core.model import build_model
+    from core.training.model import build_model
 
     def momenta(config):
         return {layer.momentum for layer in build_model(config).layers
@@ -230,7 +230,7 @@ def test_train_page_offers_the_presets_and_what_we_tried(app_factory, tmp_path):
 
 def test_each_card_says_in_a_few_words_what_it_shows_and_where_it_cannot_run():
     """Issue 32: a card's line is read at a glance; a preset this machine cannot run says why."""
-    from core.presets import SUMMARY_MAX_WORDS, TRANSFER_GPU
+    from core.settings.presets import SUMMARY_MAX_WORDS, TRANSFER_GPU
     for preset in (*PRESETS, quick_demo(imagenet_available=False)):
         assert preset.summary and len(preset.summary.split()) <= SUMMARY_MAX_WORDS, preset.name
     assert quick_demo(imagenet_available=False).summary != QUICK_DEMO.summary      # it says what it does instead

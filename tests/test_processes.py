@@ -1,4 +1,4 @@
-"""One run over several processes (core/processes.py): Keras 3's multi-process distribution on
+"""One run over several processes (core/training/processes.py): Keras 3's multi-process distribution on
 JAX, proved with two processes on loopback (JAX's CPU collectives: gloo), as on two machines.
 
 Each process is `python -m core ...` with Keras's KERAS_DISTRIBUTION_* variables, as a user
@@ -20,9 +20,9 @@ import keras
 import pytest
 from conftest import read_status_file, run_folders, wait_for
 
-from core import processes
 from core.errors import UserInputError
-from core.runs import METRIC_COLUMNS, RunStore
+from core.store.runs import METRIC_COLUMNS, RunStore
+from core.training import processes
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--train-limit", "200", "--val-fraction", "0.2", "--batch-size", "16"]

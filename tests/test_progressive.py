@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from core.config import ConfigError, TrainConfig, progressive_start_sizes
-from core.model import PREP_LAYER_PREFIX
-from core.train import ProgressiveResize
+from core.settings.config import ConfigError, TrainConfig, progressive_start_sizes
+from core.training.model import PREP_LAYER_PREFIX
+from core.training.train import ProgressiveResize
 
 
 TRACED_SIZES: list[int] = []   # module level: Keras copies a list given to a layer as an attribute
@@ -59,8 +59,8 @@ def test_training_steps_run_at_the_start_size_then_at_image_size_and_the_layer_e
 
 
 def test_the_eta_counts_the_steps_left_at_each_size_at_that_size_s_pace():
-    from core.estimate import relative_cost
-    from core.callbacks import FitState
+    from core.estimates.timing import relative_cost
+    from core.training.callbacks import FitState
     config = TrainConfig(image_size=120, progressive_start_size=88, progressive_start_fraction=0.5, epochs=2)
     resize = ProgressiveResize(config, steps=10)   # 20 steps: 10 at 88 px, then 10 at 120
     assert resize.remaining_steps(0, 2, 2) == {88: 8, 120: 10}
@@ -102,8 +102,8 @@ def test_a_run_trains_at_two_sizes_and_keeps_image_size_for_validation_checkpoin
         tmp_path, fixture_data_dir):
     """A real B0 run through the engine: half the steps at 32 px, half at 64; the checkpoint, the
     validation and the test set at 64 px, and the throughput measured without either trace."""
-    from core.jobs import JobManager
-    from core.model import load_checkpoint, resize_layer
+    from core.jobs.scheduler import JobManager
+    from core.training.model import load_checkpoint, resize_layer
     manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir)
     config = TrainConfig(image_size=64, progressive_start_size=32, progressive_start_fraction=0.5, epochs=1,
                          batch_size=16, train_limit=96, val_fraction=0.2, augment_crop_padding=0)

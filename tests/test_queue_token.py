@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.runs import RunStore
+from core.store.runs import RunStore
 from dashboard import control
 
 TRAIN = "../pages/train.py"

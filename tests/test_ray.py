@@ -28,7 +28,7 @@ import pytest
 from browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, exceptions_shown, free_port, open_when_up, screenshot,
                      settle, start_training_from_the_ui)
 from conftest import read_status_file, run_folders, wait_for
-from core.executors.ray_cluster import LOOPBACK_ENV
+from core.jobs.executors.ray_cluster import LOOPBACK_ENV
 
 TINY = ["--variant", "b0", "--image-size", "32", "--batch-size", "32", "--train-limit", "200",
         "--val-fraction", "0.2", "--weights", "none", "--learning-rate", "0.003", "--seed", "1"]
@@ -46,7 +46,7 @@ def ray_head():
     """A Ray head on 127.0.0.1 with 2 CPUs, started once for the module; yields its address. Its
     workers build the tests' small EfficientNet (they inherit the head's environment): the subject
     here is Ray, not B0."""
-    from core.executors.ray_cluster import loopback_head
+    from core.jobs.executors.ray_cluster import loopback_head
     from small_efficientnet import ENV
     with loopback_head(num_cpus=2, env={ENV: "small"}) as address:
         yield address
@@ -72,7 +72,7 @@ def _is_ray_worker(pid: int) -> bool:
 
 
 def _assert_whole_run_folder(run_dir: Path, epochs: int) -> dict:
-    from core.runs import RunStore
+    from core.store.runs import RunStore
     run = RunStore(run_dir.parent).get(run_dir.name)
     status = run.read_status()
     assert status["state"] == "completed", status
@@ -110,7 +110,7 @@ def test_cli_run_trains_in_a_ray_worker_survives_its_death_and_resumes(ray_head,
     os.kill(worker, signal.SIGKILL)
     out, err = cli.communicate(timeout=60)
     assert cli.returncode == 1 and "interrupted" in err and f"python -m core resume {run_dir.name}" in err, err
-    from core.runs import RunStore
+    from core.store.runs import RunStore
     interrupted = RunStore(runs).get(run_dir.name).live_status()
     kept = interrupted["checkpoint_epoch"]
     assert interrupted["state"] == "interrupted" and kept >= 1, interrupted
@@ -155,8 +155,8 @@ def test_without_the_variable_ray_is_never_imported(tmp_path):
     """The engine, the CLI and the dashboard's state module, with a run queued: no `ray` module."""
     script = (
         "import sys, os\n"
-        "from core.config import TrainConfig\n"
-        "from core.jobs import JobManager\n"
+        "from core.settings.config import TrainConfig\n"
+        "from core.jobs.scheduler import JobManager\n"
         "import core.__main__ as cli, dashboard.state\n"
         f"m = JobManager(runs_dir={str(tmp_path / 'runs')!r}, drain_queue=False)\n"
         "m.start(TrainConfig(epochs=1))\n"
@@ -229,14 +229,14 @@ def test_the_dashboard_says_when_the_cluster_cannot_be_reached(app_factory, tmp_
     assert any(f"the Ray cluster at {address} cannot be reached" in e and "ray start --head" in e for e in errors), errors
     run_dir = _only_run(runs)
     assert read_status_file(run_dir)["state"] == "queued"
-    from core.runs import RunStore
+    from core.store.runs import RunStore
     RunStore(runs).cancel(run_dir.name)     # the retry timer finds an empty queue and ends
 
 
 # --- the pure parts: what a run asks Ray for, addresses, the page's words ---------------------------
 def test_a_run_asks_for_a_share_of_a_gpu_when_small_a_whole_one_when_large_cpus_without_gpus():
-    from core.config import TrainConfig
-    from core.executors.ray_cluster import RUNS_PER_GPU, TaskShape, task_shape
+    from core.settings.config import TrainConfig
+    from core.jobs.executors.ray_cluster import RUNS_PER_GPU, TaskShape, task_shape
     small, large = TrainConfig(variant="b0", image_size=32), TrainConfig(variant="b3", image_size=224, batch_size=64)
     assert task_shape(small, cluster_gpus=2) == TaskShape(num_cpus=1, num_gpus=1 / RUNS_PER_GPU)
     assert task_shape(large, cluster_gpus=2) == TaskShape(num_cpus=1, num_gpus=1)
@@ -247,7 +247,7 @@ def test_a_run_asks_for_a_share_of_a_gpu_when_small_a_whole_one_when_large_cpus_
 
 
 def test_addresses_and_cpu_counts_are_checked_with_the_expected_form():
-    from core.executors.ray_cluster import ClusterUnreachable, cpus_per_run, ray_address, split_address
+    from core.jobs.executors.ray_cluster import ClusterUnreachable, cpus_per_run, ray_address, split_address
     assert split_address("10.0.0.5:6379") == ("10.0.0.5", 6379)
     for bad in ("10.0.0.5", "ray://10.0.0.5:10001", "host:0", ":6379"):
         with pytest.raises(ClusterUnreachable, match="expected HOST:PORT"):

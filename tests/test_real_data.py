@@ -2,8 +2,8 @@
 
 import pytest
 
-from core.config import TrainConfig
-from core.jobs import JobManager
+from core.jobs.scheduler import JobManager
+from core.settings.config import TrainConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 

@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from conftest import plotly_values
-from core.data import CLASS_NAMES, load_cifar10
-from core.evaluate import evaluate, mistakes
+from core.analysis.evaluate import evaluate, mistakes
+from core.data.cifar10 import CLASS_NAMES, load_cifar10
 from dashboard.images import upscale
 from dashboard.report import (MISTAKES_SHOWN, THUMB_SIDE, build_report, csv_filename, per_class_csv,
                               report_filename)

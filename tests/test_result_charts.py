@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from plotly.colors import hex_to_rgb, sequential
 
-from core.data import CLASS_NAMES
-from core.evaluate import evaluate, top_k
-from core.history import ARCHITECTURES, compound_scaling, history_frame
-from core.runs import RunSummary
-from core.variants import VARIANTS
+from core.analysis.evaluate import evaluate, top_k
+from core.content.history import ARCHITECTURES, compound_scaling, history_frame
+from core.data.cifar10 import CLASS_NAMES
+from core.settings.variants import VARIANTS
+from core.store.runs import RunSummary
 from dashboard import images, result_charts as rc, url_state
 from dashboard.style import OKABE_ITO, SEQUENTIAL_SCALE
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 import time
 
-from core.config import TrainConfig
-from core.queue import QueueEntry, estimated_run_seconds, ordinal, queue_entries
-from core.progress import Progress
-from core.runs import RunStore, mark_active
-from core.startup import startup_record, typical_startup
+from core.estimates.startup import startup_record, typical_startup
+from core.jobs.queue import QueueEntry, estimated_run_seconds, ordinal, queue_entries
+from core.settings.config import TrainConfig
+from core.store.runs import RunStore, mark_active
+from core.training.progress import Progress
 from dashboard.run_status import status_display, wait_text
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from conftest import ended, training_here
-from core import run_files, runs as runs_mod, states
-from core.config import TrainConfig
-from core.runs import Keepalive, RunNotFoundError, RunStore, check_label, is_run_id
+from core.settings.config import TrainConfig
+from core.store import run_files, runs as runs_mod, states
+from core.store.runs import Keepalive, RunNotFoundError, RunStore, check_label, is_run_id
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW = {"epoch": 1, "loss": 1.0, "accuracy": 0.3, "val_loss": 1.1, "val_accuracy": 0.3,
@@ -33,7 +33,6 @@ def store(tmp_path, database):
 
 
 # --- structure: nobody outside the store names a run file -----------------------------------------
-STORE_MODULES = ("runs.py", "run_files.py", "run_import.py")
 RUN_FILE_NAMES = [run_files.CONFIG_FILE, run_files.STATUS_FILE, run_files.METRICS_FILE, run_files.PROGRESS_FILE,
                   run_files.BATCHES_FILE, runs_mod.PREDICTIONS_FILE, runs_mod.LAST_CHECKPOINT,
                   runs_mod.BEST_CHECKPOINT, runs_mod.LR_FINDING_FILE, "lab.db"]
@@ -63,24 +62,24 @@ def _code_without_docstrings_and_comments(path: Path) -> str:
 def test_no_module_outside_the_store_names_a_run_file():
     offenders = []
     for folder in ("core", "dashboard", "pages", "bench"):
-        for path in sorted((ROOT / folder).glob("*.py")):
-            if folder == "core" and path.name in (*STORE_MODULES, "database.py"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.is_relative_to(ROOT / "core" / "store"):
                 continue
             code = _code_without_docstrings_and_comments(path)
             for name in RUN_FILE_NAMES:
                 if re.search(rf"[\"']{re.escape(name)}[\"']", code):
-                    offenders.append(f"{folder}/{path.name} names {name!r}")
+                    offenders.append(f"{path.relative_to(ROOT)} names {name!r}")
             for constant in RUN_FILE_CONSTANTS:
-                if re.search(rf"\b{constant}\b", code) and ("core.runs" in code or "core.run_files" in code):
-                    offenders.append(f"{folder}/{path.name} uses the store's {constant}")
+                if re.search(rf"\b{constant}\b", code) and re.search(r"core\.store\.(runs|run_files)\b", code):
+                    offenders.append(f"{path.relative_to(ROOT)} uses the store's {constant}")
             if re.search(r"\.file\(|\.last_checkpoint\b|\.best_checkpoint\b|\b_file\(|\._row\(|\bruns_table\.c\b", code):
-                offenders.append(f"{folder}/{path.name} reaches into a run's files or rows")
+                offenders.append(f"{path.relative_to(ROOT)} reaches into a run's files or rows")
     assert not offenders, offenders
 
 
 def test_the_leak_check_would_catch_a_leak(tmp_path):
     leaky = tmp_path / "leaky.py"
-    leaky.write_text('"""mentions status.json in prose only"""\nfrom core.runs import Run\n'
+    leaky.write_text('"""mentions status.json in prose only"""\nfrom core.store.runs import Run\n'
                      'x = run.path / "status.json"\n')
     assert '"status.json"' in _code_without_docstrings_and_comments(leaky)
     assert "prose" not in _code_without_docstrings_and_comments(leaky)
@@ -91,18 +90,18 @@ def test_the_migrations_build_the_schema_the_code_declares(store):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from core.database import HEAD_REVISION, VERSION_TABLE, metadata
+    from core.store.database import HEAD_REVISION, VERSION_TABLE, metadata
     store.create(TrainConfig())                         # the first use upgrades the database
     assert store.db.revision() == HEAD_REVISION
     with store.db.engine.connect() as conn:
-        # The lab's own version table (Optuna's studies own `alembic_version`: core/database.py).
+        # The lab's own version table (Optuna's studies own `alembic_version`: core/store/database.py).
         context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
         assert compare_metadata(context, metadata) == []
 
 
 def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path, database):
-    script = ("import sys; sys.path.insert(0, sys.argv[1]); from core.runs import RunStore; "
-              "from core.config import TrainConfig; RunStore(sys.argv[2]).create(TrainConfig()); print('ok')")
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from core.store.runs import RunStore; "
+              "from core.settings.config import TrainConfig; RunStore(sys.argv[2]).create(TrainConfig()); print('ok')")
     children = [subprocess.Popen([sys.executable, "-c", script, str(ROOT), str(tmp_path / "runs")],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     results = [c.communicate(timeout=120) for c in children]
@@ -202,7 +201,7 @@ def _run_in(store, state: str):
 
 
 def test_state_changes_are_exactly_those_the_table_allows(tmp_path, monkeypatch):
-    from core.database import DB_URL_ENV
+    from core.store.database import DB_URL_ENV
     monkeypatch.delenv(DB_URL_ENV, raising=False)
     store = RunStore(tmp_path / "runs")
     for source in states.STATES:
@@ -238,7 +237,7 @@ def test_queue_order_claims_and_cancel(store):
 
 def test_claims_are_exclusive_across_processes(store):
     runs = [store.create(TrainConfig()) for _ in range(6)]
-    script = ("import sys, json; sys.path.insert(0, sys.argv[1]); from core.runs import RunStore; "
+    script = ("import sys, json; sys.path.insert(0, sys.argv[1]); from core.store.runs import RunStore; "
               "s = RunStore(sys.argv[2]); print(json.dumps([r for r in sys.argv[3:] if s.claim(r)]))")
     args = [sys.executable, "-c", script, str(ROOT), str(store.root), *[r.run_id for r in runs]]
     children = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True) for _ in range(3)]
@@ -295,7 +294,7 @@ def test_a_trainer_that_lost_its_lease_stops_and_writes_nothing(store, monkeypat
 def test_a_lease_that_expires_on_the_database_clock_interrupts_the_run(store, monkeypatch):
     monkeypatch.setenv(runs_mod.LEASE_ENV, "3")
     run = store.create(TrainConfig())
-    script = ("import sys, time; sys.path.insert(0, sys.argv[1]); from core.runs import RunStore; "
+    script = ("import sys, time; sys.path.insert(0, sys.argv[1]); from core.store.runs import RunStore; "
               "r = RunStore(sys.argv[2]).claim(sys.argv[3]); print('claimed', flush=True); time.sleep(60)")
     child = subprocess.Popen([sys.executable, "-c", script, str(ROOT), str(store.root), run.run_id],
                              stdout=subprocess.PIPE, text=True)
@@ -369,7 +368,7 @@ def test_batch_reports_are_kept_per_epoch_and_follow_the_checkpoint_on_resume(st
 def test_a_million_batch_reports_are_kept_and_read_back(tmp_path, monkeypatch):
     """batches.csv used to be cut at 64 MB (batch 1 for ~32 epochs) and progress.json at 1 MB; the
     database keeps any number (here 1,000 epochs of 1,000 batches) and reads them back whole."""
-    from core.database import DB_URL_ENV
+    from core.store.database import DB_URL_ENV
     monkeypatch.delenv(DB_URL_ENV, raising=False)
     run = RunStore(tmp_path / "runs").create(TrainConfig())
     for epoch in range(1, 1001):

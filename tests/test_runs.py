@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import ended
-from core import run_files, safe_io
-from core.config import TrainConfig
-from core.run_import import IMPORTED_INTERRUPTED, import_from
-from core.runs import RunNotFoundError, RunStore, mark_active
+from core.settings.config import TrainConfig
+from core.store import run_files, safe_io
+from core.store.run_import import IMPORTED_INTERRUPTED, import_from
+from core.store.runs import RunNotFoundError, RunStore, mark_active
 
 ROW = {"epoch": 1, "loss": 1.0, "accuracy": 0.3, "val_loss": 1.1, "val_accuracy": 0.25, "learning_rate": 1e-3,
        "epoch_seconds": 10, "images_per_second": 300}

@@ -1,4 +1,4 @@
-"""core/saliency.py: Grad-CAM and SmoothGrad on a model whose evidence is known, on a real B0 at
+"""core/analysis/saliency.py: Grad-CAM and SmoothGrad on a model whose evidence is known, on a real B0 at
 32 px, and on the shared trained run's checkpoint."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from core import saliency
-from core.config import TrainConfig
+from core.analysis import saliency
+from core.settings.config import TrainConfig
 
 SIZE = 16
 RED, GREEN = 0, 1
@@ -124,7 +124,7 @@ def test_no_spatial_layer_falls_back_to_smoothgrad():
 # --- a real EfficientNet-B0 at CIFAR's 32 px --------------------------------------------------------
 @pytest.fixture(scope="module")
 def b0():
-    from core.model import build_model
+    from core.training.model import build_model
     keras.utils.set_random_seed(0)
     return build_model(TrainConfig(variant="b0", weights="none", image_size=32))
 
@@ -162,7 +162,7 @@ def test_prepare_image_resizes_like_evaluation():
 @pytest.mark.parametrize("head", ["gap", "seed"])
 def test_history_param_count_matches_keras(head):
     """The history chart counts a run's parameters from its config; Keras agrees."""
-    from core.model import build_model
+    from core.training.model import build_model
     from dashboard.result_charts import model_params
     config = TrainConfig(variant="b0", weights="none", image_size=32, head=head)
     assert model_params(config.to_dict()) == build_model(config).count_params()
@@ -170,8 +170,8 @@ def test_history_param_count_matches_keras(head):
 
 # --- the shared trained run -------------------------------------------------------------------------
 def test_trained_checkpoint_maps(trained_run, fixture_data_dir):
-    from core.data import load_cifar10
-    from core.model import load_checkpoint
+    from core.data.cifar10 import load_cifar10
+    from core.training.model import load_checkpoint
     model = load_checkpoint(trained_run.checkpoint("last"))
     image = load_cifar10(fixture_data_dir, allow_download=False).x_test[0]
     predicted = int(np.argmax(model(saliency.prepare_image(image, (32, 32)), training=False)[0]))

@@ -1,4 +1,4 @@
-"""Every setting is declared once (core/config.py field metadata), and validation, the CLI's flags
+"""Every setting is declared once (core/settings/config.py field metadata), and validation, the CLI's flags
 and the Train page's widgets all follow the declaration. Walks every TrainConfig field, so a new
 setting is checked here without an edit: its bounds and choices are enforced by validation, it has
 a flag whose help is the declared help, and a widget whose range or options are the declared ones."""
@@ -11,7 +11,7 @@ import re
 import pytest
 
 from core.__main__ import build_parser
-from core.config import GROUPS, ConfigError, TrainConfig, declaration, declared_fields, field_type
+from core.settings.config import GROUPS, ConfigError, TrainConfig, declaration, declared_fields, field_type
 
 TRAIN = "../pages/train.py"
 NAMES = [f.name for f in declared_fields()]

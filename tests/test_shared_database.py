@@ -37,7 +37,7 @@ def test_two_dashboards_and_a_cli_share_one_queue_and_one_set_of_runs(tmp_path, 
     import postgres
     from playwright.sync_api import sync_playwright
 
-    from core.database import DB_URL_ENV, forget_databases
+    from core.store.database import DB_URL_ENV, forget_databases
     url = postgres.create_database(postgres_server, f"two_dashboards_{secrets.token_hex(4)}")
     monkeypatch.setenv(DB_URL_ENV, url)          # this process reads the same database (read_status_file)
     forget_databases()

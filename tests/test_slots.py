@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import TrainConfig
-from core.jobs import JobManager
-from core.queue import queue_entries
-from core.slots import SlotsError, default_slots, parse_slots, slots_explained
+from core.jobs.queue import queue_entries
+from core.jobs.scheduler import JobManager
+from core.jobs.slots import SlotsError, default_slots, parse_slots, slots_explained
+from core.settings.config import TrainConfig
 
 
 def test_slots_come_from_the_environment_or_the_machine():
@@ -35,7 +35,7 @@ def test_two_runs_at_once_different_variants_one_mixed_precision(tmp_path, fixtu
     assert sorted(manager.active_run_ids) == sorted([mixed, plain])   # both took a slot at once
     assert manager.wait(900)
 
-    from core.model import load_checkpoint
+    from core.training.model import load_checkpoint
     statuses, params = {}, {}
     for run_id, variant, policy in ((mixed, "b0", "mixed_float16"), (plain, "b1", "float32")):
         run = manager.store.get(run_id)
@@ -65,8 +65,8 @@ def test_two_runs_that_fit_alone_but_not_together_train_one_after_the_other(tmp_
                                                                               monkeypatch):
     """Issue 29: with two slots, two runs that each fit were launched together into memory that
     held one. Now the second waits at its place, saying why, and starts when the first ends."""
-    from core.admission import MEMORY_LIMIT_ENV
-    from core.memory import USABLE_FRACTION
+    from core.jobs.admission import MEMORY_LIMIT_ENV
+    from core.estimates.memory import USABLE_FRACTION
     manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir, slots=2)
     config = TrainConfig(epochs=1, batch_size=16, train_limit=100, val_fraction=0.2, seed=7)
     one, two = manager.memory.needed([config]), manager.memory.needed([config, config])

@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 from conftest import read_status_file, run_folders, training_here, wait_for
-from core import data
-from core.batches import ArrayBatches
-from core.config import TrainConfig
-from core.jobs import JobManager
-from core.partial_epoch import MID_EPOCH_SAVE_ENV, PartialEpoch, mid_epoch_save_seconds
-from core.progress import Progress
-from core.runs import RunStore
+from core.data import cifar10 as data
+from core.data.batches import ArrayBatches
+from core.jobs.scheduler import JobManager
+from core.settings.config import TrainConfig
+from core.store.runs import RunStore
+from core.training.partial_epoch import MID_EPOCH_SAVE_ENV, PartialEpoch, mid_epoch_save_seconds
+from core.training.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
 # 160 training images at batch 8: an epoch of 20 batches. Cosine: the rate changes at
@@ -65,13 +65,13 @@ class BatchesSeen(Progress):
 
 def _train(run, stop_event, progress, data_dir):
     """train_run to one epoch, in this process (the job manager's thread calls the same)."""
-    from core.train import train_run
+    from core.training.train import train_run
     return train_run(run, target_epochs=1, stop_event=stop_event, progress=progress, data_dir=data_dir)
 
 
 def _optimizer_state(path) -> tuple[int, float]:
     """(optimizer steps, learning rate) of a checkpoint."""
-    from core.model import load_checkpoint
+    from core.training.model import load_checkpoint
     model = load_checkpoint(path)
     return (int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
             float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
@@ -144,7 +144,7 @@ def test_a_resumed_run_ends_where_an_unstopped_run_ends(stopped_then_resumed, tm
     steps, rate = _optimizer_state(stopped_then_resumed["run"].checkpoint("last"))
     assert (steps, rate) == (STEPS, pytest.approx(_optimizer_state(twin.checkpoint("last"))[1], rel=1e-6))
     assert _optimizer_state(twin.checkpoint("last"))[0] == STEPS
-    from core.train import cosine_rate
+    from core.training.train import cosine_rate
     assert rate == pytest.approx(cosine_rate(CONFIG, (STEPS - 1) / STEPS), rel=1e-6)   # set before the last batch
 
 
@@ -170,8 +170,8 @@ def test_the_rest_of_an_epoch_reports_what_the_whole_epoch_would(tmp_path):
     them: the short last batch counts half), and the augmentation layer's random stream, which
     Keras does not save, is put back where the whole epoch had it. The rate is 0, so each batch's
     loss depends on its images and their augmentation only."""
-    from core.augment import Augment
-    from core.partial_epoch import RestOfEpoch, place_random_streams
+    from core.data.augment import Augment
+    from core.training.partial_epoch import RestOfEpoch, place_random_streams
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (45, 8, 8, 3)).astype("float32")
     y = keras.utils.to_categorical(rng.integers(0, 10, 45), 10)

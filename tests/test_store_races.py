@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ended
-from core.config import TrainConfig
-from core.runs import RunNotFoundError, RunStore
+from core.settings.config import TrainConfig
+from core.store.runs import RunNotFoundError, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(600)
@@ -41,8 +41,8 @@ def _in_processes(count: int, script: str, *args: str) -> list[dict]:
     prelude = textwrap.dedent(f"""
         import json, sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from core.runs import RunStore
-        from core.config import TrainConfig
+        from core.store.runs import RunStore
+        from core.settings.config import TrainConfig
         index, args = int(sys.argv[1]), sys.argv[2:]
         time.sleep(max(0.0, {start_at!r} - time.time()))
     """)
@@ -124,7 +124,7 @@ def test_delete_racing_resume_leaves_each_run_whole_or_gone(tmp_path, database):
     store = RunStore(tmp_path / "runs")
     ids = _stopped_runs(store, 150)
     results = _in_processes(2, """
-        from core.runs import RunNotFoundError
+        from core.store.runs import RunNotFoundError
         store = RunStore(args[0])
         done = []
         for rid in args[1:]:
@@ -164,7 +164,7 @@ def test_a_trainer_in_another_pid_namespace_stays_running_and_stoppable(tmp_path
     trainer = textwrap.dedent(f"""
         import os, sys, threading, time
         sys.path.insert(0, {str(ROOT)!r})
-        from core.runs import Keepalive, RunStore
+        from core.store.runs import Keepalive, RunStore
         run = RunStore({str(store.root)!r}).claim({run.run_id!r})
         print("pid", os.getpid(), flush=True)
         stop = threading.Event()

@@ -62,7 +62,7 @@ def test_best_so_far_importance_and_curves_are_titled_and_labelled():
 @pytest.fixture
 def finished_sweep(tmp_path):
     """A grid sweep of three learning rates whose runs completed at 0.9, 0.5 and pruned at 0.2."""
-    from core.jobs import JobManager
+    from core.jobs.scheduler import JobManager
     from core.sweeps import driver
     from core.sweeps.queueing import start_sweep
     from core.sweeps.sweep_file import sweep_from_dict
@@ -108,7 +108,7 @@ def test_start_from_the_page_creates_the_sweep_and_says_why_a_trial_waits(app_fa
     assert not at.exception, [e.value for e in at.exception]
     message = next(s.value for s in at.success)
     assert message.startswith("Sweep 'class sweep': 0 trial(s) queued.") and "memory" in message
-    from core.runs import RunStore
+    from core.store.runs import RunStore
     from core.sweeps.study import Sweep
     sweep = Sweep.open(RunStore(tmp_path / "runs"), "class sweep")
     assert sweep.owner and sweep.spec.method == "bayes" and sweep.spec.trial_budget() == 6

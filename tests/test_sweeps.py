@@ -12,7 +12,7 @@ import pytest
 from conftest import ended, run_folders, wait_for
 
 from core.__main__ import main
-from core.runs import RunStore
+from core.store.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "sweep.yaml"
@@ -119,7 +119,7 @@ def test_the_example_file_reads_into_optuna_pieces_and_json_reads_the_same():
 
 # --- the driver, on the run store (no training) -------------------------------------------------
 def manager_on(runs):
-    from core.jobs import JobManager
+    from core.jobs.scheduler import JobManager
     return JobManager(runs_dir=runs, slots=1, drain_queue=False)
 
 
@@ -180,16 +180,16 @@ def test_a_grid_asked_one_trial_per_step_visits_every_point_once(tmp_path):
 
 
 def test_the_schedulers_tick_moves_dashboard_sweeps_on_and_leaves_command_line_ones(tmp_path):
-    """JobManager.drive_sweeps (called on the scheduler's periodic look at the queue) tells a
+    """drive_dashboard_sweeps (the dashboard's periodic work on each of the scheduler's looks) tells a
     dashboard sweep's finished trial to Optuna; a sweep that `sweep run` drives is that process's."""
-    from core.sweeps.queueing import start_sweep
+    from core.sweeps.queueing import drive_dashboard_sweeps, start_sweep
     from core.sweeps.study import Sweep, create_sweep
     manager = manager_on(tmp_path / "runs")
     _, step = start_sweep(manager, grid_spec(values=(0.001,)), owner="ana")
     cli_sweep, _ = create_sweep(manager.store, grid_spec(name="by hand", values=(0.001, 0.01)), owner=None,
                                 driver="cli")
     ended(manager.store.get(step.queued[0]), "failed")
-    manager.drive_sweeps()
+    drive_dashboard_sweeps(manager)
     assert [t.state.name for t in Sweep.open(manager.store, "g").trials()] == ["FAIL"]
     assert Sweep.open(manager.store, "by hand").trials() == []
 
@@ -197,7 +197,7 @@ def test_the_schedulers_tick_moves_dashboard_sweeps_on_and_leaves_command_line_o
 def test_a_full_queue_holds_a_trial_until_there_is_room(tmp_path, monkeypatch):
     """Trials count against their owner's queue limit; one asked while the queue is full is queued,
     with the same settings, once there is room, and a new sweep of that name continues this one."""
-    from core.config import TrainConfig
+    from core.settings.config import TrainConfig
     from core.sweeps import driver
     from core.sweeps.queueing import start_sweep
     monkeypatch.setenv("EFFLAB_QUEUE_PER_PERSON", "2")
@@ -231,12 +231,12 @@ def test_stop_cancels_the_queued_trials_and_asks_for_no_more(tmp_path):
 
 def test_a_database_from_before_sweeps_gives_its_version_table_to_optuna(tmp_path):
     """Optuna keeps its schema's revision in `alembic_version`; the lab's moves to a table of its own
-    (core/database.py) on the next upgrade, its runs untouched, and both schemas then live side by side."""
+    (core/store/database.py) on the next upgrade, its runs untouched, and both schemas then live side by side."""
     import optuna
     import sqlalchemy as sa
 
-    from core.config import TrainConfig
-    from core.database import VERSION_TABLE, forget_databases
+    from core.settings.config import TrainConfig
+    from core.store.database import VERSION_TABLE, forget_databases
     store = RunStore(tmp_path / "runs")
     run = store.create(TrainConfig(epochs=1))
     with store.db.engine.begin() as conn:        # as a database written before this change
@@ -258,7 +258,7 @@ def test_the_pruning_callback_reports_each_epoch_and_never_prunes_the_last():
     import keras
     import optuna
 
-    from core.sweeps.pruning import PruneCheck
+    from core.training.pruning import PruneCheck
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2,
                                                                                           n_warmup_steps=1))
     for _ in range(2):
@@ -372,7 +372,7 @@ def test_a_dashboard_sweep_trains_through_the_queue_and_finishes_by_itself(tmp_p
     """As the Sweep page starts one: the trials are queued as the person's runs, a server's job
     manager trains them one slot at a time, and its periodic tick tells each result to Optuna and
     queues the next (TPE: one at a time), until the sweep reads finished."""
-    from core.jobs import JobManager
+    from core.jobs.scheduler import JobManager
     from core.sweeps import driver
     from core.sweeps.queueing import start_sweep
     from core.sweeps.study import Sweep

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data import CLASS_NAMES
-from core.evaluate import evaluate
-from core.tensorboard_log import (BATCH_EVERY, CELL, CONFUSION_TAG, EPOCH_SCALARS, HIGH_COLOUR, LABEL_MARGIN,
-                                  LOW_COLOUR, TITLE_HEIGHT, TensorBoardLog, confusion_image)
+from core.analysis.evaluate import evaluate
+from core.data.cifar10 import CLASS_NAMES
+from core.training.tensorboard_log import (BATCH_EVERY, CELL, CONFUSION_TAG, EPOCH_SCALARS, HIGH_COLOUR, LABEL_MARGIN,
+                                           LOW_COLOUR, TITLE_HEIGHT, TensorBoardLog, confusion_image)
 
 
 @pytest.fixture(scope="module")

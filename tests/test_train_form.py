@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import TrainConfig
-from core.runs import RunStore
+from core.settings.config import TrainConfig
+from core.store.runs import RunStore
 from dashboard import control
 from dashboard.train_form import WEIGHTS_NOT_CHECKED
 from conftest import ended

@@ -10,10 +10,10 @@ import threading
 import numpy as np
 import pytest
 
-from core.config import TrainConfig
-from core.jobs import JobManager
-from core.progress import Progress
-from core.runs import Run, RunStore, is_active_here
+from core.jobs.scheduler import JobManager
+from core.settings.config import TrainConfig
+from core.store.runs import Run, RunStore, is_active_here
+from core.training.progress import Progress
 
 TINY = dict(epochs=1, batch_size=32, train_limit=100, val_fraction=0.2, seed=4)
 
@@ -25,7 +25,7 @@ def _disk_full(*args, **kwargs):
 def test_a_failed_final_status_write_never_leaves_the_run_running_here(tmp_path, monkeypatch):
     """#1: the run fails (no data), then writing its failure fails too (disk full): the process
     must still stop counting it as its own, so it reads as interrupted and can be resumed."""
-    from core.train import train_run
+    from core.training.train import train_run
     store = RunStore(tmp_path / "runs")
     run = store.claim(store.create(TrainConfig(**TINY)).run_id)
     empty = tmp_path / "no-data"
@@ -81,7 +81,7 @@ def test_an_evaluation_is_labelled_with_the_checkpoint_it_loaded(trained_run, fi
     that finishes after newer predictions were written does not replace them."""
     import shutil
 
-    from core.train import evaluate_checkpoint
+    from core.training.train import evaluate_checkpoint
     copy = tmp_path / "runs" / trained_run.run_id
     shutil.copytree(trained_run.path, copy)
     run = RunStore(copy.parent).get(trained_run.run_id)

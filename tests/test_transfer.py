@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from core.config import TrainConfig
-from core.model import base_layers, build_model, unfreeze
-from core.weights import WeightsUnavailableError, resolve_weights, weights_status
+from core.settings.config import TrainConfig
+from core.training.model import base_layers, build_model, unfreeze
+from core.training.weights import WeightsUnavailableError, resolve_weights, weights_status
 
 pytestmark = pytest.mark.slow
 
@@ -54,8 +54,8 @@ def test_fine_tune_from_start_opens_the_top_blocks_at_once_and_a_checkpoint_keep
     """The quick-demo shape: no head phase, blocks 4..7 (depthwise kernels kept) train from the
     first step, and a checkpoint reloads with the same layers open, so a resume trains the same."""
     monkeypatch.setenv("EFFLAB_WEIGHTS_DIR", weights_dir)
-    from core.model import load_checkpoint
-    from core.train import _phases
+    from core.training.model import load_checkpoint
+    from core.training.train import _phases
     config = TrainConfig(weights="imagenet", freeze_base=True, fine_tune_from_start=True,
                          fine_tune_from_block=4, fine_tune_depthwise=False, epochs=1)
     model = build_model(config)
@@ -79,8 +79,8 @@ def test_two_phase_run_trains_head_then_fine_tunes(tmp_path, monkeypatch, weight
     """A real two-phase run: epoch 1 head only on the frozen ImageNet base, epoch 2 fine-tuning at
     the lower rate with BatchNorm frozen; the saved checkpoint carries the unfrozen state."""
     monkeypatch.setenv("EFFLAB_WEIGHTS_DIR", weights_dir)
-    from core.jobs import JobManager
-    from core.model import load_checkpoint
+    from core.jobs.scheduler import JobManager
+    from core.training.model import load_checkpoint
     manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir)
     config = TrainConfig(weights="imagenet", freeze_base=True, fine_tune_at_epoch=1, epochs=2,
                          fine_tune_learning_rate=1e-4, batch_size=32, train_limit=200, val_fraction=0.2)

@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from core.variants import VARIANT_NAMES, VARIANTS, get_variant
+from core.settings.variants import VARIANT_NAMES, VARIANTS, get_variant
 
 
 @pytest.mark.parametrize("name", VARIANT_NAMES)

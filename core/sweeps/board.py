@@ -14,7 +14,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from core.runs import RunSummary
+from core.store.runs import RunSummary
+from core.sweeps.study import RUN_ATTR
 
 COMMAND_LINE = "command line"      # a run with no owner and no author: started by `python -m core`
 UNNAMED = "unnamed"                # a browser that never said its name: "unnamed 1", "unnamed 2", ...
@@ -117,5 +118,4 @@ def class_board(summaries: Iterable[RunSummary], epoch_seconds: Mapping[str, flo
 
 def trial_run_ids(sweep) -> list[str]:
     """The runs of a sweep's trials (core/sweeps/study.py Sweep), oldest trial first."""
-    from core.sweeps.study import RUN_ATTR
     return [t.user_attrs[RUN_ATTR] for t in sweep.trials() if t.user_attrs.get(RUN_ATTR)]

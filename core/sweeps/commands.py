@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from core.config import TrainConfig
+from core.settings.config import TrainConfig
 from core.sweeps import driver
 from core.sweeps.queueing import check_can_start, start_sweep, stop_sweep
 from core.sweeps.study import RUN_ATTR, Sweep, SweepError, create_sweep, list_sweeps

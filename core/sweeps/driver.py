@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config import ConfigError, TrainConfig
 from core.errors import UserInputError
-from core.runs import RunNotFoundError, RunSummary
-from core.states import ACTIVE_STATES, RunState
+from core.settings.config import ConfigError, TrainConfig
+from core.store.runs import RunNotFoundError, RunSummary
+from core.store.states import ACTIVE_STATES, RunState
 from core.sweeps.study import ERROR_ATTR, RUN_ATTR, Sweep, trial_run_name
 
 # A trial whose trainer went away is continued, not failed, while its sweep runs: its run resumes

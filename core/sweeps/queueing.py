@@ -2,7 +2,7 @@
 in the command line's process; and how a sweep is started and stopped.
 
 The dashboard's scheduler calls `drive_dashboard_sweeps` on each of its periodic looks at the
-queue (core/jobs.py), so a sweep queued from the Sweep page or `python -m core sweep create` goes on
+queue (core/jobs/scheduler.py), so a sweep queued from the Sweep page or `python -m core sweep create` goes on
 by itself, also after the server restarts. A sweep that `python -m core sweep run` drives is left
 to that process (driver "cli"): two drivers of one sweep could ask past its budget.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from core.config import TrainConfig, check_startable
-from core.memory import check_fits
-from core.states import TRAINING_STATES, RunState
+from core.estimates.memory import check_fits
+from core.settings.config import TrainConfig, check_startable
+from core.store.states import TRAINING_STATES, RunState
 from core.sweeps import driver
 from core.sweeps.spec import SweepSpec
 from core.sweeps.study import RUN_ATTR, Sweep, create_sweep, list_sweeps

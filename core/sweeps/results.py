@@ -8,8 +8,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config import declaration
-from core.runs import RunNotFoundError
+from core.settings.config import declaration
+from core.store.runs import RunNotFoundError
 from core.sweeps.study import RUN_ATTR, Sweep
 
 log = logging.getLogger(__name__)

@@ -15,19 +15,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+
 from core.errors import UserInputError
-from core.runs import RunStore
+from core.store.runs import RunStore
 from core.sweeps.spec import SweepSpec
 
 SPEC_ATTR = "efflab_spec"          # the SweepSpec as a dict
-OWNER_ATTR = "efflab_owner"        # who owns its trials (core/ownership.py); None: nobody in particular
+OWNER_ATTR = "efflab_owner"        # who owns its trials (core/store/ownership.py); None: nobody in particular
 DRIVER_ATTR = "efflab_driver"      # "cli": `sweep run` trains it in its process; "dashboard": the queue
 STARTED_ATTR = "efflab_started_at"
 STOPPED_ATTR = "efflab_stopped"    # set by Stop: no new trials, unfinished ones are not continued
 RUN_ATTR = "run_id"                # on a trial: the run that trains it
 ERROR_ATTR = "error"               # on a trial: why it never trained (settings refused, queue full)
 DRIVERS = ("cli", "dashboard")
-SQLITE_BUSY_SECONDS = 30           # as core/database.py: writers from several processes wait their turn
+SQLITE_BUSY_SECONDS = 30           # as core/store/database.py: writers from several processes wait their turn
 
 _STORAGES: dict[str, Any] = {}
 _STORAGES_LOCK = threading.Lock()
@@ -40,7 +42,7 @@ class SweepError(UserInputError):
 def storage(store: RunStore):
     """Optuna's RDBStorage on the run store's database, one per process and URL. The lab's schema
     is brought up to date first: its version table must have moved out of Optuna's way
-    (core/database.py, VERSION_TABLE)."""
+    (core/store/database.py, VERSION_TABLE)."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)   # no INFO line per trial on the CLI's stderr
     store.root.mkdir(parents=True, exist_ok=True)
@@ -144,7 +146,6 @@ def create_sweep(store: RunStore, spec: SweepSpec, *, owner: str | None, driver:
 def list_sweeps(store: RunStore) -> list[Sweep]:
     """Every sweep of the lab's database, newest first; none (without importing Optuna) when no
     study was ever stored there."""
-    import sqlalchemy as sa
     store.db.upgrade()
     with store.db.engine.connect() as conn:
         if not sa.inspect(conn).has_table("studies"):

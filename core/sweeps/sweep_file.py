@@ -25,9 +25,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from core.config import ConfigError, TrainConfig, declaration, declared_fields, field_type
-from core.ownership import QUEUE_PER_PERSON_ENV, queue_per_person
-from core.presets import get_preset
+from core.settings.config import ConfigError, TrainConfig, declaration, declared_fields, field_type
+from core.settings.presets import get_preset
+from core.store.ownership import QUEUE_PER_PERSON_ENV, queue_per_person
 from core.sweeps.spec import DISTRIBUTIONS, GOALS, METHODS, METRICS, PRUNINGS, RANGES, Param, SweepSpec
 
 WANDB_IGNORED = ("program", "command", "project", "entity", "description")
@@ -270,7 +270,7 @@ def _minutes(value: Any) -> float | None:
 
 
 def _check_budget(spec: SweepSpec) -> None:
-    """A budget there is, and within what one person may have waiting (core/ownership.py)."""
+    """A budget there is, and within what one person may have waiting (core/store/ownership.py)."""
     if spec.method == "grid":
         ranges = [p.name for p in spec.params if p.distribution in RANGES and p.distribution != "int_uniform"]
         if ranges:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))    # the browser tests' helpers
 sys.path.insert(0, str(ROOT))
 
 from browser import chromium_page, exceptions_shown, settle, streamlit_server  # noqa: E402
-from core.runs import RunStore  # noqa: E402
+from core.store.runs import RunStore  # noqa: E402
 
 WIDTH, HEIGHT = 1400, 1000
 

@@ -1,0 +1,1 @@
+"""What the lab teaches besides training: the CNN history table (history.py)."""
