@@ -155,7 +155,7 @@ def test_runs_as_json_metrics_as_csv_db_upgrade_and_import(tmp_path):
     assert csv_text.splitlines()[2] == "2,1.0,0.4,,0.5,0.001,5.0,40.0"
 
     upgraded = cli("db", "upgrade", "--runs-dir", str(store.root))
-    assert upgraded.returncode == 0 and "schema 0002 (already up to date)" in upgraded.stdout
+    assert upgraded.returncode == 0 and "schema 0003 (already up to date)" in upgraded.stdout
 
     other = tmp_path / "other-lab"
     done = cli("import", str(store.root), "--runs-dir", str(other))

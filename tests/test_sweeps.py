@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -236,18 +237,18 @@ def test_a_database_from_before_sweeps_gives_its_version_table_to_optuna(tmp_pat
     import sqlalchemy as sa
 
     from core.settings.config import TrainConfig
-    from core.store.database import VERSION_TABLE, forget_databases
+    from core.store.database import HEAD_REVISION, VERSION_TABLE, forget_databases
     store = RunStore(tmp_path / "runs")
     run = store.create(TrainConfig(epochs=1))
     with store.db.engine.begin() as conn:        # as a database written before this change
         conn.execute(sa.text(f"ALTER TABLE {VERSION_TABLE} RENAME TO alembic_version"))
     forget_databases()
     store = RunStore(tmp_path / "runs")
-    assert [s.run_id for s in store.list()] == [run.run_id] and store.db.revision() == "0002"
+    assert [s.run_id for s in store.list()] == [run.run_id] and store.db.revision() == HEAD_REVISION
     optuna.create_study(study_name="side by side", storage=store.db.url)
     forget_databases()
     store = RunStore(tmp_path / "runs")
-    assert [s.run_id for s in store.list()] == [run.run_id] and store.db.revision() == "0002"
+    assert [s.run_id for s in store.list()] == [run.run_id] and store.db.revision() == HEAD_REVISION
     assert optuna.load_study(study_name="side by side", storage=store.db.url).trials == []
 
 
@@ -347,6 +348,42 @@ def test_a_grid_sweep_from_the_cli_carries_on_after_its_driver_is_killed(tmp_pat
     assert {t.user_attrs["run_id"] for t in study.trials} == {s.run_id for s in summaries}
     listed = cli("--runs-dir", str(runs), "runs").stdout
     assert "lr grid · trial 1" in listed and "lr grid · trial 2" in listed
+
+
+def test_dashboards_on_one_database_take_turns_at_a_sweeps_step(tmp_path, database):
+    """Two dashboards on one database (or a page and the scheduler's tick) stepping one sweep at
+    once both saw room for the last trial and asked it twice. Now one step at a time: while another
+    server holds the sweep's step, this one's is skipped; a holder that died is taken over once its
+    lease expires; and eight servers stepping together ask each trial once."""
+    import threading
+
+    from core.sweeps.queueing import step_in_dashboard
+    from core.sweeps.study import Sweep, create_sweep
+    ana, ben = manager_on(tmp_path / "runs"), manager_on(tmp_path / "runs")
+    sweep, _ = create_sweep(ana.store, grid_spec(values=(0.001, 0.01, 0.1)), owner="ana", driver="dashboard")
+    assert ana.store.take_lease("sweep step: g", "a server that died mid-step", seconds=1.5)
+    assert step_in_dashboard(ben, sweep).queued == [] and sweep.trials() == []
+    assert not ben.store.take_lease("sweep step: g", "another", seconds=60)
+    time.sleep(1.6)
+    assert len(step_in_dashboard(ben, sweep).queued) == 3
+    assert step_in_dashboard(ana, Sweep.open(ana.store, "g")).queued == []      # its budget is spent
+
+    servers = [manager_on(tmp_path / "runs") for _ in range(8)]
+    crowd, _ = create_sweep(ana.store, grid_spec(name="crowd", values=(0.001, 0.002, 0.003, 0.004, 0.005)),
+                            owner="ana", driver="dashboard")
+    go = threading.Barrier(len(servers))
+
+    def step(server):
+        go.wait()
+        step_in_dashboard(server, Sweep.open(server.store, "crowd"))
+
+    threads = [threading.Thread(target=step, args=(server,)) for server in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(crowd.trials()) == 5
+    assert len([s for s in ana.store.list() if s.name.startswith("crowd")]) == 5
 
 
 def test_a_dashboard_sweep_resumes_a_trial_its_killed_server_left_interrupted(tmp_path):

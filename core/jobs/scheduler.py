@@ -209,7 +209,9 @@ class JobManager:
             target = self._resume_target(run, epochs)
             try:
                 if not self.store.enqueue(run, target, limit_exempt=teacher or not queue):
-                    raise JobError(f"run {run_id} was resumed or deleted by someone else just now")
+                    raise JobError(f"run {run_id} was resumed or deleted by someone else just now; the "
+                                   "runs list shows where it stands (reload the page), and Resume it from "
+                                   "there if it is not training or queued")
             except QueueFull as exc:
                 raise JobError(str(exc)) from None
             self._last_run_id = run_id
@@ -218,7 +220,8 @@ class JobManager:
             if not queue:
                 claimed = self.store.claim(run_id)
                 if claimed is None:
-                    raise JobError(f"run {run_id} was claimed by another process just now")
+                    raise JobError(f"run {run_id} was claimed by another process just now: it trains "
+                                   "there; `python -m core runs` shows where")
                 self._launch(claimed, target)
                 return run_id
         self.schedule()

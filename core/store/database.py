@@ -39,13 +39,13 @@ SQLITE_FILE = "lab.db"
 SQLITE_BUSY_SECONDS = 30          # a writer waits this long for another's transaction to end
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 QUEUE_LOCK_KEY = 29_0001           # PostgreSQL advisory lock of the queue's limits (lock_queue)
-HEAD_REVISION = "0002"            # the newest revision in core/store/migrations/versions/
+HEAD_REVISION = "0003"            # the newest revision in core/store/migrations/versions/
 # Alembic's bookkeeping table for the lab's schema. Not Alembic's default name, `alembic_version`:
 # Optuna keeps its own schema's revision under that name, and sweeps keep their studies in this
 # same database (core/sweeps). Databases from before are moved over on their next upgrade.
 VERSION_TABLE = "efflab_schema_version"
 OLD_VERSION_TABLE = "alembic_version"
-LAB_REVISIONS = ("0001", "0002")   # what OLD_VERSION_TABLE may hold when the lab wrote it
+LAB_REVISIONS = ("0001", "0002", "0003")   # what OLD_VERSION_TABLE may hold when the lab wrote it
 
 metadata = sa.MetaData()
 
@@ -92,6 +92,15 @@ batches = sa.Table(
     sa.Column("epoch", sa.Integer, primary_key=True),
     sa.Column("batch", sa.Integer, primary_key=True),
     sa.Column("loss", sa.Float), sa.Column("accuracy", sa.Float),
+)
+
+
+# Named leases: who does a piece of shared work now (RunStore.exclusive), on the database's clock.
+leases = sa.Table(
+    "leases", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(120), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
 )
 
 

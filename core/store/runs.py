@@ -45,7 +45,8 @@ from core.settings.config import TrainConfig
 from core.settings.env_settings import number_from_env
 from core.store import ownership, run_files, safe_io, states
 from core.store.database import Database, database_for
-from core.store.database import batches as batches_table, metrics as metrics_table, runs as runs_table
+from core.store.database import batches as batches_table, leases as leases_table, metrics as metrics_table
+from core.store.database import runs as runs_table
 from core.store.run_files import (BATCH_COLUMNS, BATCHES_FILE, CONFIG_FILE, METRIC_COLUMNS,  # noqa: F401
                                   METRICS_FILE, STATUS_FILE)
 from core.store.run_files import KINDS, RUN_ID_PATTERN, is_run_id  # noqa: F401 - the store's callers import them here
@@ -76,6 +77,9 @@ _CHECKPOINT_FILES = {"last": LAST_CHECKPOINT, "best": BEST_CHECKPOINT, "partial"
 LEASE_ENV = "EFFLAB_LEASE_SECONDS"
 DEFAULT_LEASE_SECONDS = 60.0
 STOP_POLL_SECONDS = 1.0          # how often a trainer looks for a stop request from elsewhere
+# A named lease on shared work (RunStore.exclusive): far longer than the work (a sweep's step takes
+# well under a second), so only a holder that died loses it.
+EXCLUSIVE_SECONDS = 60.0
 # fullmatch, not `$`: `$` also matches before a trailing newline.
 RUN_ID_EXAMPLE = "20261125-142301-b0-3f9a"
 LABEL_MAX_CHARS = 60
@@ -972,6 +976,40 @@ class RunStore:
         """A queued run leaves the line (state `cancelled`; its folder stays). False if not queued."""
         return self.get(run_id).transition("cancel", ended_at=time.time(),
                                            error="cancelled before it started training") is not None
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str, seconds: float = EXCLUSIVE_SECONDS, wait: float = 0.0) -> Iterator[bool]:
+        """Shared work that one thread of one process at a time may do (a sweep's driver step): yields
+        True when this thread holds the named lease for the block, False when someone else still
+        does after `wait` seconds (skip the work then: they are doing it). A holder that died is
+        taken over after `seconds`."""
+        holder = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:120]
+        deadline = time.monotonic() + wait
+        while not (held := self.take_lease(name, holder, seconds)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        try:
+            yield held
+        finally:
+            if held:
+                with self.db.write() as conn:
+                    conn.execute(sa.delete(leases_table).where(leases_table.c.name == name,
+                                                               leases_table.c.holder == holder))
+
+    def take_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Takes (or renews) the named lease for `holder` unless another holds it unexpired; whether
+        `holder` holds it now. One write transaction: two takers cannot both win."""
+        with self.db.write() as conn:
+            self.db.lock_queue(conn)   # PostgreSQL: serial with other takers (SQLite writes are already)
+            now = conn.execute(sa.select(self.db.now())).scalar_one()
+            row = conn.execute(sa.select(leases_table).where(leases_table.c.name == name)).first()
+            if row is not None and row.holder != holder and row.expires_at > now:
+                return False
+            values = {"holder": holder, "expires_at": now + seconds}
+            if row is None:
+                conn.execute(sa.insert(leases_table).values(name=name, **values))
+            else:
+                conn.execute(sa.update(leases_table).where(leases_table.c.name == name).values(**values))
+            return True
 
 
 class Keepalive:

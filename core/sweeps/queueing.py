@@ -3,8 +3,9 @@ in the command line's process; and how a sweep is started and stopped.
 
 The dashboard's scheduler calls `drive_dashboard_sweeps` on each of its periodic looks at the
 queue (core/jobs/scheduler.py), so a sweep queued from the Sweep page or `python -m core sweep create` goes on
-by itself, also after the server restarts. A sweep that `python -m core sweep run` drives is left
-to that process (driver "cli"): two drivers of one sweep could ask past its budget.
+by itself, also after the server restarts. Several dashboards on one database take turns: one step
+of a sweep at a time (RunStore.exclusive). A sweep that `python -m core sweep run` drives is left
+to that process (driver "cli").
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from core.sweeps.spec import SweepSpec
 from core.sweeps.study import RUN_ATTR, Sweep, create_sweep, list_sweeps
 
 log = logging.getLogger(__name__)
+STEP_WAIT_SECONDS = 10.0    # how long Start waits for a step another thread or server is taking
 
 
 def check_can_start(manager, config: TrainConfig) -> None:
@@ -48,16 +50,22 @@ def in_flight(manager, spec: SweepSpec) -> int:
     return max(1, manager.slots) if spec.method == "bayes" else spec.trial_budget() or max(1, manager.slots)
 
 
-def step_in_dashboard(manager, sweep: Sweep, *, teacher: bool = False) -> driver.Step:
-    """One driver step, its new trials queued, interrupted ones (a server killed mid-trial) resumed."""
-    result = driver.step(sweep, queue_for_dashboard(manager, sweep, teacher=teacher), in_flight(manager, sweep.spec),
-                         continue_states=(RunState.INTERRUPTED,))
-    for run_id in result.to_continue:
-        try:
-            manager.resume(run_id, teacher=teacher or sweep.owner is None)
-        # JobError: a full queue, a checkpoint gone. Said on the page, and tried again next step.
-        except Exception as exc:  # noqa: BLE001
-            result.problem = str(exc)
+def step_in_dashboard(manager, sweep: Sweep, *, teacher: bool = False, wait: float = 0.0) -> driver.Step:
+    """One driver step, its new trials queued, interrupted ones (a server killed mid-trial) resumed.
+    One step of a sweep at a time, across threads and servers on the same database: two at once
+    would both see room for the last trial and ask it twice. A step someone else is still taking
+    after `wait` seconds is skipped (an empty Step): theirs does the work."""
+    with manager.store.exclusive(f"sweep step: {sweep.name}", wait=wait) as mine:
+        if not mine:
+            return driver.Step()
+        result = driver.step(sweep, queue_for_dashboard(manager, sweep, teacher=teacher),
+                             in_flight(manager, sweep.spec), continue_states=(RunState.INTERRUPTED,))
+        for run_id in result.to_continue:
+            try:
+                manager.resume(run_id, teacher=teacher or sweep.owner is None)
+            # JobError: a full queue, a checkpoint gone. Said on the page, and tried again next step.
+            except Exception as exc:  # noqa: BLE001
+                result.problem = str(exc)
     if result.queued or result.to_continue:
         manager.schedule()
     return result
@@ -78,7 +86,8 @@ def start_sweep(manager, spec: SweepSpec, *, owner: str | None, teacher: bool = 
     """Creates the sweep for the dashboard's queue (or continues one of that name and spec) and
     queues its first trials now. Raises SweepError for a name taken with other settings."""
     sweep, _ = create_sweep(manager.store, spec, owner=owner, driver="dashboard")
-    return sweep, step_in_dashboard(manager, sweep, teacher=teacher)
+    # The scheduler's tick may be stepping it: wait for it, so Start says what it queued.
+    return sweep, step_in_dashboard(manager, sweep, teacher=teacher, wait=STEP_WAIT_SECONDS)
 
 
 @dataclass
