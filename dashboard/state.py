@@ -93,8 +93,13 @@ _keep_keras_state_between_reruns()
 @st.cache_resource
 def job_manager() -> JobManager:
     """The process-wide job manager: one per server, shared by every tab and session."""
-    return JobManager(runs_dir=os.environ.get("EFFLAB_RUNS_DIR"), data_dir=os.environ.get("EFFLAB_DATA_DIR"),
-                      periodic_work=[drive_dashboard_sweeps])   # the sweeps started from the Sweep page
+    return dashboard_job_manager(runs_dir=os.environ.get("EFFLAB_RUNS_DIR"), data_dir=os.environ.get("EFFLAB_DATA_DIR"))
+
+
+def dashboard_job_manager(**kwargs) -> JobManager:
+    """A JobManager as the dashboard runs one: its scheduler also moves on the sweeps started from
+    the Sweep page (`kwargs` as JobManager's)."""
+    return JobManager(**kwargs, periodic_work=[drive_dashboard_sweeps])
 
 
 def session_id() -> str:

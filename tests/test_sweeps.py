@@ -409,12 +409,12 @@ def test_a_dashboard_sweep_trains_through_the_queue_and_finishes_by_itself(tmp_p
     """As the Sweep page starts one: the trials are queued as the person's runs, a server's job
     manager trains them one slot at a time, and its periodic tick tells each result to Optuna and
     queues the next (TPE: one at a time), until the sweep reads finished."""
-    from core.jobs.scheduler import JobManager
     from core.sweeps import driver
     from core.sweeps.queueing import start_sweep
     from core.sweeps.study import Sweep
     from core.sweeps.sweep_file import sweep_from_dict
-    manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir, slots=1)
+    from dashboard.state import dashboard_job_manager
+    manager = dashboard_job_manager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir, slots=1)
     spec = sweep_from_dict({"name": "tpe", "method": "bayes", "run_cap": 2, "parameters": {
         "learning_rate": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2},
         "epochs": {"value": 1}, **TINY}})
