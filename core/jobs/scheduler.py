@@ -37,7 +37,7 @@ from core.jobs.admission import MemoryLedger
 from core.jobs.executors import Executor, Job, JobError, make_executor
 from core.jobs.executors.base import starting_phase
 from core.jobs.slots import default_slots
-from core.settings.config import ConfigError, TrainConfig, check_startable
+from core.settings.config import MAX_EPOCHS, ConfigError, TrainConfig, check_startable
 from core.store.ownership import QueueFull
 from core.store.runs import ACTIVE_STATES, RESUMABLE_STATES, TRAINING_STATES, Run, RunNotFoundError, RunStore
 from core.store.states import RunState
@@ -46,7 +46,6 @@ JOIN_FINISHING_SECONDS = 30.0   # a finished job's thread releases its slot with
 # The queue is looked at this often even when nothing here ends: runs queued by another process,
 # memory freed by one, a lease that lapsed on a run to resume. One indexed query when nothing waits.
 SCHEDULE_SECONDS = 5.0
-MAX_EPOCHS = 1000
 
 __all__ = ["JobError", "JobManager", "SCHEDULE_SECONDS", "starting_phase"]
 
