@@ -12,6 +12,7 @@ import streamlit as st
 from core.estimates.timing import evaluation_seconds
 from core.jobs.queue import ordinal
 from core.jobs.scheduler import JobError
+from core.store.runs import Run
 from core.store.states import ACTIVE_STATES, RunState
 from dashboard import control, identity, state
 from dashboard.run_status import wait_text
@@ -51,22 +52,23 @@ def evaluate_panel(run_id: str, run_state: str, has_predictions: bool) -> None:
     if job_id := state.job_manager().evaluation_of(run_id):
         st.fragment(run_every=REFRESH_SECONDS)(_job_panel)(job_id)
         return
-    _button(run_id, run_state, has_predictions)
+    _button(run, run_state, has_predictions)
 
 
-def _note(run_id: str, busy: bool) -> str:
+def _note(run: Run, busy: bool) -> str:
     try:
-        seconds = evaluation_seconds(state.get_run(run_id).read_config().to_dict())
+        seconds = evaluation_seconds(run.read_config().to_dict())
         length = wait_text(seconds) if seconds >= 60 else f"about {seconds:.0f} s"
-    except (AttributeError, KeyError, ValueError, TypeError):
+    except (KeyError, ValueError, TypeError):
         length = "a while"
     return (f"Runs the latest checkpoint over the 10,000 test images: {length} here. It waits for a "
             "training slot like a run" + (", so while this run trains on the only slot it starts when the "
                                          "run ends." if busy and state.job_manager().slots == 1 else "."))
 
 
-def _button(run_id: str, run_state: str, has_predictions: bool) -> None:
-    note = _note(run_id, run_state in ACTIVE_STATES)
+def _button(run: Run, run_state: str, has_predictions: bool) -> None:
+    run_id = run.run_id
+    note = _note(run, run_state in ACTIVE_STATES)
     label = "Evaluate now" if not has_predictions else "Re-evaluate with the latest checkpoint"
     allowed = state.may_act(run_id)
     if st.button(label, key="evaluate_now", help=note if allowed else control.LOCKED_HELP, disabled=not allowed,

@@ -22,7 +22,6 @@ import fcntl
 import io
 import json
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -997,19 +996,24 @@ class RunStore:
 
     def take_lease(self, name: str, holder: str, seconds: float) -> bool:
         """Takes (or renews) the named lease for `holder` unless another holds it unexpired; whether
-        `holder` holds it now. One write transaction: two takers cannot both win."""
-        with self.db.write() as conn:
-            self.db.lock_queue(conn)   # PostgreSQL: serial with other takers (SQLite writes are already)
-            now = conn.execute(sa.select(self.db.now())).scalar_one()
-            row = conn.execute(sa.select(leases_table).where(leases_table.c.name == name)).first()
-            if row is not None and row.holder != holder and row.expires_at > now:
-                return False
-            values = {"holder": holder, "expires_at": now + seconds}
-            if row is None:
-                conn.execute(sa.insert(leases_table).values(name=name, **values))
-            else:
-                conn.execute(sa.update(leases_table).where(leases_table.c.name == name).values(**values))
-            return True
+        `holder` holds it now. One write transaction, the row locked (SQLite's write transactions are
+        serial; PostgreSQL locks the row, and of two first takers the second insert fails): two takers
+        cannot both win."""
+        try:
+            with self.db.write() as conn:
+                now = conn.execute(sa.select(self.db.now())).scalar_one()
+                row = conn.execute(sa.select(leases_table).where(leases_table.c.name == name)
+                                   .with_for_update()).first()
+                if row is not None and row.holder != holder and row.expires_at > now:
+                    return False
+                values = {"holder": holder, "expires_at": now + seconds}
+                if row is None:
+                    conn.execute(sa.insert(leases_table).values(name=name, **values))
+                else:
+                    conn.execute(sa.update(leases_table).where(leases_table.c.name == name).values(**values))
+                return True
+        except sa.exc.IntegrityError:   # another taker inserted it first
+            return False
 
 
 class Keepalive:

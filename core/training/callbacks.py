@@ -397,3 +397,17 @@ def outside_the_distribution(work):
     if "error" in result:
         raise result["error"]
     return result.get("value")
+
+
+class PredictProgress(keras.callbacks.Callback):
+    """An evaluation job's test batches as they are predicted, on its progress (the Confusion page's
+    bar); a Stop ends the pass. Not one of the fit's callbacks: `predict` calls it."""
+
+    def __init__(self, progress: Progress, batches: int, stop_event: threading.Event | None):
+        super().__init__()
+        self.progress, self.batches, self.stop_event = progress, batches, stop_event
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.progress.update(batch=batch + 1, batches=self.batches)
+        if self.stop_event is not None and self.stop_event.is_set():
+            self.model.stop_predicting = True

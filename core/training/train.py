@@ -30,7 +30,8 @@ from core.store.safe_io import disk_words
 from core.store.states import RunState
 from core.training import processes
 from core.training.backend import gpu_devices, make_strategy, use_mixed_precision
-from core.training.callbacks import FitState, current_learning_rate, outside_the_distribution, run_callbacks
+from core.training.callbacks import (FitState, PredictProgress, current_learning_rate, outside_the_distribution,
+                                     run_callbacks)
 from core.training.lr_find import find_learning_rate
 from core.training.model import (base_layers, build_model, compile_model, host_preprocessing, load_checkpoint,
                                  set_training_size, unfreeze, use_jit_compile)
@@ -544,19 +545,6 @@ def evaluate_run(run: Run, *, target_epochs: int, stop_event: threading.Event, p
     return _as_job(run, progress, stop_event, {}, evaluate)
 
 
-class _PredictProgress(keras.callbacks.Callback):
-    """Test batches as they are predicted, on the job's progress; a Stop ends the pass."""
-
-    def __init__(self, progress: Progress, batches: int, stop_event: threading.Event | None):
-        super().__init__()
-        self.progress, self.batches, self.stop_event = progress, batches, stop_event
-
-    def on_predict_batch_end(self, batch, logs=None):
-        self.progress.update(batch=batch + 1, batches=self.batches)
-        if self.stop_event is not None and self.stop_event.is_set():
-            self.model.stop_predicting = True
-
-
 def evaluate_checkpoint(run: Run, *, data_dir: str | None = None, which: str = "last",
                         progress: Progress | None = None, stop_event: threading.Event | None = None) -> float | None:
     """Writes predictions.npz from the run's latest (or best) checkpoint; returns test accuracy,
@@ -582,7 +570,7 @@ def evaluate_checkpoint(run: Run, *, data_dir: str | None = None, which: str = "
     cifar = data_mod.load_cifar10(data_dir)
     batches = -(-len(cifar.y_test) // PREDICT_BATCH)
     y_prob = predict_test_set(model, config, cifar, progress,
-                              callbacks=[_PredictProgress(progress, batches, stop_event)])
+                              callbacks=[PredictProgress(progress, batches, stop_event)])
     if stop_event is not None and stop_event.is_set():
         return None
     accuracy = float(np.mean(np.argmax(y_prob, axis=1) == cifar.y_test))
