@@ -104,39 +104,6 @@ def test_a_killed_worker_leaves_the_manager_and_the_other_run_up_and_its_run_int
     assert (run.path / "worker.log").stat().st_size > 0
 
 
-@pytest.mark.full
-@pytest.mark.slow
-@pytest.mark.small_network
-@pytest.mark.timeout(600)
-def test_a_worker_whose_server_is_killed_stops_its_run_keeping_a_checkpoint(tmp_path, fixture_data_dir):
-    """The server (here a plain process holding a JobManager) is killed with SIGKILL while its run
-    trains in a worker: the worker does not train on unwatched, it stops at its next batch with a
-    checkpoint (`stopped`, resumable), and ends."""
-    runs = tmp_path / "runs"
-    script = ("import time\n"
-              "from core.settings.config import TrainConfig\n"
-              "from core.jobs.scheduler import JobManager\n"
-              f"m = JobManager(runs_dir={str(runs)!r}, data_dir={fixture_data_dir!r}, slots=1)\n"
-              f"print(m.start(TrainConfig(epochs=400, **{TINY!r})), flush=True)\n"
-              "time.sleep(600)\n")
-    server = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, EXECUTOR_ENV: "process"},
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        run_id = server.stdout.readline().strip()
-        run_dir = runs / run_id
-        wait_for(lambda: read_status_file(run_dir).get("checkpoint_epoch", 0) >= 1, 300, "epoch 1's checkpoint")
-        worker = read_status_file(run_dir)["pid"]
-        assert worker != server.pid and _is_worker_of(worker, run_id)
-    finally:
-        server.kill()
-        server.wait(30)
-    wait_for(lambda: read_status_file(run_dir)["state"] == "stopped", 60, "the orphaned worker to stop its run")
-    wait_for(lambda: not _is_worker_of(worker, run_id), 30, "the worker to end")
-    from core.store.runs import RunStore
-    run = RunStore(runs).get(run_id)
-    assert run.checkpoint_epoch() >= 1 and run.live_status()["state"] == "stopped"
-
-
 def test_a_bad_executor_is_named_with_what_is_allowed_and_what_was_given(tmp_path, monkeypatch, capsys):
     assert executor_name({}) == "thread" and executor_name({EXECUTOR_ENV: " Process "}) == "process"
     assert executor_name({"EFFLAB_RAY_ADDRESS": "10.0.0.5:6379"}) == "ray"
@@ -186,19 +153,24 @@ def test_where_a_run_trains_is_said_from_its_status_whatever_the_executor():
 @pytest.mark.slow
 @pytest.mark.small_network
 @pytest.mark.timeout(600)
-def test_a_dashboard_run_in_a_worker_process_survives_kill_9_of_its_worker(tmp_path, fixture_data_dir):
+def test_a_dashboard_run_in_a_worker_survives_kill_9_of_its_worker_then_of_its_server(tmp_path, fixture_data_dir):
     """Issue 30's "done when": with EFFLAB_EXECUTOR=process, a Start in the browser trains in a child
     process of the server; kill -9 of that child leaves the server serving and the run `interrupted`
-    (the page says so), and the run resumes to completion (here with the CLI, also in a worker)."""
+    (the page says so). Then the other way round, on one server: the run queued again as another
+    dashboard would, the server's scheduler trains it in a new worker, and the server is killed
+    with SIGKILL by its pid; the worker does not train on unwatched, it stops at its next batch with
+    a checkpoint (`stopped`, resumable) and ends. The command line resumes it to completion, also in
+    a worker, with every epoch exactly once."""
     from browser import CHROMIUM, CHROMIUM_ARGS, exceptions_shown, screenshot, settle, start_training_from_the_ui, \
-        streamlit_server
+        streamlit_process
     from playwright.sync_api import sync_playwright
 
+    from core.store.runs import RunStore
     from dashboard import control
     runs = tmp_path / "runs"
     env = {"EFFLAB_RUNS_DIR": str(runs), "EFFLAB_DATA_DIR": fixture_data_dir, EXECUTOR_ENV: "process",
            "EFFLAB_SLOTS": "1", control.TOKEN_ENV: ""}
-    with streamlit_server(env, tmp_path / "server.log") as url, sync_playwright() as playwright:
+    with streamlit_process(env, tmp_path / "server.log") as (server_process, url), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -225,12 +197,29 @@ def test_a_dashboard_run_in_a_worker_process_survives_kill_9_of_its_worker(tmp_p
             assert not exceptions_shown(page)
         finally:
             browser.close()
-    kept = read_status_file(run_dir)["checkpoint_epoch"]
+
+        # The other way round: the server dies while its run trains in a worker.
+        kept = read_status_file(run_dir)["checkpoint_epoch"]
+        store = RunStore(runs)
+        assert store.enqueue(store.get(run_dir.name), 500)       # as another dashboard's Resume would
+        wait_for(lambda: read_status_file(run_dir).get("checkpoint_epoch", 0) > kept, 300,
+                 "the resumed run's next checkpoint, from a new worker")
+        second_worker = read_status_file(run_dir)["pid"]
+        assert second_worker not in (worker, server) and _is_worker_of(second_worker, run_dir.name)
+        assert server_process.pid == server
+        server_process.kill()
+        server_process.wait(30)
+    wait_for(lambda: read_status_file(run_dir)["state"] == "stopped", 60, "the orphaned worker to stop its run")
+    wait_for(lambda: not _is_worker_of(second_worker, run_dir.name), 30, "the worker to end")
+    run = store.get(run_dir.name)
+    kept = run.checkpoint_epoch()
+    assert kept >= 2 and run.live_status()["state"] == "stopped"
+
     resume = subprocess.run([sys.executable, "-m", "core", "--runs-dir", str(runs), "--data-dir", fixture_data_dir,
                              "resume", run_dir.name, "--epochs", str(kept + 1)], cwd=ROOT,
                             env={**os.environ, EXECUTOR_ENV: "process"}, capture_output=True, text=True, timeout=400)
     assert resume.returncode == 0 and "completed: test accuracy" in resume.stdout, resume.stderr[-3000:]
     done = read_status_file(run_dir)
-    assert done["state"] == "completed" and done["executor"] == "process" and done["pid"] not in (worker, server)
-    from core.store.runs import RunStore
-    assert [r["epoch"] for r in RunStore(runs).get(run_dir.name).read_metrics()] == list(range(1, kept + 2))
+    assert done["state"] == "completed" and done["executor"] == "process"
+    assert done["pid"] not in (worker, second_worker, server)
+    assert [r["epoch"] for r in run.read_metrics()] == list(range(1, kept + 2))
