@@ -20,6 +20,7 @@ TITLE = "Class board: test accuracy against training time"
 X_TITLE = "training time (minutes)"
 Y_TITLE = "test accuracy (%)"
 Y_RANGE = [-3, 105]            # 0-100% with room for a marker's radius at either end
+HEIGHT = 420                   # the page's whole chart inside a 1280×720 first view
 
 
 def board_figure(board: Board, title: str = TITLE) -> go.Figure:
@@ -46,4 +47,4 @@ def board_figure(board: Board, title: str = TITLE) -> go.Figure:
     # autorange's zoom onto a few close points (9.5% to 10.5%) would make small gaps look large.
     fig.update_xaxes(rangemode="tozero")
     fig.update_yaxes(range=Y_RANGE, tickvals=list(range(0, 101, 20)))
-    return style_figure(fig, title=title, x_title=X_TITLE, y_title=Y_TITLE, height=520)
+    return style_figure(fig, title=title, x_title=X_TITLE, y_title=Y_TITLE, height=HEIGHT)

@@ -17,15 +17,18 @@ FRONT_NAMED = 5                   # runs of the front named under the chart
 REFRESH_SECONDS = 5.0
 
 st.title("Class board")
-st.caption("Every run with a test accuracy as one point: further up is more accurate, further left took "
-           "fewer minutes of training. The black steps join the runs nobody beat on both.")
+# The sentence and the selector side by side, so that the whole chart fits a projector's first view.
+explained, chosen = st.columns([3, 2], vertical_alignment="bottom")
+explained.caption("Every run with a test accuracy as one point: further up is more accurate, further left "
+                  "took fewer minutes of training. The black steps join the runs nobody beat on both.")
 
 store = state.store()
 names = [s.name for s in list_sweeps(store)]
 wanted = st.query_params.get(nav.SWEEP_PARAM, ALL)
 options = [ALL, *names]
-choice = st.selectbox("Runs on the board", options, index=options.index(wanted) if wanted in names else 0,
-                      format_func=lambda n: f"Sweep: {n}" if n else "All runs of the class", key="board_sweep")
+choice = chosen.selectbox("Runs on the board", options, index=options.index(wanted) if wanted in names else 0,
+                          format_func=lambda n: f"Sweep: {n}" if n else "All runs of the class",
+                          key="board_sweep")
 if choice:
     st.query_params[nav.SWEEP_PARAM] = choice
 else:
