@@ -382,6 +382,15 @@ def run_label(summary: RunSummary) -> str:
     return " · ".join(parts)
 
 
+def resume_label(summary: RunSummary) -> str:
+    """A run in the Resume picker: its label and how far it got, a stopped epoch's batches too
+    ("… · 3/10 epochs and 120 batches of epoch 4"), so that nobody thinks a Stop lost them."""
+    done = f"{summary.epochs_done}/{summary.epochs} epochs"
+    if summary.batches_kept:
+        done += f" and {summary.batches_kept} batches of epoch {summary.epochs_done + 1}"
+    return f"{run_label(summary)} · {done}"
+
+
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~$:])")
 
 

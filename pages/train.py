@@ -374,10 +374,11 @@ if not resumable:
     st.caption("Your stopped, interrupted, failed, cancelled and finished runs appear here; they continue "
                "from their last checkpoint, through the queue.")
 else:
-    labels = {s.run_id: state.run_label(s) + f" · {s.epochs_done}/{s.epochs} epochs" for s in resumable}
+    labels = {s.run_id: state.resume_label(s) for s in resumable}
     r1, r2, r3 = st.columns([3, 1, 1])
     run_id = r1.selectbox("Run", list(labels), format_func=labels.get, key="resume_run")
-    done = next(s.epochs_done for s in resumable if s.run_id == run_id)
+    chosen = next(s for s in resumable if s.run_id == run_id)
+    done = chosen.epochs_done
     target = r2.number_input("Total epochs", done + 1, MAX_EPOCHS, value=done + 1, key="resume_epochs",
                              help="The total to reach, counting the epochs already done.")
     r3.write("")
@@ -392,6 +393,9 @@ else:
             st.rerun()
         except (JobError, ValueError) as exc:
             st.error(str(exc))
+    if chosen.batches_kept:        # the picker's text is cut short at a projector's width: say it here
+        st.caption(f"Stopped {chosen.batches_kept} batches into epoch {done + 1}: Resume goes on from batch "
+                   f"{chosen.batches_kept + 1} with the weights it had, so nothing trained is lost.")
 
 # The page has drawn itself: a Start this session made is on screen, and a double click's window
 # runs from now (dashboard/start_guard.py).

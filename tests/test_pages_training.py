@@ -10,7 +10,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import APP, plotly_values, run_folders, training_here
+from conftest import APP, ended, plotly_values, run_folders, training_here
 from core.jobs.scheduler import JobManager
 from dashboard import control
 
@@ -202,6 +202,23 @@ def test_a_one_epoch_run_in_training_leads_with_its_running_batches(app, trained
         assert titles[:2] == ["Training loss in epoch 1 (per batch)", "Loss per epoch"]
     finally:
         mark_active(run.run_id, False)
+
+
+def test_the_resume_picker_says_a_stopped_epochs_batches_are_kept(app, trained_run, tmp_path):
+    """A Stop in the middle of an epoch keeps its batches (checkpoints/partial.keras): the Resume
+    section says so under the picker, whose own text a projector's width cuts short."""
+    from core.store.runs import CHECKPOINT_DIR, PARTIAL_CHECKPOINT, RunStore
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_run.path, runs / trained_run.run_id)
+    run = RunStore(runs).get(trained_run.run_id)
+    done = run.summary().epochs_done
+    shutil.copy(run.checkpoint("last"), run.path / CHECKPOINT_DIR / PARTIAL_CHECKPOINT)
+    ended(training_here(run, epochs=done + 2), "stopped", checkpoint_batch=7)
+    at = app(TRAIN, runs_dir=runs)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="resume_run").value == run.run_id
+    assert f"Stopped 7 batches into epoch {done + 1}: Resume goes on from batch 8" in \
+        " ".join(c.value for c in at.caption)
 
 
 def test_curves_page_with_no_runs(app, tmp_path):

@@ -89,7 +89,8 @@ def stopped_then_resumed(tmp_path_factory, fixture_data_dir):
         stop = threading.Event()
         stopped = _train(run, stop, StopDuring(stop, STOP_DURING), fixture_data_dir)
         at_stop = {"status": run.read_status(), "metrics": run.read_metrics(), "batches": run.read_batches(),
-                   "partial": run.checkpoint("partial") is not None, "last": run.checkpoint("last") is not None}
+                   "partial": run.checkpoint("partial") is not None, "last": run.checkpoint("last") is not None,
+                   "summary": run.summary()}
         # The job manager queues the resume (a target of checkpoint_epoch + 1: the unfinished epoch
         # counts as not done); this process claims and trains it, counting the batches it trains.
         JobManager(runs_dir=store.root, drain_queue=False).resume(run.run_id, epochs=1)
@@ -113,6 +114,10 @@ def test_a_stop_mid_epoch_keeps_its_batches_and_resume_trains_only_the_rest(stop
     assert [b for b, _, _ in partial.reports] == list(range(1, STOP_DURING + 1))
     # An unfinished epoch has no metrics row and no curve yet.
     assert at_stop["metrics"] == [] and at_stop["batches"] == {}
+    # The Resume picker says the stopped epoch's batches are kept.
+    from dashboard.state import resume_label
+    assert at_stop["summary"].batches_kept == STOP_DURING
+    assert resume_label(at_stop["summary"]).endswith(f" · stopped · 0/1 epochs and {STOP_DURING} batches of epoch 1")
 
     # Resume trained batches 13..20 only, and finished the run.
     assert result["resumed"].state == "completed", result["resumed"]
@@ -120,6 +125,7 @@ def test_a_stop_mid_epoch_keeps_its_batches_and_resume_trains_only_the_rest(stop
     final = run.read_status()
     assert final["state"] == "completed" and final["checkpoint_epoch"] == 1 and final["checkpoint_batch"] == 0
     assert final["checkpoint_partial"] is None and run.checkpoint("partial") is None
+    assert run.summary().batches_kept == 0 and resume_label(run.summary()).endswith("% · 1/1 epochs")
     # One row for epoch 1, one curve of 20 batches: the first 12 as the stopped process saw them.
     (row,) = run.read_metrics()
     curve = run.read_batches()[1]

@@ -172,6 +172,7 @@ class RunSummary:
     variant: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     epochs_done: int = 0
+    batches_kept: int = 0     # batches of epoch epochs_done + 1 a mid-epoch save holds: resume goes on from there
     epochs: int = 0
     best_val_accuracy: float | None = None
     test_accuracy: float | None = None
@@ -904,6 +905,8 @@ class RunStore:
         if isinstance(row.config, dict):
             summary.config, summary.variant = row.config, str(row.config.get("variant", ""))
         summary.epochs_done = int(row.epochs_done or 0)
+        if safe_io.is_regular_file(path / CHECKPOINT_DIR / PARTIAL_CHECKPOINT):   # as Run.checkpoint_batch()
+            summary.batches_kept = max(0, int(_number(status.get("checkpoint_batch")) or 0))
         summary.best_val_accuracy = float(row.best_val) if row.best_val is not None else None
         started_at = _number(status.get("started_at"))
         if started_at:
