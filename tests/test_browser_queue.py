@@ -4,7 +4,8 @@ other's run by name; the server is SIGKILLed mid-epoch with one run training and
 server on the same runs folder drains the queue in order from the moment it is up, lists the killed
 run as interrupted (not requeued: its owner decides) to its owner's browser only, and she resumes
 it from the Train page to completion with every epoch exactly once. Then the teacher stops a run that the command line is
-training. Two runs side by side with two slots are proved by their status files in test_slots.py.
+training. Two runs side by side with two slots are proved by their status files in
+test_gpu_branches.py (a mixed-precision B0 and a float32 B1).
 
 Plumbing, not the network: these runs build the tests' small EfficientNet (tests/small_efficientnet.py).
 Screenshots go to test-artifacts/browser/."""

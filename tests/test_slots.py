@@ -1,7 +1,8 @@
 """Several runs in one process: the slot count (EFFLAB_SLOTS, or what the machine holds), and two
-runs training at once in their own threads, with different variants and one under mixed precision,
-each ending with its own correct metrics, checkpoints and predictions (Keras 3's global state,
-the dtype policy among it, is per thread)."""
+runs that fit alone but not together waiting for memory. Two runs training at once in their own
+threads, with different variants and one under mixed precision, each ending with its own correct
+metrics, checkpoints and predictions (Keras 3's global state, the dtype policy among it, is per
+thread), is test_gpu_branches.py's mixed-precision cycle, which trains a B1 beside it."""
 
 from __future__ import annotations
 
@@ -23,39 +24,6 @@ def test_slots_come_from_the_environment_or_the_machine():
             parse_slots(bad)
     assert "set by EFFLAB_SLOTS" in slots_explained(3, {"EFFLAB_SLOTS": "3"})
     assert "on a CPU one run uses every core" in slots_explained(1, {})
-
-
-@pytest.mark.full
-@pytest.mark.slow
-def test_two_runs_at_once_different_variants_one_mixed_precision(tmp_path, fixture_data_dir):
-    manager = JobManager(runs_dir=tmp_path / "runs", data_dir=fixture_data_dir, slots=2)
-    small = dict(epochs=1, batch_size=32, train_limit=100, val_fraction=0.2, seed=7)
-    mixed = manager.start(TrainConfig(variant="b0", mixed_precision="on", **small), name="mixed")
-    plain = manager.start(TrainConfig(variant="b1", mixed_precision="off", **small), name="plain")
-    assert sorted(manager.active_run_ids) == sorted([mixed, plain])   # both took a slot at once
-    assert manager.wait(900)
-
-    from core.training.model import load_checkpoint
-    statuses, params = {}, {}
-    for run_id, variant, policy in ((mixed, "b0", "mixed_float16"), (plain, "b1", "float32")):
-        run = manager.store.get(run_id)
-        status = statuses[run_id] = run.read_status()
-        assert status["state"] == "completed", status
-        assert run.read_config().variant == variant
-        rows = run.read_metrics()
-        assert [r["epoch"] for r in rows] == [1] and rows[0]["loss"] == rows[0]["loss"]   # finite, its own
-        model = load_checkpoint(run.checkpoint("last"))
-        params[run_id] = model.count_params()
-        base_policies = {layer.dtype_policy.name for layer in model.layers if layer.weights}
-        assert policy in base_policies, (variant, base_policies)
-        assert model.output.dtype == "float32"                # softmax kept in float32 either way
-        y_true, y_prob = run.read_predictions()
-        assert y_prob.shape == (100, 10) and abs(float(y_prob[0].astype("float64").sum()) - 1) < 1e-2
-    # They trained side by side, each in its own slot.
-    a, b = statuses[mixed], statuses[plain]
-    assert a["claimed_at"] < b["ended_at"] and b["claimed_at"] < a["ended_at"]
-    # Each checkpoint holds its own variant: B1 is deeper than B0, with more parameters.
-    assert params[mixed] < params[plain]
 
 
 @pytest.mark.full
