@@ -373,11 +373,11 @@ class Run:
     def checkpoint_batch(self) -> int:
         """Batches of epoch checkpoint_epoch() + 1 that the partial checkpoint holds (a Stop or a
         periodic save in the middle of that epoch); 0 when the run resumes at an epoch boundary."""
-        if self.checkpoint("partial") is None:
+        if self.checkpoint("partial") is None:      # before the status: most runs have none
             return 0
         try:
-            return max(0, int(_number(self.read_status().get("checkpoint_batch"))))
-        except (RunNotFoundError, ValueError):
+            return _batches_kept(self.path, self.read_status())
+        except RunNotFoundError:
             return 0
 
     # --- claims and leases -------------------------------------------------------------------
@@ -692,6 +692,14 @@ def _json(value: Any) -> str:
     return json.dumps(run_files.finite(value))
 
 
+def _batches_kept(run_path: Path, status: dict[str, Any]) -> int:
+    """Batches of epoch checkpoint_epoch + 1 that the run's partial checkpoint holds, as its status
+    records them; 0 without that file (the run resumes at an epoch boundary)."""
+    if not safe_io.is_regular_file(run_path / CHECKPOINT_DIR / PARTIAL_CHECKPOINT):
+        return 0
+    return max(0, int(_number(status.get("checkpoint_batch"))))
+
+
 def _number(value: Any) -> float:
     """A number from a status, 0.0 for anything that is not a finite one."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -905,8 +913,7 @@ class RunStore:
         if isinstance(row.config, dict):
             summary.config, summary.variant = row.config, str(row.config.get("variant", ""))
         summary.epochs_done = int(row.epochs_done or 0)
-        if safe_io.is_regular_file(path / CHECKPOINT_DIR / PARTIAL_CHECKPOINT):   # as Run.checkpoint_batch()
-            summary.batches_kept = max(0, int(_number(status.get("checkpoint_batch")) or 0))
+        summary.batches_kept = _batches_kept(path, status)
         summary.best_val_accuracy = float(row.best_val) if row.best_val is not None else None
         started_at = _number(status.get("started_at"))
         if started_at:
